@@ -1,0 +1,48 @@
+# facetrain: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# One target dir for every build (tests, binaries, benchmarks share one profile; see Cargo.toml).
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/facetrain-target
+CARGO ?= cargo
+FACECTL := $(CARGO_TARGET_DIR)/debug/facectl
+SHARED ?= $(abspath ../shared)
+
+.PHONY: help build demo test test-rust tools lint fmt bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+
+build: ## Build every binary (facectl, facetrain-coordinator, facetrain-worker)
+	$(CARGO) build --workspace --bins
+
+demo: build ## Generate the synthetic faces and train the tutorial CNN on them locally
+	@test -f out/demo-data/train.csv || $(FACECTL) dataset synth out/demo-data
+	$(FACECTL) local examples/demo.toml
+
+test: tools test-rust dashboards-validate deploy-validate ## Run every test (installs missing test tools first)
+
+test-rust: ## Rust unit and integration tests
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast --test-threads 2; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+tools: dashboards-tools deploy-tools ## Install the tools the tests need (idempotent)
+
+lint: ## rustfmt and clippy
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the Rust code
+	$(CARGO) fmt --all
+
+bench: build ## Step time, pipeline and time-to-90% against the TensorFlow reference (slow)
+	python3 bench/run.py --facectl $(FACECTL) --shared $(SHARED)
+
+clean: ## Remove generated data and checkpoints (not the build cache)
+	rm -rf out
+
+-include dashboards/dashboards.mk
+-include deploy/deploy.mk

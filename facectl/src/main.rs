@@ -1,0 +1,25 @@
+//! `facectl`: the facetrain command line.
+
+mod bench;
+mod cli;
+mod dataset_cmd;
+mod local;
+mod logging;
+mod model_cmd;
+mod output;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(&cli.global);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(cli::dispatch(cli));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Compute devices: burn's pure-Rust `flex` CPU backend by default; libtorch (CPU or CUDA)
+//! through burn-tch when built with the `tch` feature.
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+use crate::job::{Backend, parse_device};
+
+/// The device to train on (with autodiff) for a backend and a device string (`cpu`, `cuda:N`).
+pub fn training_device(backend: Backend, device: &str) -> Result<Device> {
+    let cuda = parse_device(device).map_err(Error::InvalidJob)?;
+    let device = match (backend, cuda) {
+        (Backend::Flex, None) => Device::flex(),
+        (Backend::Flex, Some(_)) => {
+            return Err(Error::InvalidJob(
+                "workers.device: the flex backend runs on `cpu` only; use backend = \"tch\" for CUDA".into(),
+            ));
+        }
+        (Backend::Tch, cuda) => libtorch(cuda)?,
+    };
+    Ok(device.autodiff())
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn-tch is deprecated in 0.22 and still the libtorch path we promise.
+fn libtorch(cuda: Option<usize>) -> Result<Device> {
+    Ok(match cuda {
+        None => Device::libtorch(),
+        Some(index) => Device::libtorch_cuda(index),
+    })
+}
+
+#[cfg(not(feature = "tch"))]
+fn libtorch(_cuda: Option<usize>) -> Result<Device> {
+    Err(Error::InvalidJob(
+        "workers.backend = \"tch\" needs a build with the `tch` feature (see README: Backends)".into(),
+    ))
+}
+
+/// Short name for logs and metrics.
+pub fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Flex => "flex",
+        Backend::Tch => "tch",
+    }
+}

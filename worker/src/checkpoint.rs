@@ -1,0 +1,210 @@
+//! Checkpoints: model parameters, optimizer state, step, data cursor and the job itself, in one
+//! checksummed object, written atomically; the last K are kept and a corrupt one is skipped for
+//! the one before it.
+//!
+//! Layout: `FTCKPT1\n`, u32 LE header length, header JSON, model bytes, optimizer bytes, and a
+//! CRC-32 (LE) of everything before it.
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::error::{Error, Result};
+use crate::storage::Location;
+
+const MAGIC: &[u8; 8] = b"FTCKPT1\n";
+const PREFIX: &str = "ckpt-";
+const SUFFIX: &str = ".ftck";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub step: u64,
+    /// Samples consumed: where the data stream resumes.
+    pub cursor: u64,
+    /// The job as TOML, so a checkpoint is self-describing (eval/predict need nothing else).
+    pub job: String,
+    pub num_classes: usize,
+    pub class_names: Vec<String>,
+    pub val_accuracy: Option<f64>,
+    pub created_unix: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub meta: CheckpointMeta,
+    pub model: Vec<u8>,
+    pub optimizer: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    meta: CheckpointMeta,
+    model_len: u64,
+    optimizer_len: u64,
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        let header = Header {
+            meta: self.meta.clone(),
+            model_len: self.model.len() as u64,
+            optimizer_len: self.optimizer.len() as u64,
+        };
+        let header = serde_json::to_vec(&header).expect("checkpoint header serialises");
+        let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + self.model.len() + self.optimizer.len() + 4);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&self.model);
+        out.extend_from_slice(&self.optimizer);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Checks magic, lengths and checksum before trusting any of it.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
+        if bytes.len() < MAGIC.len() + 8 || &bytes[..MAGIC.len()] != MAGIC {
+            return Err("not a facetrain checkpoint (bad magic)".into());
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        let expected = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+        let actual = crc32fast::hash(body);
+        if expected != actual {
+            return Err(format!(
+                "checksum mismatch (stored {expected:08x}, computed {actual:08x}): truncated or corrupt"
+            ));
+        }
+        let rest = &body[MAGIC.len()..];
+        let header_len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let rest = &rest[4..];
+        if header_len > rest.len() {
+            return Err("header length exceeds the file".into());
+        }
+        let header: Header = serde_json::from_slice(&rest[..header_len]).map_err(|e| format!("bad header: {e}"))?;
+        let payload = &rest[header_len..];
+        let (model_len, optimizer_len) = (header.model_len as usize, header.optimizer_len as usize);
+        if model_len.checked_add(optimizer_len) != Some(payload.len()) {
+            return Err("section lengths do not match the file".into());
+        }
+        Ok(Self { meta: header.meta, model: payload[..model_len].to_vec(), optimizer: payload[model_len..].to_vec() })
+    }
+}
+
+/// Checkpoints of one job under a folder or object-store prefix.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: Location,
+    keep: usize,
+}
+
+impl CheckpointStore {
+    pub fn new(dir: &str, keep: usize) -> Result<Self> {
+        Ok(Self { dir: Location::parse(dir)?, keep: keep.max(1) })
+    }
+
+    pub fn name(step: u64) -> String {
+        format!("{PREFIX}{step:010}{SUFFIX}")
+    }
+
+    /// Writes the checkpoint (atomically) and prunes all but the newest `keep`. Returns where it went.
+    pub async fn save(&self, checkpoint: &Checkpoint) -> Result<Location> {
+        let location = self.dir.child(&Self::name(checkpoint.meta.step))?;
+        location.write(checkpoint.encode().into()).await?;
+        let steps = self.steps().await?;
+        for &old in steps.iter().rev().skip(self.keep) {
+            let old_location = self.dir.child(&Self::name(old))?;
+            if let Err(e) = old_location.delete().await {
+                warn!(checkpoint = %old_location, error = %e, "old checkpoint not deleted");
+            }
+        }
+        Ok(location)
+    }
+
+    /// Steps that have a checkpoint, oldest first.
+    pub async fn steps(&self) -> Result<Vec<u64>> {
+        let mut steps: Vec<u64> = self
+            .dir
+            .list_names()
+            .await?
+            .iter()
+            .filter_map(|name| name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok())
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        Ok(steps)
+    }
+
+    /// The newest checkpoint that reads back intact; corrupt ones are reported and skipped.
+    pub async fn latest(&self) -> Result<Option<(Location, Checkpoint)>> {
+        for step in self.steps().await?.into_iter().rev() {
+            let location = self.dir.child(&Self::name(step))?;
+            match location.read().await.map_err(|e| e.to_string()).and_then(|b| Checkpoint::decode(&b)) {
+                Ok(checkpoint) => return Ok(Some((location, checkpoint))),
+                Err(problem) => warn!(checkpoint = %location, problem, "skipping unreadable checkpoint"),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Reads a checkpoint file, or the newest good one when `location` is a checkpoint folder.
+pub async fn read_checkpoint(location: &str) -> Result<(Location, Checkpoint)> {
+    if location.ends_with(SUFFIX) {
+        let file = Location::parse(location)?;
+        let bytes = file.read().await?;
+        let checkpoint = Checkpoint::decode(&bytes).map_err(|m| Error::checkpoint(&file, m))?;
+        return Ok((file, checkpoint));
+    }
+    CheckpointStore::new(location, 1)?.latest().await?.ok_or_else(|| {
+        Error::checkpoint(location, "no readable checkpoint (expected a .ftck file or a folder holding one)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(step: u64) -> Checkpoint {
+        Checkpoint {
+            meta: CheckpointMeta {
+                step,
+                cursor: step * 100,
+                job: "name = \"x\"".into(),
+                num_classes: 5,
+                class_names: vec!["a".into()],
+                val_accuracy: Some(0.5),
+                created_unix: 1,
+            },
+            model: vec![1, 2, 3],
+            optimizer: vec![9; 10],
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        assert_eq!(Checkpoint::decode(&sample(3).encode()).unwrap(), sample(3));
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let mut bytes = sample(3).encode();
+        bytes[20] ^= 1;
+        assert!(Checkpoint::decode(&bytes).unwrap_err().contains("checksum mismatch"));
+        let bytes = sample(3).encode();
+        assert!(Checkpoint::decode(&bytes[..bytes.len() - 5]).is_err());
+        assert!(Checkpoint::decode(b"garbage garbage garbage").unwrap_err().contains("bad magic"));
+    }
+
+    #[tokio::test]
+    async fn store_keeps_the_last_k_and_skips_a_corrupt_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::new(dir.path().to_str().unwrap(), 2).unwrap();
+        for step in [10, 20, 30] {
+            store.save(&sample(step)).await.unwrap();
+        }
+        assert_eq!(store.steps().await.unwrap(), vec![20, 30]);
+        std::fs::write(dir.path().join(CheckpointStore::name(30)), b"FTCKPT1\ntruncated").unwrap();
+        let (_, latest) = store.latest().await.unwrap().unwrap();
+        assert_eq!(latest.meta.step, 20);
+    }
+}

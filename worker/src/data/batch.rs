@@ -1,0 +1,113 @@
+//! Batches: augmented images written straight into one CHW f32 buffer, on rayon threads, and a
+//! prefetcher that prepares the next batches on its own thread while the model trains.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use rayon::prelude::*;
+
+use crate::data::augment::{Draws, augment_into, sample_seed};
+use crate::data::dataset::Dataset;
+use crate::data::shard::{Pick, ShardPlan, share};
+use crate::job::AugmentSpec;
+
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[len, 3, side, side]`, row-major.
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub picks: Vec<Pick>,
+    pub side: usize,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Builds the batch of `picks`; `augment = None` for evaluation.
+pub fn build_batch(dataset: &Dataset, picks: Vec<Pick>, augment: Option<(&AugmentSpec, u64)>) -> Batch {
+    let side = dataset.images.first().map_or(0, |img| img.side);
+    let per_image = 3 * side * side;
+    let mut images = vec![0.0f32; picks.len() * per_image];
+    images.par_chunks_mut(per_image).zip(picks.par_iter()).for_each(|(out, pick)| {
+        let draws = match augment {
+            Some((spec, seed)) => Draws::sample(spec, sample_seed(&[seed, pick.epoch, pick.row as u64])),
+            None => Draws::identity(),
+        };
+        augment_into(&dataset.images[pick.row].pixels, side, &draws, out);
+    });
+    let labels = picks.iter().map(|p| dataset.label(p.row)).collect();
+    Batch { images, labels, picks, side }
+}
+
+/// Evaluation batches over the whole dataset in row order, no augmentation.
+pub fn sequential_batches(dataset: &Dataset, batch_size: usize) -> impl Iterator<Item = Batch> + '_ {
+    (0..dataset.len()).step_by(batch_size).map(move |start| {
+        let end = (start + batch_size).min(dataset.len());
+        let picks = (start..end).map(|row| Pick { position: row as u64, epoch: 0, row }).collect();
+        build_batch(dataset, picks, None)
+    })
+}
+
+/// What a worker trains on: its share of each global batch from `cursor` on.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub cursor: u64,
+    pub global_batch: usize,
+    pub rank: usize,
+    pub world: usize,
+    pub augment: AugmentSpec,
+    pub seed: u64,
+}
+
+/// Prepares batches `depth` steps ahead on a thread; dropping it stops the thread.
+pub struct Prefetcher {
+    receiver: Option<Receiver<Batch>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    pub fn spawn(dataset: Arc<Dataset>, spec: StreamSpec, depth: usize) -> Self {
+        let (sender, receiver) = sync_channel(depth.max(1));
+        let thread = std::thread::Builder::new()
+            .name("facetrain-prefetch".into())
+            .spawn(move || produce(&dataset, spec, sender))
+            .expect("spawning the prefetch thread");
+        Self { receiver: Some(receiver), thread: Some(thread) }
+    }
+
+    /// The next batch; blocks while it is being prepared.
+    pub fn next_batch(&mut self) -> Batch {
+        self.receiver.as_ref().expect("live prefetcher").recv().expect("the prefetch thread never stops first")
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn produce(dataset: &Dataset, spec: StreamSpec, sender: SyncSender<Batch>) {
+    let mut plan = ShardPlan::new(dataset.len(), spec.seed);
+    let mut cursor = spec.cursor;
+    loop {
+        let picks = plan.picks(cursor, spec.global_batch);
+        let mine = picks[share(spec.global_batch, spec.rank, spec.world)].to_vec();
+        let batch = build_batch(dataset, mine, Some((&spec.augment, spec.seed)));
+        if sender.send(batch).is_err() {
+            return;
+        }
+        cursor += spec.global_batch as u64;
+    }
+}

@@ -1,0 +1,77 @@
+//! Image files to RGB pixels of the model's input size.
+
+use std::io::Cursor;
+
+use image::imageops::FilterType;
+use image::{ImageReader, Limits};
+
+/// Refuse images larger than this on either side before decoding them (decompression bombs).
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// An RGB image, `side x side`, row-major HWC bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub side: usize,
+    pub pixels: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// The file had another size and was resized to the model's input.
+    pub resized: bool,
+}
+
+/// Decodes a JPEG or PNG (format sniffed from the bytes) to RGB and resizes it to `side` when
+/// it differs. The error says what is wrong with the file, not where it is: callers add that.
+pub fn decode_rgb(bytes: &[u8], side: usize) -> Result<(RgbImage, Decoded), String> {
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read image: {e}"))?;
+    if reader.format().is_none() {
+        return Err("not a JPEG or PNG image (unrecognised file signature)".into());
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(256 * 1024 * 1024);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| format!("corrupt or undecodable image: {e}"))?;
+    let rgb = decoded.into_rgb8();
+    let target = side as u32;
+    let resized = rgb.width() != target || rgb.height() != target;
+    let rgb = if resized { image::imageops::resize(&rgb, target, target, FilterType::Triangle) } else { rgb };
+    Ok((RgbImage { side, pixels: rgb.into_raw() }, Decoded { resized }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn images_of_the_right_size_are_kept_as_is() {
+        let (img, info) = decode_rgb(&png(8, 8), 8).unwrap();
+        assert!(!info.resized);
+        assert_eq!(&img.pixels[..6], &[0, 0, 7, 1, 0, 7]);
+    }
+
+    #[test]
+    fn other_sizes_are_resized_and_counted() {
+        let (img, info) = decode_rgb(&png(20, 10), 8).unwrap();
+        assert!(info.resized);
+        assert_eq!(img.pixels.len(), 8 * 8 * 3);
+    }
+
+    #[test]
+    fn garbage_and_truncated_files_are_refused_clearly() {
+        assert!(decode_rgb(b"hello world", 8).unwrap_err().contains("not a JPEG or PNG"));
+        let mut truncated = png(64, 64);
+        truncated.truncate(60);
+        assert!(decode_rgb(&truncated, 8).unwrap_err().contains("corrupt or undecodable"));
+    }
+}

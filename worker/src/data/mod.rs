@@ -1,0 +1,9 @@
+//! The input pipeline: CSV -> object store -> decode -> augment -> batch.
+
+pub mod augment;
+pub mod batch;
+pub mod csv;
+pub mod dataset;
+pub mod image;
+pub mod shard;
+pub mod synth;

@@ -1,0 +1,45 @@
+//! One error type for the worker library. Every variant carries what a user needs to fix the
+//! input: the file or URL, the line where there is one, and what was expected.
+
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    /// A problem with one row of a dataset CSV (line is 1-based).
+    #[error("{file}:{line}: {message}")]
+    BadRow { file: String, line: usize, message: String },
+    #[error("dataset {file}: {message}")]
+    BadDataset { file: String, message: String },
+    #[error("cannot read {url}: {message}")]
+    Storage { url: String, message: String },
+    #[error("checkpoint {location}: {message}")]
+    Checkpoint { location: String, message: String },
+    #[error("{0}")]
+    Training(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+
+    pub fn storage(url: impl fmt::Display, message: impl fmt::Display) -> Self {
+        Self::Storage { url: url.to_string(), message: message.to_string() }
+    }
+
+    pub fn checkpoint(location: impl fmt::Display, message: impl fmt::Display) -> Self {
+        Self::Checkpoint { location: location.to_string(), message: message.to_string() }
+    }
+}

@@ -1,0 +1,269 @@
+//! `job.toml`: the description of one training job, parsed strictly.
+//!
+//! Unknown keys and wrong types are errors that name the key (serde + toml give line and column);
+//! values that parse but make no sense (a zero batch, a learning rate of -1) are caught by
+//! [`JobSpec::validate`] with the dotted key and the expected form.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: String,
+    pub dataset: DatasetSpec,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub training: TrainingSpec,
+    #[serde(default)]
+    pub augment: AugmentSpec,
+    #[serde(default)]
+    pub workers: WorkersSpec,
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// CSV of `path,name,label` rows: a local path, `file://`, `s3://` or `gs://` URL.
+    pub train: String,
+    pub validate: String,
+    /// Inferred from the labels when absent.
+    #[serde(default)]
+    pub num_classes: Option<usize>,
+    #[serde(default)]
+    pub on_bad_row: OnBadRow,
+    /// Allow image paths that escape the CSV's folder (`../x.jpg`, absolute paths).
+    #[serde(default)]
+    pub allow_outside_paths: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBadRow {
+    /// Validate everything before training and stop at the first bad row (the default: nothing
+    /// is trained on a dataset that is not what the user thinks it is).
+    #[default]
+    Fail,
+    /// Drop bad rows, count them and report the count.
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSpec {
+    pub image_size: usize,
+    pub conv_channels: Vec<usize>,
+    pub kernel_size: usize,
+    pub fc_units: Vec<usize>,
+    /// Probability of keeping an activation in the dropout after the last hidden layer (tutorial: 0.7).
+    pub keep_prob: f64,
+    pub init: WeightInit,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            image_size: 96,
+            conv_channels: vec![16, 32, 64, 128],
+            kernel_size: 3,
+            fc_units: vec![512, 1024],
+            keep_prob: 0.7,
+            init: WeightInit::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightInit {
+    /// He (Kaiming) normal weights, zero biases: converges faster than the tutorial's init
+    /// (numbers in the README).
+    #[default]
+    HeNormal,
+    /// The tutorial's `tf.truncated_normal(stddev=0.1)` for weights and biases.
+    TruncatedNormal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSpec {
+    /// Global batch, split across workers.
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub max_steps: u64,
+    /// Stop once validation accuracy reaches this (0 disables).
+    pub target_accuracy: f64,
+    /// Validate on the whole validation set every N steps (0 disables).
+    pub eval_every: u64,
+    pub seed: u64,
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        Self { batch_size: 100, learning_rate: 1e-4, max_steps: 7000, target_accuracy: 0.0, eval_every: 50, seed: 42 }
+    }
+}
+
+/// The tutorial's augmentations; each toggle keeps the tutorial's range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentSpec {
+    pub flip: bool,
+    pub brightness: bool,
+    pub contrast: bool,
+    pub hue: bool,
+    pub saturation: bool,
+}
+
+impl Default for AugmentSpec {
+    fn default() -> Self {
+        Self { flip: true, brightness: true, contrast: true, hue: true, saturation: true }
+    }
+}
+
+impl AugmentSpec {
+    pub fn none() -> Self {
+        Self { flip: false, brightness: false, contrast: false, hue: false, saturation: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersSpec {
+    pub count: usize,
+    pub backend: Backend,
+    /// `cpu`, or `cuda:N` with the `tch` backend.
+    pub device: String,
+}
+
+impl Default for WorkersSpec {
+    fn default() -> Self {
+        Self { count: 1, backend: Backend::default(), device: "cpu".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Flex,
+    Tch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSpec {
+    /// Directory or object-store prefix (`s3://bucket/prefix`). Empty: no checkpoints.
+    pub dir: String,
+    /// Write one every N steps (and always at the end).
+    pub every: u64,
+    /// Keep the last K; older ones are deleted.
+    pub keep: usize,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self { dir: String::new(), every: 100, keep: 3 }
+    }
+}
+
+impl JobSpec {
+    /// Reads and validates a job file. Relative dataset and checkpoint paths are resolved against
+    /// the job file's folder, so a job file works from any current directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read job file {}", path.display()), e))?;
+        let mut spec = Self::parse(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        spec.dataset.train = resolve_relative(base, &spec.dataset.train);
+        spec.dataset.validate = resolve_relative(base, &spec.dataset.validate);
+        if !spec.checkpoint.dir.is_empty() {
+            spec.checkpoint.dir = resolve_relative(base, &spec.checkpoint.dir);
+        }
+        Ok(spec)
+    }
+
+    /// Parses and validates job TOML; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let spec: Self =
+            toml::from_str(text).map_err(|e| Error::InvalidJob(format!("{origin}: {}", e.to_string().trim_end())))?;
+        spec.validate().map_err(|msg| Error::InvalidJob(format!("{origin}: {msg}")))?;
+        Ok(spec)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a job spec always serialises")
+    }
+
+    /// Checks what the types cannot: every message names the key and the expected form.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let m = &self.model;
+        let t = &self.training;
+        let checks: [(bool, &str, &str); 14] = [
+            (!self.name.trim().is_empty(), "name", "a non-empty string"),
+            (!self.dataset.train.is_empty(), "dataset.train", "a CSV path or URL"),
+            (!self.dataset.validate.is_empty(), "dataset.validate", "a CSV path or URL"),
+            (self.dataset.num_classes.is_none_or(|n| n >= 2), "dataset.num_classes", "an integer >= 2"),
+            (m.image_size >= 8 && m.image_size <= 1024, "model.image_size", "an integer in 8..=1024"),
+            (
+                !m.conv_channels.is_empty() && m.conv_channels.iter().all(|&c| c > 0),
+                "model.conv_channels",
+                "a non-empty list of positive integers",
+            ),
+            (
+                m.image_size >> m.conv_channels.len() > 0,
+                "model.conv_channels",
+                "at most log2(image_size) layers (each halves the image)",
+            ),
+            (m.kernel_size % 2 == 1 && m.kernel_size <= 11, "model.kernel_size", "an odd integer in 1..=11"),
+            (m.fc_units.iter().all(|&u| u > 0), "model.fc_units", "a list of positive integers"),
+            (m.keep_prob > 0.0 && m.keep_prob <= 1.0, "model.keep_prob", "a number in (0, 1]"),
+            (t.batch_size > 0 && t.batch_size <= 65536, "training.batch_size", "an integer in 1..=65536"),
+            (t.learning_rate > 0.0 && t.learning_rate.is_finite(), "training.learning_rate", "a positive number"),
+            ((0.0..=1.0).contains(&t.target_accuracy), "training.target_accuracy", "a number in [0, 1]"),
+            (
+                self.workers.count >= 1 && self.workers.count <= t.batch_size,
+                "workers.count",
+                "an integer in 1..=training.batch_size",
+            ),
+        ];
+        for (ok, key, expected) in checks {
+            if !ok {
+                return Err(format!("invalid value for `{key}`: expected {expected}"));
+            }
+        }
+        if t.max_steps == 0 {
+            return Err("invalid value for `training.max_steps`: expected an integer >= 1".into());
+        }
+        if !self.checkpoint.dir.is_empty() && (self.checkpoint.every == 0 || self.checkpoint.keep == 0) {
+            return Err("invalid value for `checkpoint.every`/`checkpoint.keep`: expected integers >= 1 when `checkpoint.dir` is set".into());
+        }
+        parse_device(&self.workers.device).map_err(|e| format!("invalid value for `workers.device`: {e}"))?;
+        Ok(())
+    }
+}
+
+/// `cpu` or `cuda:N`.
+pub fn parse_device(text: &str) -> std::result::Result<Option<usize>, String> {
+    match text {
+        "cpu" => Ok(None),
+        _ => text
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .ok_or_else(|| format!("expected `cpu` or `cuda:N`, got `{text}`")),
+    }
+}
+
+fn resolve_relative(base: &Path, location: &str) -> String {
+    if location.contains("://") || Path::new(location).is_absolute() {
+        return location.to_string();
+    }
+    base.join(location).display().to_string()
+}

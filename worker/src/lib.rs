@@ -1,0 +1,15 @@
+//! facetrain worker library: the tutorial's face CNN on burn, its input pipeline, the training
+//! step with a gradient-exchange point, checkpoints, and the local job loop.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod init;
+pub mod job;
+pub mod model;
+pub mod params;
+pub mod storage;
+pub mod train;
+
+pub use error::{Error, Result};

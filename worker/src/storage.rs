@@ -1,0 +1,220 @@
+//! Where bytes live: local paths, `file://`, `s3://` and `gs://` through `object_store`.
+//!
+//! A [`Location`] is a store plus a key; relative image paths in a CSV are joined onto the CSV's
+//! folder. S3 takes its endpoint and credentials from the usual `AWS_*` variables (plain-HTTP
+//! endpoints such as a local test server are allowed when the endpoint URL says `http://`);
+//! GCS from the usual Google application credentials.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone)]
+pub struct Location {
+    store: Arc<dyn ObjectStore>,
+    /// `s3://bucket`, `gs://bucket` or empty for the local file system.
+    root: String,
+    key: String,
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_string())
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.root.is_empty() { write!(f, "/{}", self.key) } else { write!(f, "{}/{}", self.root, self.key) }
+    }
+}
+
+impl Location {
+    /// Parses a local path (relative to the current directory), `file://`, `s3://` or `gs://` URL.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |message: String| Error::storage(text, message);
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, key) = split_bucket(rest).ok_or_else(|| bad("expected s3://BUCKET/KEY".into()))?;
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"));
+            if endpoint.is_ok_and(|e| e.starts_with("http://")) {
+                builder = builder.with_allow_http(true);
+            }
+            let store = builder.build().map_err(|e| bad(e.to_string()))?;
+            return Ok(Self { store: Arc::new(store), root: format!("s3://{bucket}"), key: key.into() });
+        }
+        if let Some(rest) = text.strip_prefix("gs://") {
+            let (bucket, key) = split_bucket(rest).ok_or_else(|| bad("expected gs://BUCKET/KEY".into()))?;
+            let store = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            return Ok(Self { store: Arc::new(store), root: format!("gs://{bucket}"), key: key.into() });
+        }
+        if text.contains("://") && !text.starts_with("file://") {
+            return Err(bad("unsupported URL scheme: expected a path, file://, s3:// or gs://".into()));
+        }
+        let path = std::path::PathBuf::from(text.strip_prefix("file://").unwrap_or(text));
+        let absolute = lexical_absolute(&path).map_err(|e| bad(e.to_string()))?;
+        let key = StorePath::from_absolute_path(&absolute).map_err(|e| bad(e.to_string()))?;
+        Ok(Self { store: Arc::new(LocalFileSystem::new()), root: String::new(), key: key.to_string() })
+    }
+
+    /// The location of `relative` beside this one (in the same folder), or `relative` itself when
+    /// it is an absolute path or URL.
+    pub fn sibling(&self, relative: &str) -> Result<Self> {
+        if relative.contains("://") || relative.starts_with('/') {
+            return Self::parse(relative);
+        }
+        let folder = self.key.rsplit_once('/').map_or("", |(folder, _)| folder);
+        self.with_key(&join_key(folder, relative))
+    }
+
+    /// The location of `name` inside this one, taken as a folder.
+    pub fn child(&self, name: &str) -> Result<Self> {
+        self.with_key(&join_key(&self.key, name))
+    }
+
+    fn with_key(&self, key: &str) -> Result<Self> {
+        let key =
+            normalise(key).ok_or_else(|| Error::storage(format!("{self}/../{key}"), "path escapes the store root"))?;
+        Ok(Self { store: self.store.clone(), root: self.root.clone(), key })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// True when `other` lies inside this location's folder (used to refuse `../` escapes).
+    pub fn folder_contains(&self, other: &Location) -> bool {
+        let folder = self.key.rsplit_once('/').map_or("", |(folder, _)| folder);
+        self.root == other.root && (folder.is_empty() || other.key.starts_with(&format!("{folder}/")))
+    }
+
+    pub async fn read(&self) -> Result<Bytes> {
+        let result = self.store.get(&StorePath::from(self.key.as_str())).await;
+        let object = result.map_err(|e| Error::storage(self, describe(&e)))?;
+        object.bytes().await.map_err(|e| Error::storage(self, describe(&e)))
+    }
+
+    /// Writes the whole object. Local files are staged and renamed and S3/GCS puts are
+    /// all-or-nothing, so a reader never sees half an object.
+    pub async fn write(&self, data: Bytes) -> Result<()> {
+        self.store
+            .put(&StorePath::from(self.key.as_str()), PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::storage(self, format!("write failed: {}", describe(&e))))
+    }
+
+    pub async fn delete(&self) -> Result<()> {
+        self.store
+            .delete(&StorePath::from(self.key.as_str()))
+            .await
+            .map_err(|e| Error::storage(self, format!("delete failed: {}", describe(&e))))
+    }
+
+    /// Names (last path segment) of the objects directly or indirectly under this prefix.
+    pub async fn list_names(&self) -> Result<Vec<String>> {
+        let prefix = StorePath::from(self.key.as_str());
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(self, format!("list failed: {}", describe(&e))))?;
+        Ok(metas.into_iter().filter_map(|m| m.location.filename().map(str::to_string)).collect())
+    }
+}
+
+/// The absolute form of `path` with `.` and `..` resolved by name (as a shell would, without
+/// following links), because object_store keys may not contain them.
+fn lexical_absolute(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for component in std::path::absolute(path)?.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+fn split_bucket(rest: &str) -> Option<(&str, &str)> {
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    (!bucket.is_empty()).then_some((bucket, key.trim_end_matches('/')))
+}
+
+fn join_key(folder: &str, relative: &str) -> String {
+    if folder.is_empty() { relative.to_string() } else { format!("{folder}/{relative}") }
+}
+
+/// Resolves `.` and `..`; `None` when the path climbs above the root.
+fn normalise(key: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in key.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// object_store's NotFound message is long; say it plainly.
+fn describe(error: &object_store::Error) -> String {
+    match error {
+        object_store::Error::NotFound { .. } => "not found".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_beside_the_csv_and_dotdot_is_tracked() {
+        let csv = Location::parse("/data/lfw5/train.csv").unwrap();
+        let image = csv.sibling("train/a/b.jpg").unwrap();
+        assert_eq!(image.to_string(), "/data/lfw5/train/a/b.jpg");
+        assert!(csv.folder_contains(&image));
+        let outside = csv.sibling("../other/x.jpg").unwrap();
+        assert_eq!(outside.to_string(), "/data/other/x.jpg");
+        assert!(!csv.folder_contains(&outside));
+    }
+
+    #[test]
+    fn local_paths_with_dotdot_are_resolved() {
+        let csv = Location::parse("/data/jobs/../lfw5/./train.csv").unwrap();
+        assert_eq!(csv.to_string(), "/data/lfw5/train.csv");
+    }
+
+    #[test]
+    fn s3_urls_keep_bucket_and_key() {
+        let csv = Location::parse("s3://bucket/sets/lfw5/train.csv").unwrap();
+        assert_eq!(csv.sibling("img/a.jpg").unwrap().to_string(), "s3://bucket/sets/lfw5/img/a.jpg");
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_by_name() {
+        let err = Location::parse("ftp://host/x.csv").unwrap_err().to_string();
+        assert!(err.contains("ftp://host/x.csv") && err.contains("unsupported URL scheme"), "{err}");
+    }
+}

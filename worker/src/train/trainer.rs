@@ -1,0 +1,215 @@
+//! One replica of the model with its optimizer, and the training step split in two so that the
+//! gradients can leave between backward and the optimizer:
+//! `loss.backward() -> GradientsParams -> [exchange] -> optimizer.step`.
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::loss::cross_entropy_with_logits;
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
+
+use crate::data::batch::Batch;
+use crate::error::{Error, Result};
+use crate::init::initialise;
+use crate::job::TrainingSpec;
+use crate::model::{Architecture, FaceCnn};
+use crate::params;
+use crate::train::dropout::dropout_mask;
+use crate::train::exchange::GradientExchange;
+
+/// What one worker's part of a step measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepStats {
+    /// Sum of per-sample losses over this worker's samples.
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub count: usize,
+}
+
+impl StepStats {
+    pub fn merge(self, other: Self) -> Self {
+        Self {
+            loss_sum: self.loss_sum + other.loss_sum,
+            correct: self.correct + other.correct,
+            count: self.count + other.count,
+        }
+    }
+
+    pub fn mean_loss(&self) -> f64 {
+        if self.count == 0 { 0.0 } else { self.loss_sum / self.count as f64 }
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        if self.count == 0 { 0.0 } else { self.correct as f64 / self.count as f64 }
+    }
+}
+
+pub struct Trainer {
+    pub arch: Architecture,
+    model: FaceCnn,
+    optimizer: ModuleOptimizer,
+    device: Device,
+    learning_rate: f64,
+    seed: u64,
+    /// Optimizer steps applied so far.
+    pub step: u64,
+}
+
+impl Trainer {
+    /// A fresh model, initialised from the job seed, on an autodiff `device`.
+    pub fn new(arch: Architecture, training: &TrainingSpec, device: Device) -> Self {
+        let model = initialise(arch.build(&device), arch.spec.init, training.seed);
+        Self {
+            optimizer: adam(),
+            arch,
+            model,
+            device,
+            learning_rate: training.learning_rate,
+            seed: training.seed,
+            step: 0,
+        }
+    }
+
+    pub fn model(&self) -> &FaceCnn {
+        &self.model
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Forward and backward on this worker's share of a global batch of `global_batch` samples.
+    /// The loss is scaled by `len / global_batch` so that summing the workers' gradients gives the
+    /// gradient of the global mean loss.
+    pub fn compute_gradients(&self, batch: &Batch, global_batch: usize) -> (GradientsParams, StepStats) {
+        let n = batch.len();
+        let classes = self.arch.num_classes;
+        let images = images_tensor(batch, &self.device);
+        let mask = (self.arch.spec.keep_prob < 1.0).then(|| {
+            let width = self.arch.dropout_width();
+            let values = dropout_mask(&batch.picks, width, self.arch.spec.keep_prob, self.seed);
+            Tensor::<2>::from_data(TensorData::new(values, [n, width]), &self.device)
+        });
+        let logits = self.model.forward(images, mask);
+        let targets =
+            Tensor::<2>::from_data(TensorData::new(one_hot(&batch.labels, classes), [n, classes]), &self.device);
+        let loss = cross_entropy_with_logits(logits.clone(), targets);
+        let mean_loss = scalar(&loss);
+        let scaled = loss * (n as f64 / global_batch as f64);
+        let grads = GradientsParams::from_grads(scaled.backward(), &self.model);
+        let predictions = argmax_rows(&logits.into_data(), classes);
+        let correct = predictions.iter().zip(&batch.labels).filter(|(p, l)| p == l).count();
+        (grads, StepStats { loss_sum: mean_loss as f64 * n as f64, correct, count: n })
+    }
+
+    /// Applies one Adam step with `grads`.
+    pub fn apply(&mut self, grads: GradientsParams) {
+        let model = self.model.clone();
+        self.model = self.optimizer.step(self.learning_rate, model, grads);
+        self.step += 1;
+    }
+
+    /// A whole step. With an `exchange`, gradients go out as flat f32 and come back summed over
+    /// all workers before the optimizer step.
+    pub fn train_step(
+        &mut self,
+        batch: &Batch,
+        global_batch: usize,
+        exchange: Option<&mut dyn GradientExchange>,
+    ) -> Result<StepStats> {
+        let (mut grads, stats) = self.compute_gradients(batch, global_batch);
+        if let Some(exchange) = exchange {
+            let mut flat = params::flatten_gradients(&self.model, &grads);
+            exchange.all_reduce(self.step, &mut flat)?;
+            if flat.iter().any(|v| !v.is_finite()) {
+                return Err(Error::Training(format!("non-finite gradient after reduction at step {}", self.step)));
+            }
+            params::replace_gradients(&self.model, &mut grads, &flat);
+        }
+        self.apply(grads);
+        Ok(stats)
+    }
+
+    /// Logits for a batch without dropout or autodiff.
+    pub fn predict_logits(&self, batch: &Batch) -> Vec<f32> {
+        let inference = self.model.valid();
+        let images = images_tensor(batch, &self.device.clone().inner());
+        let logits = inference.forward(images, None).into_data();
+        logits.as_slice::<f32>().expect("f32 logits").to_vec()
+    }
+
+    pub fn parameters(&self) -> Vec<f32> {
+        params::flatten_parameters(&self.model)
+    }
+
+    /// Model parameters and optimizer state, as bytes for a checkpoint.
+    pub fn state_bytes(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let model = self
+            .model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| Error::Training(format!("cannot serialise the model: {e}")))?;
+        let optimizer =
+            self.optimizer.into_bytes().map_err(|e| Error::Training(format!("cannot serialise the optimizer: {e}")))?;
+        Ok((model.to_vec(), optimizer.to_vec()))
+    }
+
+    /// Restores parameters and optimizer state written by [`Trainer::state_bytes`].
+    pub fn load_state(&mut self, model: &[u8], optimizer: &[u8], step: u64) -> Result<()> {
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model.to_vec()))
+            .map_err(|e| Error::Training(format!("model state unreadable: {e}")))?;
+        self.model = self
+            .model
+            .clone()
+            .try_load_record(record)
+            .map_err(|e| Error::Training(format!("model state does not fit this architecture: {e}")))?;
+        self.optimizer = adam()
+            .from_bytes(Bytes::from_bytes_vec(optimizer.to_vec()))
+            .map_err(|e| Error::Training(format!("optimizer state unreadable: {e}")))?;
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// Adam as the tutorial's `tf.train.AdamOptimizer` (epsilon 1e-8).
+fn adam() -> ModuleOptimizer {
+    AdamConfig::new().with_epsilon(1e-8).init()
+}
+
+fn images_tensor(batch: &Batch, device: &Device) -> Tensor<4> {
+    let shape = [batch.len(), 3, batch.side, batch.side];
+    Tensor::<4>::from_data(TensorData::new(batch.images.clone(), shape), device)
+}
+
+fn one_hot(labels: &[usize], classes: usize) -> Vec<f32> {
+    let mut values = vec![0.0; labels.len() * classes];
+    labels.iter().enumerate().for_each(|(i, &label)| values[i * classes + label] = 1.0);
+    values
+}
+
+fn scalar(tensor: &Tensor<1>) -> f32 {
+    tensor.to_data().as_slice::<f32>().expect("f32 loss")[0]
+}
+
+/// Index of the largest value in each row of a `[rows, classes]` f32 tensor.
+pub fn argmax_rows(data: &TensorData, classes: usize) -> Vec<usize> {
+    let values = data.as_slice::<f32>().expect("f32 logits");
+    values.chunks(classes).map(|row| argmax(row)).collect()
+}
+
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
+impl Trainer {
+    /// A trainer holding a checkpoint's model and optimizer state, for evaluation, prediction or
+    /// resuming.
+    pub fn from_checkpoint(checkpoint: &crate::checkpoint::Checkpoint, origin: &str, device: Device) -> Result<Self> {
+        let job = crate::job::JobSpec::parse(&checkpoint.meta.job, origin)?;
+        let arch = Architecture::new(job.model, checkpoint.meta.num_classes);
+        let mut trainer = Self::new(arch, &job.training, device);
+        trainer.load_state(&checkpoint.model, &checkpoint.optimizer, checkpoint.meta.step)?;
+        Ok(trainer)
+    }
+}

@@ -1,0 +1,124 @@
+//! The training step's contracts: gradients survive the flat-f32 round trip bit for bit, split
+//! batches average to the whole batch, and a resumed job continues exactly.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use facetrain_worker::backend::training_device;
+use facetrain_worker::checkpoint::read_checkpoint;
+use facetrain_worker::data::batch::build_batch;
+use facetrain_worker::data::shard::{ShardPlan, share};
+use facetrain_worker::job::{Backend, WeightInit};
+use facetrain_worker::model::Architecture;
+use facetrain_worker::params;
+use facetrain_worker::train::run::{Silent, load_job_datasets, run_local};
+use facetrain_worker::train::trainer::Trainer;
+
+fn device() -> burn::tensor::Device {
+    training_device(Backend::Flex, "cpu").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gradients_round_trip_through_flat_f32_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 6);
+    let job = common::small_job(&data, None);
+    let (train, _) = load_job_datasets(&job).await.unwrap();
+    let arch = Architecture::new(job.model.clone(), train.num_classes);
+    let picks = ShardPlan::new(train.len(), 1).picks(0, 20);
+    let batch = build_batch(&train, picks, Some((&job.augment, 1)));
+
+    let mut direct = Trainer::new(arch.clone(), &job.training, device());
+    let mut round_trip = Trainer::new(arch, &job.training, device());
+    assert_eq!(direct.parameters(), round_trip.parameters(), "same seed, same initial parameters");
+    for _ in 0..3 {
+        let (grads, _) = direct.compute_gradients(&batch, 20);
+        direct.apply(grads);
+        let (mut grads, _) = round_trip.compute_gradients(&batch, 20);
+        let flat = params::flatten_gradients(round_trip.model(), &grads);
+        assert_eq!(flat.len(), params::parameter_count(round_trip.model()));
+        params::replace_gradients(round_trip.model(), &mut grads, &flat);
+        round_trip.apply(grads);
+    }
+    let (a, b) = (direct.parameters(), round_trip.parameters());
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "parameters differ after the round trip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_halves_summed_match_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 6);
+    let mut job = common::no_augment(common::small_job(&data, None));
+    job.model.keep_prob = 1.0;
+    let (train, _) = load_job_datasets(&job).await.unwrap();
+    let arch = Architecture::new(job.model.clone(), train.num_classes);
+    let mut plan = ShardPlan::new(train.len(), 1);
+
+    let mut whole = Trainer::new(arch.clone(), &job.training, device());
+    let mut halves = [Trainer::new(arch.clone(), &job.training, device()), Trainer::new(arch, &job.training, device())];
+    for step in 0..3u64 {
+        let picks = plan.picks(step * 20, 20);
+        let (grads, _) = whole.compute_gradients(&build_batch(&train, picks.clone(), None), 20);
+        whole.apply(grads);
+        let parts: Vec<_> = (0..2)
+            .map(|rank| {
+                let mine = picks[share(20, rank, 2)].to_vec();
+                halves[rank].compute_gradients(&build_batch(&train, mine, None), 20)
+            })
+            .collect();
+        let flats: Vec<Vec<f32>> =
+            parts.iter().zip(&halves).map(|((g, _), t)| params::flatten_gradients(t.model(), g)).collect();
+        let summed: Vec<f32> = flats[0].iter().zip(&flats[1]).map(|(a, b)| a + b).collect();
+        for ((mut grads, _), trainer) in parts.into_iter().zip(halves.iter_mut()) {
+            params::replace_gradients(trainer.model(), &mut grads, &summed);
+            trainer.apply(grads);
+        }
+        assert_eq!(halves[0].parameters(), halves[1].parameters(), "replicas diverged at step {step}");
+    }
+    let (a, b) = (whole.parameters(), halves[0].parameters());
+    let max_error = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(max_error < 1e-4, "2 x 10 differs from 1 x 20 by {max_error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_from_a_checkpoint_continues_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth_dataset(&dir.path().join("data"), common::SMALL_SIDE, 6);
+    let straight = dir.path().join("straight");
+    let resumed = dir.path().join("resumed");
+    let interrupt = || Arc::new(AtomicBool::new(false));
+
+    run_local(common::small_job(&data, Some(&straight)), Arc::new(Silent), interrupt()).await.unwrap();
+    let mut first_half = common::small_job(&data, Some(&resumed));
+    first_half.training.max_steps = 10;
+    let summary = run_local(first_half, Arc::new(Silent), interrupt()).await.unwrap();
+    assert_eq!((summary.steps, summary.resumed_from_step), (10, None));
+    let summary = run_local(common::small_job(&data, Some(&resumed)), Arc::new(Silent), interrupt()).await.unwrap();
+    assert_eq!((summary.steps, summary.resumed_from_step), (20, Some(10)));
+
+    let parameters = |checkpoint: std::path::PathBuf| async move {
+        let (location, checkpoint) = read_checkpoint(checkpoint.to_str().unwrap()).await.unwrap();
+        assert_eq!(checkpoint.meta.step, 20);
+        assert_eq!(checkpoint.meta.cursor, 20 * 20);
+        Trainer::from_checkpoint(&checkpoint, &location.to_string(), device()).unwrap().parameters()
+    };
+    let (a, b) = (parameters(straight).await, parameters(resumed).await);
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "resumed run differs from the straight run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_model_learns_the_synthetic_faces() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 20);
+    let mut job = common::small_job(&data, None);
+    job.training.max_steps = 400;
+    job.training.learning_rate = 1e-3;
+    job.training.eval_every = 25;
+    job.training.target_accuracy = 0.9;
+    job.model.init = WeightInit::HeNormal;
+    let summary = run_local(job, Arc::new(Silent), Arc::new(AtomicBool::new(false))).await.unwrap();
+    assert!(summary.val_accuracy >= 0.9, "validation accuracy {} after {} steps", summary.val_accuracy, summary.steps);
+    assert!(summary.train_loss.is_finite());
+}
