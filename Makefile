@@ -11,7 +11,7 @@ SHARED ?= $(abspath ../shared)
 .PHONY: help build demo test test-rust tools lint fmt bench clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}'
 
 build: ## Build every binary (facectl, facetrain-coordinator, facetrain-worker)
 	$(CARGO) build --workspace --bins

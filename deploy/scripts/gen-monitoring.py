@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Render deploy/k8s/components/monitoring/generated/ from dashboards/.
+
+dashboards/ is the single source for alerting/recording rules (dashboards/rules/*.yml, plain
+Prometheus rule files) and Grafana dashboards (dashboards/*.json). Kustomize refuses to load
+files from outside a kustomization's root, so instead of copying them into deploy/ by hand this
+script wraps them into Kubernetes objects:
+
+  * one PrometheusRule per rule file   (spec.groups = the file's `groups`, unchanged)
+  * one ConfigMap per dashboard        (labelled grafana_dashboard: "1" for the Grafana sidecar)
+
+plus a kustomization.yaml listing them. The output is gitignored and rewritten on every run, so
+it can never drift from dashboards/. An empty or missing dashboards/ is allowed (with a warning)
+so the deploy tooling works before the dashboards land.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - depends on the environment
+    sys.exit("gen-monitoring: PyYAML is missing; run `make deploy-tools` (installs .venv-deploy/)")
+
+REPO = Path(__file__).resolve().parents[2]
+COMMON_LABELS = {
+    "app.kubernetes.io/part-of": "facetrain",
+    "app.kubernetes.io/component": "monitoring",
+}
+# kube-prometheus-stack's Prometheus selects rules by this label by default (see the monitors).
+RULE_LABELS = {**COMMON_LABELS, "release": "kube-prometheus-stack"}
+# ConfigMaps are limited to 1 MiB in total; leave headroom for metadata.
+MAX_DASHBOARD_BYTES = 900 * 1024
+
+
+def warn(msg: str) -> None:
+    print(f"gen-monitoring: WARNING: {msg}", file=sys.stderr)
+
+
+def fail(msg: str) -> None:
+    sys.exit(f"gen-monitoring: ERROR: {msg}")
+
+
+def k8s_name(prefix: str, stem: str) -> str:
+    """A DNS-1123 subdomain derived from a file name."""
+    name = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")
+    if not name:
+        fail(f"cannot derive a Kubernetes name from file name {stem!r}")
+    return f"{prefix}-{name}"[:253].rstrip("-")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings, so rule expressions and dashboards stay readable."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def dump(obj: object) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
+
+
+def rule_objects(rules_dir: Path) -> list[tuple[str, dict]]:
+    files = sorted([*rules_dir.glob("*.yml"), *rules_dir.glob("*.yaml")]) if rules_dir.is_dir() else []
+    out = []
+    seen: dict[str, Path] = {}
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            fail(f"{path}: not valid YAML: {exc}")
+        if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
+            fail(f"{path}: expected a Prometheus rule file with a top-level `groups:` list")
+        if set(doc) != {"groups"}:
+            fail(f"{path}: unexpected top-level keys {sorted(set(doc) - {'groups'})}")
+        name = k8s_name("facetrain", path.stem)
+        if name in seen:
+            fail(f"{path} and {seen[name]} map to the same PrometheusRule name {name}")
+        seen[name] = path
+        obj = {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": {
+                "name": name,
+                "labels": dict(RULE_LABELS),
+                "annotations": {"facetrain.io/source": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)},
+            },
+            "spec": {"groups": doc["groups"]},
+        }
+        out.append((f"prometheusrule-{path.stem}.yaml", obj))
+    return out
+
+
+def dashboard_objects(dash_dir: Path) -> list[tuple[str, dict]]:
+    files = sorted(dash_dir.glob("*.json")) if dash_dir.is_dir() else []
+    out = []
+    seen: dict[str, Path] = {}
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        try:
+            dashboard = json.loads(text)
+        except json.JSONDecodeError as exc:
+            fail(f"{path}: not valid JSON: {exc}")
+        if not isinstance(dashboard, dict) or "panels" not in dashboard:
+            fail(f"{path}: does not look like a Grafana dashboard (no `panels`)")
+        if len(text.encode("utf-8")) > MAX_DASHBOARD_BYTES:
+            fail(f"{path}: {len(text)} bytes does not fit in a ConfigMap (limit ~1 MiB)")
+        name = k8s_name("facetrain-dashboard", path.stem)
+        if name in seen:
+            fail(f"{path} and {seen[name]} map to the same ConfigMap name {name}")
+        seen[name] = path
+        obj = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                # The Grafana sidecar (kube-prometheus-stack) loads ConfigMaps with this label...
+                "labels": {**COMMON_LABELS, "grafana_dashboard": "1"},
+                # ...into this folder.
+                "annotations": {"grafana_folder": "facetrain"},
+            },
+            # The file's own text, byte for byte: what Grafana loads is what is in dashboards/.
+            "data": {path.name: text},
+        }
+        out.append((f"dashboard-{path.stem}.yaml", obj))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=REPO / "dashboards", help="dashboards directory")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "deploy/k8s/components/monitoring/generated", help="output directory"
+    )
+    args = parser.parse_args()
+
+    source: Path = args.source.resolve()
+    rules = rule_objects(source / "rules")
+    dashboards = dashboard_objects(source)
+    if not rules:
+        warn(f"no rule files in {source / 'rules'}: no PrometheusRule will be deployed (alerts are off)")
+    if not dashboards:
+        warn(f"no dashboards in {source}: no Grafana dashboard ConfigMap will be deployed")
+
+    out: Path = args.out
+    # Rewrite from scratch so a removed source file also disappears from the output.
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    names = []
+    for filename, obj in rules + dashboards:
+        (out / filename).write_text(dump(obj), encoding="utf-8")
+        names.append(filename)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": names,
+    }
+    header = "# GENERATED by deploy/scripts/gen-monitoring.py from dashboards/ - do not edit.\n"
+    (out / "kustomization.yaml").write_text(header + dump(kustomization), encoding="utf-8")
+    print(f"gen-monitoring: {len(rules)} PrometheusRule(s), {len(dashboards)} dashboard ConfigMap(s) -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
