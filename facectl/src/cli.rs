@@ -67,12 +67,52 @@ pub enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Submit a job to the coordinator; prints its id.
+    Submit {
+        job: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// One job's state (`--output json` for programs).
+    Status {
+        job_id: String,
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Every job the coordinator knows.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Follow a job's progress until it ends.
+    Watch {
+        job_id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cancel a job (a manual action: counted as toil).
+    Cancel {
+        job_id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Dataset tools.
     #[command(subcommand)]
     Dataset(DatasetCommand),
     /// Measure step time and input-pipeline throughput (prints `RESULT {json}` lines).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "FACETRAIN_COORDINATOR", default_value = "http://127.0.0.1:7070")]
+    pub coordinator: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,5 +156,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::dataset_cmd::synth(&dir, train_per_person, validate_per_person, seed, image_size)
         }
         Command::Bench(command) => crate::bench::run(command).await,
+        Command::Submit { job, remote } => crate::remote::submit(&remote, &job).await,
+        Command::Status { job_id, remote, output } => crate::remote::status(&remote, &job_id, output).await,
+        Command::List { remote, output } => crate::remote::list(&remote, output).await,
+        Command::Watch { job_id, remote } => crate::remote::watch(&remote, &job_id).await,
+        Command::Cancel { job_id, remote } => crate::remote::cancel(&remote, &job_id).await,
     }
 }

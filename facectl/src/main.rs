@@ -7,6 +7,7 @@ mod local;
 mod logging;
 mod model_cmd;
 mod output;
+mod remote;
 
 use clap::Parser;
 

@@ -1,5 +1,6 @@
-//! The wire contract of facetrain (`facetrain.v1`): generated gRPC types and services, the
-//! descriptor set for reflection, and the mapping between our error codes and gRPC status codes.
+//! The contracts of facetrain: the gRPC API (`facetrain.v1`: generated types and services, the
+//! descriptor set for reflection, error codes mapped to gRPC status codes) and the job file
+//! (`job.toml`) that travels inside it.
 
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
@@ -7,6 +8,7 @@ pub mod pb {
 }
 
 mod error;
+pub mod job;
 
 pub use error::ErrorCode;
 

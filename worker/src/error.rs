@@ -15,6 +15,8 @@ pub enum Error {
     },
     #[error("invalid job: {0}")]
     InvalidJob(String),
+    #[error(transparent)]
+    Job(#[from] facetrain_proto::job::JobError),
     /// A problem with one row of a dataset CSV (line is 1-based).
     #[error("{file}:{line}: {message}")]
     BadRow { file: String, line: usize, message: String },
@@ -28,6 +30,9 @@ pub enum Error {
     Training(String),
     #[error("interrupted")]
     Interrupted,
+    /// The gradient exchange failed; `retry` when the step should simply be redone.
+    #[error("gradient exchange: {message}")]
+    Exchange { retry: bool, message: String },
 }
 
 impl Error {

@@ -6,10 +6,12 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod init;
-pub mod job;
 pub mod model;
 pub mod params;
 pub mod storage;
 pub mod train;
 
 pub use error::{Error, Result};
+/// The job file, shared with the coordinator and facectl.
+pub use facetrain_proto::job;
+pub mod agent;

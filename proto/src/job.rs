@@ -8,7 +8,20 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+/// A job file that cannot be used; the message names the file, the key and the expected form.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, JobError>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,7 +191,7 @@ impl JobSpec {
     /// the job file's folder, so a job file works from any current directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("cannot read job file {}", path.display()), e))?;
+            .map_err(|source| JobError::Io { context: format!("cannot read job file {}", path.display()), source })?;
         let mut spec = Self::parse(&text, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
         spec.dataset.train = resolve_relative(base, &spec.dataset.train);
@@ -192,8 +205,8 @@ impl JobSpec {
     /// Parses and validates job TOML; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let spec: Self =
-            toml::from_str(text).map_err(|e| Error::InvalidJob(format!("{origin}: {}", e.to_string().trim_end())))?;
-        spec.validate().map_err(|msg| Error::InvalidJob(format!("{origin}: {msg}")))?;
+            toml::from_str(text).map_err(|e| JobError::Invalid(format!("{origin}: {}", e.to_string().trim_end())))?;
+        spec.validate().map_err(|msg| JobError::Invalid(format!("{origin}: {msg}")))?;
         Ok(spec)
     }
 

@@ -1,0 +1,118 @@
+//! What the coordinator remembers about a job, in the store and on the wire.
+
+use serde::{Deserialize, Serialize};
+
+use facetrain_proto::pb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub const ALL: [JobState; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    pub cause: String,
+    pub detail: String,
+    pub detected_unix_ms: u64,
+    /// 0 while open.
+    pub resolved_unix_ms: u64,
+    pub resolved_by: String,
+    pub lost_work_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRef {
+    pub location: String,
+    pub step: u64,
+    pub cursor: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub name: String,
+    pub job_toml: String,
+    pub submitted_by: String,
+    pub state: JobState,
+    pub step: u64,
+    pub max_steps: u64,
+    pub cursor: u64,
+    pub val_accuracy: Option<f64>,
+    pub train_loss: f64,
+    pub message: String,
+    pub latest_checkpoint: Option<CheckpointRef>,
+    pub created_unix_ms: u64,
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: u64,
+    pub running_seconds: f64,
+    pub incidents: Vec<IncidentRecord>,
+}
+
+impl JobRecord {
+    pub fn to_proto(&self, workers: u32) -> pb::Job {
+        let state = match self.state {
+            JobState::Queued => pb::JobState::Queued,
+            JobState::Running => pb::JobState::Running,
+            JobState::Succeeded => pb::JobState::Succeeded,
+            JobState::Failed => pb::JobState::Failed,
+            JobState::Cancelled => pb::JobState::Cancelled,
+        };
+        pb::Job {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            state: state as i32,
+            step: self.step,
+            max_steps: self.max_steps,
+            cursor: self.cursor,
+            val_accuracy: self.val_accuracy,
+            train_loss: self.train_loss,
+            workers,
+            message: self.message.clone(),
+            latest_checkpoint: self.latest_checkpoint.as_ref().map(|c| c.location.clone()).unwrap_or_default(),
+            created_unix_ms: self.created_unix_ms,
+            started_unix_ms: self.started_unix_ms,
+            finished_unix_ms: self.finished_unix_ms,
+            incidents: self
+                .incidents
+                .iter()
+                .map(|i| pb::Incident {
+                    cause: i.cause.clone(),
+                    detail: i.detail.clone(),
+                    detected_unix_ms: i.detected_unix_ms,
+                    resolved_unix_ms: i.resolved_unix_ms,
+                    resolved_by: i.resolved_by.clone(),
+                    lost_work_seconds: i.lost_work_seconds,
+                })
+                .collect(),
+            job_toml: self.job_toml.clone(),
+            running_seconds: self.running_seconds,
+        }
+    }
+}
+
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

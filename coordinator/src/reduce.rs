@@ -1,0 +1,113 @@
+//! Gradient reduction through the coordinator: each member streams its flat f32 gradient in
+//! chunks; chunks are checked and added into one running sum as they arrive, so memory stays at
+//! one gradient vector per job however many workers push.
+//!
+//! The sum is what workers apply: each worker scaled its loss by its share of the global batch.
+
+use std::collections::BTreeMap;
+
+/// A gradient contribution that cannot be accepted; the sender is evicted with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadGradient {
+    #[error("gradient has {got} elements, expected {expected}")]
+    WrongLength { got: u64, expected: u64 },
+    #[error("chunk [{offset}, {end}) lies outside the {total}-element gradient or overlaps what was sent")]
+    BadChunk { offset: u64, end: u64, total: u64 },
+    #[error("chunk payload of {0} bytes is not whole f32 values")]
+    Ragged(usize),
+    #[error("non-finite value (NaN or infinity) at element {0}")]
+    NonFinite(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct GradientSum {
+    total: usize,
+    sum: Vec<f32>,
+    /// Elements received so far from each contributor (chunks arrive in order per stream).
+    received: BTreeMap<String, usize>,
+    complete: usize,
+}
+
+impl GradientSum {
+    pub fn new(total: usize) -> Self {
+        Self { total, sum: vec![0.0; total], received: BTreeMap::new(), complete: 0 }
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Adds one chunk from `contributor`. Returns true when that contributor is now complete.
+    pub fn add_chunk(&mut self, contributor: &str, total: u64, offset: u64, data: &[u8]) -> Result<bool, BadGradient> {
+        if total != self.total as u64 {
+            return Err(BadGradient::WrongLength { got: total, expected: self.total as u64 });
+        }
+        if data.len() % 4 != 0 {
+            return Err(BadGradient::Ragged(data.len()));
+        }
+        let expected_offset = *self.received.get(contributor).unwrap_or(&0);
+        let end = offset + (data.len() / 4) as u64;
+        if offset != expected_offset as u64 || end > total {
+            return Err(BadGradient::BadChunk { offset, end, total });
+        }
+        let start = offset as usize;
+        for (i, bytes) in data.chunks_exact(4).enumerate() {
+            let value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            if !value.is_finite() {
+                return Err(BadGradient::NonFinite((start + i) as u64));
+            }
+        }
+        // Validate the whole chunk before touching the sum, so a refused chunk changes nothing.
+        for (slot, bytes) in self.sum[start..end as usize].iter_mut().zip(data.chunks_exact(4)) {
+            *slot += f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        self.received.insert(contributor.to_string(), end as usize);
+        let done = end as usize == self.total;
+        if done {
+            self.complete += 1;
+        }
+        Ok(done)
+    }
+
+    pub fn is_complete_for(&self, contributor: &str) -> bool {
+        self.received.get(contributor) == Some(&self.total)
+    }
+
+    pub fn completed(&self) -> usize {
+        self.complete
+    }
+
+    pub fn into_sum(self) -> Vec<f32> {
+        self.sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn chunked_contributions_sum_elementwise() {
+        let mut sum = GradientSum::new(4);
+        assert!(!sum.add_chunk("a", 4, 0, &bytes(&[1.0, 2.0])).unwrap());
+        assert!(sum.add_chunk("a", 4, 2, &bytes(&[3.0, 4.0])).unwrap());
+        assert!(sum.add_chunk("b", 4, 0, &bytes(&[0.5, 0.5, 0.5, 0.5])).unwrap());
+        assert_eq!(sum.completed(), 2);
+        assert_eq!(sum.into_sum(), vec![1.5, 2.5, 3.5, 4.5]);
+    }
+
+    #[test]
+    fn malformed_contributions_are_refused_without_touching_the_sum() {
+        let mut sum = GradientSum::new(4);
+        assert_eq!(sum.add_chunk("a", 5, 0, &bytes(&[1.0])), Err(BadGradient::WrongLength { got: 5, expected: 4 }));
+        assert_eq!(sum.add_chunk("a", 4, 0, &[0, 0, 0]), Err(BadGradient::Ragged(3)));
+        assert!(matches!(sum.add_chunk("a", 4, 2, &bytes(&[1.0])), Err(BadGradient::BadChunk { .. })));
+        assert!(matches!(sum.add_chunk("a", 4, 0, &bytes(&[1.0; 5])), Err(BadGradient::BadChunk { .. })));
+        assert_eq!(sum.add_chunk("a", 4, 0, &bytes(&[1.0, f32::NAN])), Err(BadGradient::NonFinite(1)));
+        assert_eq!(sum.into_sum(), vec![0.0; 4]);
+    }
+}

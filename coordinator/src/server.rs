@@ -1,0 +1,58 @@
+//! Serving: the job and worker services, gRPC health and reflection, on a listener the caller
+//! bound (tests pass 127.0.0.1:0), until `shutdown` resolves.
+
+use std::future::Future;
+use std::time::Duration;
+
+use facetrain_proto::pb::job_service_server::JobServiceServer;
+use facetrain_proto::pb::worker_service_server::WorkerServiceServer;
+use facetrain_proto::{FILE_DESCRIPTOR_SET, MAX_MESSAGE_BYTES};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::coordinator::Shared;
+use crate::service::jobs::JobApi;
+use crate::service::workers::WorkerApi;
+
+/// How often lost workers and deadlines are checked.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
+
+pub async fn run(listener: TcpListener, coordinator: Shared, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let jobs = JobServiceServer::new(JobApi { coordinator: coordinator.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let workers = WorkerServiceServer::new(WorkerApi { coordinator: coordinator.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let supervisor = tokio::spawn({
+        let coordinator = coordinator.clone();
+        async move {
+            let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+            loop {
+                tick.tick().await;
+                coordinator.supervise();
+            }
+        }
+    });
+    health.set_serving::<JobServiceServer<JobApi>>().await;
+    health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
+    info!(address = %listener.local_addr()?, "coordinator serving");
+    let result = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(60))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(jobs)
+        .add_service(workers)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    supervisor.abort();
+    result?;
+    Ok(())
+}

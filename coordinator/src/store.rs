@@ -1,0 +1,110 @@
+//! The embedded job store: one redb file (crash-safe, copy-on-write B-trees with atomic
+//! commits) on a persistent volume, so jobs, their progress and their incidents survive a
+//! coordinator restart.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use crate::record::JobRecord;
+
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+
+#[derive(Debug, thiserror::Error)]
+#[error("job store {path}: {message}")]
+pub struct StoreError {
+    path: String,
+    message: String,
+}
+
+pub struct JobStore {
+    db: Database,
+    path: String,
+}
+
+impl JobStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let display = path.display().to_string();
+        let fail = |message: String| StoreError { path: display.clone(), message };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create folder: {e}")))?;
+        }
+        let db = Database::create(path).map_err(|e| fail(e.to_string()))?;
+        let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
+        txn.open_table(JOBS).map_err(|e| fail(e.to_string()))?;
+        txn.commit().map_err(|e| fail(e.to_string()))?;
+        Ok(Self { db, path: display })
+    }
+
+    fn fail(&self, message: impl std::fmt::Display) -> StoreError {
+        StoreError { path: self.path.clone(), message: message.to_string() }
+    }
+
+    pub fn put(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(job).expect("job records serialise");
+        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        {
+            let mut table = txn.open_table(JOBS).map_err(|e| self.fail(e))?;
+            table.insert(job.id.as_str(), bytes.as_slice()).map_err(|e| self.fail(e))?;
+        }
+        txn.commit().map_err(|e| self.fail(format!("commit failed: {e}")))
+    }
+
+    pub fn all(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let table = txn.open_table(JOBS).map_err(|e| self.fail(e))?;
+        let mut jobs = Vec::new();
+        for entry in table.range::<&str>(..).map_err(|e| self.fail(e))? {
+            let (key, value) = entry.map_err(|e| self.fail(e))?;
+            let job: JobRecord = serde_json::from_slice(value.value())
+                .map_err(|e| self.fail(format!("job {} unreadable: {e}", key.value())))?;
+            jobs.push(job);
+        }
+        jobs.sort_by_key(|j| j.created_unix_ms);
+        Ok(jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::JobState;
+
+    fn job(id: &str, created: u64) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            name: "n".into(),
+            job_toml: String::new(),
+            submitted_by: "test".into(),
+            state: JobState::Queued,
+            step: 0,
+            max_steps: 10,
+            cursor: 0,
+            val_accuracy: None,
+            train_loss: 0.0,
+            message: String::new(),
+            latest_checkpoint: None,
+            created_unix_ms: created,
+            started_unix_ms: 0,
+            finished_unix_ms: 0,
+            running_seconds: 0.0,
+            incidents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn jobs_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/jobs.redb");
+        {
+            let store = JobStore::open(&path).unwrap();
+            store.put(&job("b", 2)).unwrap();
+            store.put(&job("a", 1)).unwrap();
+            let mut updated = job("b", 2);
+            updated.step = 7;
+            store.put(&updated).unwrap();
+        }
+        let jobs = JobStore::open(&path).unwrap().all().unwrap();
+        assert_eq!(jobs.iter().map(|j| (j.id.as_str(), j.step)).collect::<Vec<_>>(), vec![("a", 0), ("b", 7)]);
+    }
+}

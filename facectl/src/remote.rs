@@ -1,0 +1,147 @@
+//! Commands that talk to a coordinator: submit, status, list, watch, cancel.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use facetrain_proto::job::JobSpec;
+use facetrain_proto::pb::{self, job_service_client::JobServiceClient};
+use tonic::transport::Channel;
+
+use crate::cli::{Output, Remote};
+use crate::output::print_json;
+
+async fn connect(remote: &Remote) -> anyhow::Result<JobServiceClient<Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(remote.coordinator.clone())
+        .with_context(|| format!("bad coordinator URL `{}`", remote.coordinator))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the coordinator at {}", remote.coordinator))?;
+    Ok(JobServiceClient::new(channel))
+}
+
+fn who() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+pub async fn submit(remote: &Remote, job: &Path) -> anyhow::Result<()> {
+    // Validate here so a mistake is reported against the file, with paths resolved from it.
+    let spec = JobSpec::load(job)?;
+    let response = connect(remote)
+        .await?
+        .submit_job(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: who() })
+        .await
+        .map_err(|s| anyhow::anyhow!("submit refused: {}", s.message()))?;
+    println!("{}", response.into_inner().job_id);
+    Ok(())
+}
+
+pub async fn status(remote: &Remote, job_id: &str, output: Output) -> anyhow::Result<()> {
+    let job = connect(remote)
+        .await?
+        .get_job(pb::GetJobRequest { job_id: job_id.into() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    match output {
+        Output::Json => print_json(&job_json(&job)),
+        Output::Text => println!("{}", job_line(&job)),
+    }
+    Ok(())
+}
+
+pub async fn list(remote: &Remote, output: Output) -> anyhow::Result<()> {
+    let jobs = connect(remote).await?.list_jobs(pb::ListJobsRequest {}).await?.into_inner().jobs;
+    match output {
+        Output::Json => print_json(&serde_json::Value::Array(jobs.iter().map(job_json).collect())),
+        Output::Text => jobs.iter().for_each(|job| println!("{}", job_line(job))),
+    }
+    Ok(())
+}
+
+pub async fn watch(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
+    let mut stream = connect(remote)
+        .await?
+        .watch_job(pb::WatchJobRequest { job_id: job_id.into() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let mut last_line = String::new();
+    while let Some(event) = stream.message().await? {
+        if let Some(job) = event.job {
+            let line = job_line(&job);
+            if line != last_line {
+                println!("{line}");
+                last_line = line;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn cancel(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
+    let job = connect(remote)
+        .await?
+        .cancel_job(pb::CancelJobRequest { job_id: job_id.into(), requested_by: who() })
+        .await
+        .map_err(|s| anyhow::anyhow!("cancel refused: {}", s.message()))?
+        .into_inner();
+    println!("{}", job_line(&job));
+    Ok(())
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match pb::JobState::try_from(state) {
+        Ok(pb::JobState::Queued) => "queued",
+        Ok(pb::JobState::Running) => "running",
+        Ok(pb::JobState::Succeeded) => "succeeded",
+        Ok(pb::JobState::Failed) => "failed",
+        Ok(pb::JobState::Cancelled) => "cancelled",
+        _ => "unknown",
+    }
+}
+
+fn job_line(job: &pb::Job) -> String {
+    let accuracy = job.val_accuracy.map_or("-".to_string(), |a| format!("{a:.3}"));
+    let message = if job.message.is_empty() { String::new() } else { format!(" ({})", job.message) };
+    format!(
+        "{} {} {} step {}/{} val_acc {accuracy} loss {:.4} workers {} incidents {}{message}",
+        job.id,
+        job.name,
+        state_name(job.state),
+        job.step,
+        job.max_steps,
+        job.train_loss,
+        job.workers,
+        job.incidents.len()
+    )
+}
+
+fn job_json(job: &pb::Job) -> serde_json::Value {
+    serde_json::json!({
+        "id": job.id,
+        "name": job.name,
+        "state": state_name(job.state),
+        "step": job.step,
+        "max_steps": job.max_steps,
+        "cursor": job.cursor,
+        "val_accuracy": job.val_accuracy,
+        "train_loss": job.train_loss,
+        "workers": job.workers,
+        "message": job.message,
+        "latest_checkpoint": job.latest_checkpoint,
+        "running_seconds": job.running_seconds,
+        "created_unix_ms": job.created_unix_ms,
+        "started_unix_ms": job.started_unix_ms,
+        "finished_unix_ms": job.finished_unix_ms,
+        "incidents": job.incidents.iter().map(|i| serde_json::json!({
+            "cause": i.cause,
+            "detail": i.detail,
+            "detected_unix_ms": i.detected_unix_ms,
+            "resolved_unix_ms": i.resolved_unix_ms,
+            "resolved_by": i.resolved_by,
+            "lost_work_seconds": i.lost_work_seconds,
+        })).collect::<Vec<_>>(),
+    })
+}

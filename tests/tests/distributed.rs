@@ -1,0 +1,195 @@
+//! Distributed training against real processes: a coordinator and worker processes talking gRPC
+//! over loopback, driven with `facectl`.
+
+use std::time::Duration;
+
+use facetrain_tests::{Sandbox, small_dataset, small_job, unix_ms};
+use facetrain_worker::backend::training_device;
+use facetrain_worker::checkpoint::read_checkpoint;
+use facetrain_worker::job::Backend;
+use facetrain_worker::train::trainer::Trainer;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn parameters(checkpoint: &str) -> Vec<f32> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (location, checkpoint) = runtime.block_on(read_checkpoint(checkpoint)).unwrap();
+    let device = training_device(Backend::Flex, "cpu").unwrap();
+    Trainer::from_checkpoint(&checkpoint, &location.to_string(), device).unwrap().parameters()
+}
+
+fn step(status: &serde_json::Value) -> u64 {
+    status["step"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_job_runs_to_completion_on_two_workers() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "lifecycle", &data, 2, 30, "");
+    sandbox.add_worker("a");
+    sandbox.add_worker("b");
+    let id = sandbox.submit(&job);
+    let running = sandbox.wait_for_job(&id, LONG, |s| s["workers"] == 2 || facetrain_tests::is_terminal(s));
+    assert_eq!(running["workers"], 2, "{running}");
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(step(&done), 30);
+    assert_eq!(done["cursor"], 30 * 20, "every step consumed one global batch");
+    assert!(done["val_accuracy"].as_f64().is_some(), "{done}");
+    assert_eq!(done["incidents"].as_array().unwrap().len(), 0);
+    assert!(done["latest_checkpoint"].as_str().unwrap().ends_with("ckpt-0000000030.ftck"));
+    let list = sandbox.facectl(&["list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&id));
+}
+
+#[test]
+fn two_workers_with_half_batches_match_one_worker_with_the_whole_batch() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let exact = "[augment]\nflip = false\nbrightness = false\ncontrast = false\nhue = false\nsaturation = false\n";
+    let one = small_job(sandbox.dir.path(), "one", &data, 1, 12, exact);
+    let two = small_job(sandbox.dir.path(), "two", &data, 2, 12, exact);
+    for path in [&one, &two] {
+        // Dropout off: each worker's mask would be identical anyway, but exactness is the point.
+        let text =
+            std::fs::read_to_string(path).unwrap().replace("fc_units = [32]", "fc_units = [32]\nkeep_prob = 1.0");
+        std::fs::write(path, text).unwrap();
+    }
+    sandbox.add_worker("a");
+    let first = sandbox.submit(&one);
+    let done = sandbox.wait_for_state(&first, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    sandbox.add_worker("b");
+    let second = sandbox.submit(&two);
+    let done2 = sandbox.wait_for_state(&second, LONG, "succeeded");
+    assert_eq!(done2["state"], "succeeded", "{done2}");
+
+    let a = parameters(done["latest_checkpoint"].as_str().unwrap());
+    let b = parameters(done2["latest_checkpoint"].as_str().unwrap());
+    let max_error = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    eprintln!("1 x 20 vs 2 x 10 after 12 steps: max parameter difference {max_error:e}");
+    assert!(max_error < 1e-4, "2 workers differ from 1 worker by {max_error}");
+}
+
+#[test]
+fn a_killed_worker_is_detected_and_the_job_trains_on_then_a_replacement_rejoins() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "chaos", &data, 2, 200, "");
+    sandbox.add_worker("a");
+    sandbox.add_worker("b");
+    let id = sandbox.submit(&job);
+    let before = sandbox.wait_for_job(&id, LONG, |s| step(s) >= 10 && s["workers"] == 2);
+    let killed_at = unix_ms();
+    sandbox.kill_worker("b");
+    let after = sandbox
+        .wait_for_job(&id, LONG, |s| !s["incidents"].as_array().unwrap().is_empty() && step(s) > step(&before) + 5);
+    let incident = &after["incidents"][0];
+    assert_eq!(incident["cause"], "worker_lost", "{after}");
+    assert_eq!(incident["resolved_by"], "automation", "{after}");
+    let detected = incident["detected_unix_ms"].as_u64().unwrap();
+    let resolved = incident["resolved_unix_ms"].as_u64().unwrap();
+    eprintln!(
+        "worker loss detected after {} ms, training again {} ms later",
+        detected - killed_at,
+        resolved.saturating_sub(detected)
+    );
+    assert!(detected - killed_at < 10_000, "detection took {} ms", detected - killed_at);
+    assert!(resolved >= detected && resolved - killed_at < 30_000);
+    assert_eq!(after["workers"], 1);
+
+    sandbox.add_worker("b");
+    let rejoined = sandbox.wait_for_job(&id, LONG, |s| s["workers"] == 2 || facetrain_tests::is_terminal(s));
+    assert_eq!(rejoined["workers"], 2, "the replacement joined at a step boundary: {rejoined}");
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["cursor"], 200 * 20, "no global batch lost or repeated");
+}
+
+#[test]
+fn a_restarted_coordinator_resumes_the_job_from_its_checkpoint_with_fewer_workers() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "restart", &data, 2, 120, "");
+    sandbox.add_worker("a");
+    sandbox.add_worker("b");
+    let id = sandbox.submit(&job);
+    sandbox.wait_for_job(&id, LONG, |s| step(s) >= 12);
+    // Lose the coordinator and one worker at once; the job resumes on the survivor alone.
+    sandbox.kill_worker("b");
+    sandbox.restart_coordinator();
+    let resumed = sandbox.wait_for_job(&id, LONG, |s| s["state"] == "running" && s["workers"] == 1 && step(s) > 0);
+    let restart =
+        resumed["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == "coordinator_restart").cloned();
+    let restart = restart.unwrap_or_else(|| panic!("no coordinator_restart incident: {resumed}"));
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", sandbox.log("coordinator.log"));
+    assert_eq!(done["cursor"], 120 * 20, "the data cursor continued from the checkpoint with one worker");
+    let restart = done["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == restart["cause"]).unwrap();
+    assert_eq!(restart["resolved_by"], "automation", "{done}");
+}
+
+#[test]
+fn cancel_stops_the_job_and_leaves_a_usable_checkpoint() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "cancel", &data, 1, 100_000, "");
+    sandbox.add_worker("a");
+    let id = sandbox.submit(&job);
+    sandbox.wait_for_job(&id, LONG, |s| step(s) >= 10);
+    let output = sandbox.facectl(&["cancel", &id]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let cancelled = sandbox.status(&id);
+    assert_eq!(cancelled["state"], "cancelled");
+    let stopped_at = step(&cancelled);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(step(&sandbox.status(&id)), stopped_at, "no step after cancel");
+    let checkpoint = cancelled["latest_checkpoint"].as_str().unwrap().to_string();
+    let eval = sandbox.facectl(&[
+        "eval",
+        "--checkpoint",
+        &checkpoint,
+        "--csv",
+        data.join("validate.csv").to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(result["samples"], 20);
+    let again = sandbox.facectl(&["cancel", &id]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already cancelled"));
+}
+
+#[test]
+fn a_job_with_bad_data_fails_with_the_file_and_line() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let csv = data.join("train.csv");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    text.push_str("train/nobody/ghost.jpg,Ada_Lovelace,0\n");
+    std::fs::write(&csv, text).unwrap();
+    let job = small_job(sandbox.dir.path(), "bad", &data, 1, 10, "");
+    sandbox.add_worker("a");
+    let id = sandbox.submit(&job);
+    let failed = sandbox.wait_for_state(&id, LONG, "failed");
+    assert_eq!(failed["state"], "failed");
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("train.csv:41") && message.contains("ghost.jpg"), "{message}");
+    assert_eq!(failed["incidents"][0]["cause"], "bad_data");
+}
+
+#[test]
+fn an_invalid_job_is_refused_at_submit_with_the_key() {
+    let sandbox = Sandbox::start();
+    let path = sandbox.dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "name = \"x\"\n[dataset]\ntrain = \"t.csv\"\nvalidate = \"v.csv\"\n[training]\nbatch_sise = 3\n",
+    )
+    .unwrap();
+    let output = sandbox.facectl(&["submit", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("batch_sise") && stderr.contains("bad.toml"), "{stderr}");
+}

@@ -1,0 +1,280 @@
+//! A worker's hold on one job: its datasets (loaded once), its model replica, and the step
+//! task: load state if told to, compute this worker's share, exchange gradients through the
+//! coordinator, apply, validate/checkpoint/share state if asked, report.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use facetrain_proto::job::JobSpec;
+use facetrain_proto::pb;
+use tokio::runtime::Handle;
+use tonic::{Code, Status};
+
+use super::client::CoordinatorClient;
+use crate::backend::training_device;
+use crate::checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, read_checkpoint};
+use crate::data::batch::build_batch;
+use crate::data::dataset::Dataset;
+use crate::data::shard::{ShardPlan, share};
+use crate::error::Error;
+use crate::model::Architecture;
+use crate::params;
+use crate::train::evaluate::evaluate;
+use crate::train::exchange::GradientExchange;
+use crate::train::run::load_job_datasets;
+use crate::train::trainer::Trainer;
+
+#[derive(Debug)]
+pub enum StepError {
+    /// The round was abandoned (a member left); the coordinator will hand out the redo.
+    Abandoned(String),
+    /// This job cannot run here (bad data, bad job): report it and drop the job.
+    JobFailed(String),
+    /// The coordinator is gone or forgot us: reconnect.
+    Coordinator(Status),
+}
+
+impl From<Status> for StepError {
+    fn from(status: Status) -> Self {
+        match status.code() {
+            Code::Aborted | Code::FailedPrecondition => Self::Abandoned(status.message().to_string()),
+            _ => Self::Coordinator(status),
+        }
+    }
+}
+
+pub struct JobSession {
+    pub job_id: String,
+    spec: JobSpec,
+    train: Arc<Dataset>,
+    validate: Arc<Dataset>,
+    /// `None` until state is loaded (and while a step runs on the training thread).
+    trainer: Option<Trainer>,
+}
+
+struct StepResult {
+    stats: crate::train::trainer::StepStats,
+    checksum: u32,
+    val_accuracy: Option<f64>,
+    checkpoint: String,
+    state: Option<Vec<u8>>,
+    data_seconds: f64,
+    compute_seconds: f64,
+    reduce_seconds: f64,
+}
+
+impl JobSession {
+    async fn open(task: &pb::TrainStep) -> Result<Self, StepError> {
+        let spec = JobSpec::parse(&task.job_toml, &task.job_id).map_err(|e| StepError::JobFailed(e.to_string()))?;
+        let (train, validate) = load_job_datasets(&spec).await.map_err(|e| StepError::JobFailed(e.to_string()))?;
+        Ok(Self {
+            job_id: task.job_id.clone(),
+            spec,
+            train: Arc::new(train),
+            validate: Arc::new(validate),
+            trainer: None,
+        })
+    }
+
+    pub async fn run_step(
+        slot: &mut Option<JobSession>,
+        client: &CoordinatorClient,
+        worker: &str,
+        task: pb::TrainStep,
+    ) -> Result<(), StepError> {
+        if slot.as_ref().is_none_or(|s| s.job_id != task.job_id) {
+            *slot = Some(Self::open(&task).await?);
+        }
+        let session = slot.as_mut().expect("just opened");
+        session.ensure_state(&task, client, worker).await?;
+        let result = session.compute(&task, client, worker).await?;
+        if let Some(state) = result.state {
+            client.push_state(worker, &task.job_id, task.step + 1, state).await?;
+        }
+        client
+            .report_step(pb::StepReport {
+                worker_id: worker.to_string(),
+                job_id: task.job_id.clone(),
+                step: task.step + 1,
+                round: task.round,
+                loss_sum: result.stats.loss_sum,
+                correct: result.stats.correct as u64,
+                samples: result.stats.count as u64,
+                parameter_checksum: result.checksum,
+                val_accuracy: result.val_accuracy,
+                checkpoint: result.checkpoint,
+                compute_seconds: result.compute_seconds,
+                reduce_seconds: result.reduce_seconds,
+                data_seconds: result.data_seconds,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn ensure_state(
+        &mut self,
+        task: &pb::TrainStep,
+        client: &CoordinatorClient,
+        worker: &str,
+    ) -> Result<(), StepError> {
+        let source = pb::StateSource::try_from(task.state_source).unwrap_or(pb::StateSource::Unspecified);
+        let device = training_device(self.spec.workers.backend, &self.spec.workers.device)
+            .map_err(|e| StepError::JobFailed(e.to_string()))?;
+        let arch = Architecture::new(self.spec.model.clone(), self.train.num_classes);
+        let loaded = match source {
+            pb::StateSource::Keep | pb::StateSource::Unspecified => None,
+            pb::StateSource::Fresh => Some(Trainer::new(arch, &self.spec.training, device)),
+            pb::StateSource::Checkpoint => {
+                let (location, checkpoint) =
+                    read_checkpoint(&task.checkpoint).await.map_err(|e| StepError::JobFailed(e.to_string()))?;
+                Some(
+                    Trainer::from_checkpoint(&checkpoint, &location.to_string(), device)
+                        .map_err(|e| StepError::JobFailed(e.to_string()))?,
+                )
+            }
+            pb::StateSource::Peer => {
+                let bytes = client.fetch_state(worker, &task.job_id, task.step).await?;
+                let checkpoint = Checkpoint::decode(&bytes)
+                    .map_err(|e| StepError::Abandoned(format!("peer state unreadable: {e}")))?;
+                Some(
+                    Trainer::from_checkpoint(&checkpoint, "peer state", device)
+                        .map_err(|e| StepError::JobFailed(e.to_string()))?,
+                )
+            }
+        };
+        if let Some(trainer) = loaded {
+            self.trainer = Some(trainer);
+        }
+        match &self.trainer {
+            Some(trainer) if trainer.step == task.step => Ok(()),
+            Some(trainer) => Err(StepError::Abandoned(format!(
+                "replica is at step {} but the task is step {}",
+                trainer.step, task.step
+            ))),
+            None => Err(StepError::Abandoned("no model state yet".into())),
+        }
+    }
+
+    /// The step on a blocking thread; the exchange calls back into the runtime.
+    async fn compute(
+        &mut self,
+        task: &pb::TrainStep,
+        client: &CoordinatorClient,
+        worker: &str,
+    ) -> Result<StepResult, StepError> {
+        let mut trainer = self.trainer.take().expect("ensure_state loaded a trainer");
+        let train = self.train.clone();
+        let validate = self.validate.clone();
+        let spec = self.spec.clone();
+        let task = task.clone();
+        let mut exchange = CoordinatorExchange {
+            handle: Handle::current(),
+            client: client.clone(),
+            worker: worker.to_string(),
+            job: task.job_id.clone(),
+            round: task.round,
+            seconds: 0.0,
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = step_on_thread(&mut trainer, &train, &validate, &spec, &task, &mut exchange);
+            (trainer, result)
+        })
+        .await
+        .map_err(|e| StepError::JobFailed(format!("training thread failed: {e}")))?;
+        let (trainer, result) = joined;
+        let applied = trainer.step;
+        self.trainer = Some(trainer);
+        match result {
+            Ok(result) => Ok(result),
+            Err(Error::Exchange { retry: true, message }) => Err(StepError::Abandoned(message)),
+            Err(Error::Exchange { retry: false, message }) => Err(StepError::Coordinator(Status::unavailable(message))),
+            Err(other) if applied > 0 => Err(StepError::JobFailed(other.to_string())),
+            Err(other) => Err(StepError::JobFailed(other.to_string())),
+        }
+    }
+}
+
+fn step_on_thread(
+    trainer: &mut Trainer,
+    train: &Dataset,
+    validate: &Dataset,
+    spec: &JobSpec,
+    task: &pb::TrainStep,
+    exchange: &mut CoordinatorExchange,
+) -> crate::Result<StepResult> {
+    let batch_size = spec.training.batch_size;
+    let started = Instant::now();
+    let picks = ShardPlan::new(train.len(), spec.training.seed).picks(task.cursor, batch_size);
+    let mine = picks[share(batch_size, task.rank as usize, task.world as usize)].to_vec();
+    let batch = build_batch(train, mine, Some((&spec.augment, spec.training.seed)));
+    let data_seconds = started.elapsed().as_secs_f64();
+    let step_started = Instant::now();
+    let stats = trainer.train_step(&batch, batch_size, Some(exchange))?;
+    let compute_seconds = step_started.elapsed().as_secs_f64() - exchange.seconds;
+    let val_accuracy = task.evaluate.then(|| evaluate(trainer, validate).accuracy);
+    let needs_state = task.write_checkpoint || task.push_state;
+    let state = if needs_state {
+        let (model, optimizer) = trainer.state_bytes()?;
+        let meta = CheckpointMeta {
+            step: trainer.step,
+            cursor: task.cursor + batch_size as u64,
+            job: task.job_toml.clone(),
+            num_classes: trainer.arch.num_classes,
+            class_names: train.class_names.clone(),
+            val_accuracy,
+            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        };
+        Some(Checkpoint { meta, model, optimizer })
+    } else {
+        None
+    };
+    let mut checkpoint = String::new();
+    if task.write_checkpoint
+        && let Some(state) = &state
+    {
+        let store = CheckpointStore::new(&spec.checkpoint.dir, spec.checkpoint.keep)?;
+        checkpoint = exchange.handle.block_on(store.save(state))?.to_string();
+    }
+    Ok(StepResult {
+        stats,
+        checksum: params::checksum(&trainer.parameters()),
+        val_accuracy,
+        checkpoint,
+        state: state.filter(|_| task.push_state).map(|s| s.encode()),
+        data_seconds,
+        compute_seconds,
+        reduce_seconds: exchange.seconds,
+    })
+}
+
+/// Gradient exchange through the coordinator: push this worker's gradient, pull the sum.
+struct CoordinatorExchange {
+    handle: Handle,
+    client: CoordinatorClient,
+    worker: String,
+    job: String,
+    round: u64,
+    seconds: f64,
+}
+
+impl GradientExchange for CoordinatorExchange {
+    fn all_reduce(&mut self, step: u64, gradients: &mut [f32]) -> crate::Result<()> {
+        let started = Instant::now();
+        let (client, worker, job, round) = (&self.client, &self.worker, &self.job, self.round);
+        let result = self.handle.block_on(async {
+            client.push_gradients(worker, job, step, round, gradients).await?;
+            client.pull_gradients(worker, job, step, round, gradients.len()).await
+        });
+        self.seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(sum) => {
+                gradients.copy_from_slice(&sum);
+                Ok(())
+            }
+            Err(status) => Err(Error::Exchange {
+                retry: matches!(status.code(), Code::Aborted | Code::FailedPrecondition),
+                message: status.message().to_string(),
+            }),
+        }
+    }
+}

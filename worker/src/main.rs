@@ -1,0 +1,50 @@
+//! `facetrain-worker`: trains whatever the coordinator assigns, until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Parser;
+use facetrain_worker::agent::{AgentOptions, run_agent};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(name = "facetrain-worker", version, about = "facetrain worker: trains the face CNN for the coordinator")]
+struct Args {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "FACETRAIN_COORDINATOR", default_value = "http://127.0.0.1:7070")]
+    coordinator: String,
+    /// Stable worker name (defaults to HOSTNAME, as a pod name, else host-pid).
+    #[arg(long, env = "FACETRAIN_WORKER_NAME")]
+    name: Option<String>,
+    #[arg(long, env = "FACETRAIN_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init()
+    } else {
+        logs.with_target(false).compact().init()
+    }
+    let name = args
+        .name
+        .unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| format!("worker-{}", std::process::id())));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            }
+            tracing::info!("stopping after the current step");
+            on_signal.store(true, Ordering::Relaxed);
+        });
+        run_agent(AgentOptions { coordinator: args.coordinator, name }, stop).await
+    })
+}
