@@ -8,7 +8,7 @@ CARGO ?= cargo
 FACECTL := $(CARGO_TARGET_DIR)/debug/facectl
 SHARED ?= $(abspath ../shared)
 
-.PHONY: help build demo test test-rust tools lint fmt bench clean
+.PHONY: help build demo test test-rust test-tools tools lint fmt bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}'
@@ -22,14 +22,18 @@ demo: build ## Generate the synthetic faces and train the tutorial CNN on them l
 
 test: tools test-rust dashboards-validate deploy-validate ## Run every test (installs missing test tools first)
 
-test-rust: ## Rust unit and integration tests
+test-rust: test-tools ## Rust unit and integration tests (process tests need the binaries built first)
+	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast --test-threads 2; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-tools: dashboards-tools deploy-tools ## Install the tools the tests need (idempotent)
+tools: test-tools dashboards-tools deploy-tools ## Install the tools the tests need (idempotent)
+
+test-tools: ## Install the S3-compatible test server (moto) into .venv-test
+	bash scripts/install-test-tools.sh
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --all -- --check

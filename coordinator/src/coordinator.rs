@@ -3,6 +3,7 @@
 //! every change bumps, so a waiter never misses a change between checking and sleeping.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use facetrain_proto::{ErrorCode, pb};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::metrics::CoordinatorMetrics;
 use crate::record::{CheckpointRef, IncidentRecord, JobRecord, JobState, now_unix_ms};
 use crate::run::{JobRun, Pull, PushError, Report, StateSource, StepOutcome};
 use crate::store::{JobStore, StoreError};
@@ -67,7 +69,13 @@ pub struct Coordinator {
     store: JobStore,
     changes: watch::Sender<u64>,
     pub timing: Timing,
+    pub metrics: Arc<CoordinatorMetrics>,
+    lost_workers: AtomicU64,
 }
+
+/// Hands-on time recorded for a manual action when the person does not say (minutes to notice,
+/// decide and act; see docs/operations.md).
+pub const DEFAULT_HANDS_ON_SECONDS: f64 = 300.0;
 
 pub type Shared = Arc<Coordinator>;
 
@@ -78,7 +86,7 @@ fn store_error(e: StoreError) -> tonic::Status {
 impl Coordinator {
     /// Opens the store; a job that was running when the coordinator stopped resumes from its
     /// latest checkpoint, and the restart is recorded as an incident on it.
-    pub fn open(store: JobStore, timing: Timing) -> Result<Shared, StoreError> {
+    pub fn open(store: JobStore, timing: Timing, metrics: Arc<CoordinatorMetrics>) -> Result<Shared, StoreError> {
         let mut jobs = BTreeMap::new();
         let mut open_incidents = Vec::new();
         for mut job in store.all()? {
@@ -112,7 +120,12 @@ impl Coordinator {
             open_incidents,
             running_since: None,
         };
-        Ok(Arc::new(Self { state: Mutex::new(state), store, changes, timing }))
+        Ok(Arc::new(Self { state: Mutex::new(state), store, changes, timing, metrics, lost_workers: AtomicU64::new(0) }))
+    }
+
+    /// Workers lost since this coordinator started.
+    pub fn lost_workers(&self) -> u64 {
+        self.lost_workers.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -149,6 +162,7 @@ impl Coordinator {
             cursor: 0,
             val_accuracy: None,
             train_loss: 0.0,
+            train_accuracy: None,
             message: String::new(),
             latest_checkpoint: None,
             created_unix_ms: now_unix_ms(),
@@ -183,13 +197,17 @@ impl Coordinator {
         (state.jobs.values().cloned().collect(), state.workers.len(), training)
     }
 
-    pub fn cancel(&self, id: &str, requested_by: &str) -> Result<pb::Job, tonic::Status> {
+    pub fn cancel(&self, id: &str, requested_by: &str, hands_on_seconds: f64) -> Result<pb::Job, tonic::Status> {
         let mut state = self.lock();
         let job = state.jobs.get(id).ok_or_else(|| ErrorCode::NotFound.status(format!("no job `{id}`")))?;
         if job.state.is_terminal() {
             return Err(ErrorCode::FailedPrecondition.status(format!("job `{id}` already {}", job.state.name())));
         }
         self.finish(&mut state, id, JobState::Cancelled, format!("cancelled by {requested_by}"))?;
+        let seconds = if hands_on_seconds > 0.0 { hands_on_seconds } else { DEFAULT_HANDS_ON_SECONDS };
+        self.metrics.toil_events.with_label_values(&["cancel"]).inc();
+        self.metrics.toil_seconds.with_label_values(&["cancel"]).inc_by(seconds);
+        info!(job = %id, by = requested_by, hands_on_seconds = seconds, "toil: manual cancel");
         let job = state.jobs[id].to_proto(0);
         drop(state);
         self.changed();
@@ -249,6 +267,7 @@ impl Coordinator {
     /// its step without it and the incident is recorded.
     fn lose_worker(&self, state: &mut State, worker: &str, cause: &str, detail: &str) {
         let Some(entry) = state.workers.remove(worker) else { return };
+        self.lost_workers.fetch_add(1, Ordering::Relaxed);
         warn!(worker = %worker, name = %entry.name, cause, detail, "worker lost");
         let Some(run) = state.run.as_mut() else { return };
         let was_member = run.is_member(worker);
@@ -440,6 +459,7 @@ impl Coordinator {
         };
         match run.add_chunk(worker, chunk) {
             Ok(released) => {
+                self.metrics.reduce_bytes.with_label_values(&[&chunk.job_id, "coordinator"]).inc_by(chunk.data.len() as u64);
                 drop(state);
                 if released {
                     self.changed();
@@ -470,7 +490,10 @@ impl Coordinator {
                 }
             };
             match pull {
-                Pull::Ready(sum) => return Ok(sum),
+                Pull::Ready(sum) => {
+                    self.metrics.reduce_bytes.with_label_values(&[job, "coordinator"]).inc_by(sum.len() as u64 * 4);
+                    return Ok(sum);
+                }
                 Pull::Aborted => {
                     return Err(
                         ErrorCode::Aborted.status(format!("step {step} round {round} was abandoned: redo the step"))
@@ -511,6 +534,12 @@ impl Coordinator {
         let Some(run) = state.run.as_mut().filter(|r| r.job_id == report.job_id) else {
             return Err(ErrorCode::FailedPrecondition.status(format!("job `{}` is not running", report.job_id)));
         };
+        if report.checkpoint_failed {
+            self.metrics.checkpoint_failures.inc();
+            warn!(job = %report.job_id, worker, step = report.step, "checkpoint write failed");
+        } else if !report.checkpoint.is_empty() {
+            self.metrics.checkpoint_duration.observe(report.checkpoint_seconds);
+        }
         let parsed = Report {
             loss_sum: report.loss_sum,
             correct: report.correct,
@@ -553,16 +582,23 @@ impl Coordinator {
             let incident = &mut job.incidents[index];
             incident.resolved_unix_ms = now_ms;
             incident.resolved_by = "automation".into();
+            let seconds = now_ms.saturating_sub(incident.detected_unix_ms) as f64 / 1000.0;
+            self.metrics.recovery_duration.with_label_values(&[&incident.cause]).observe(seconds);
             info!(job = %job_id, cause = %incident.cause, recovery_ms = now_ms.saturating_sub(incident.detected_unix_ms), "incident resolved");
         }
         job.step = step;
         job.cursor = cursor;
         job.train_loss = outcome.loss;
+        job.train_accuracy = Some(outcome.train_accuracy);
+        self.metrics.step_duration.with_label_values(&[&job_id, "total"]).observe(outcome.seconds);
+        for (worker, seconds) in &outcome.compute_seconds {
+            self.metrics.worker_compute.with_label_values(&[&job_id, worker]).set(*seconds);
+        }
         if outcome.val_accuracy.is_some() {
             job.val_accuracy = outcome.val_accuracy;
         }
         if let Some(location) = &outcome.checkpoint {
-            job.latest_checkpoint = Some(CheckpointRef { location: location.clone(), step, cursor });
+            job.latest_checkpoint = Some(CheckpointRef { location: location.clone(), step, cursor, written_unix_ms: now_ms });
         }
         debug_assert_eq!(cursor, step * batch);
         let job = job.clone();

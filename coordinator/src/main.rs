@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use facetrain_coordinator::coordinator::{Coordinator, Timing};
+use facetrain_coordinator::metrics::{CoordinatorMetrics, register_job_metrics};
 use facetrain_coordinator::store::JobStore;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
+use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,6 +20,9 @@ struct Args {
     /// gRPC address.
     #[arg(long, env = "FACETRAIN_LISTEN", default_value = "0.0.0.0:7070")]
     listen: String,
+    /// Prometheus /metrics address (its own port).
+    #[arg(long, env = "FACETRAIN_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+    metrics_listen: String,
     /// Job store file (redb), on a persistent volume.
     #[arg(long, env = "FACETRAIN_STORE", default_value = "/var/lib/facetrain/jobs.redb")]
     store: PathBuf,
@@ -38,13 +42,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_format == "json" {
-        logs.json().init()
-    } else {
-        logs.with_target(false).compact().init()
-    }
+    facetrain_telemetry::init_logging(&args.log_format, "info");
 
     let timing = Timing {
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
@@ -53,12 +51,27 @@ async fn main() -> anyhow::Result<()> {
         start_grace: Duration::from_millis(args.start_grace_ms),
         ..Timing::default()
     };
+    let registry = prometheus::Registry::new();
+    facetrain_telemetry::register_build_info(&registry, "coordinator")?;
+    let metrics = CoordinatorMetrics::new(&registry)?;
     let store = JobStore::open(&args.store)?;
-    let coordinator = Coordinator::open(store, timing)?;
+    let coordinator = Coordinator::open(store, timing, metrics)?;
+    register_job_metrics(&registry, &coordinator)?;
     let listener = TcpListener::bind(&args.listen).await?;
-    // Tests and scripts read the bound address (the port may be 0) from this line.
+    let metrics_listener = TcpListener::bind(&args.metrics_listen).await?;
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    // Tests and scripts read the bound addresses (ports may be 0) from these lines.
     println!("facetrain-coordinator listening on {}", listener.local_addr()?);
-    facetrain_coordinator::server::run(listener, coordinator, shutdown_signal()).await
+    println!("facetrain-coordinator metrics on {}", metrics_listener.local_addr()?);
+    tokio::spawn(facetrain_telemetry::serve_metrics(metrics_listener, registry, until_stopped(stopped.clone())));
+    facetrain_coordinator::server::run(listener, coordinator, until_stopped(stopped)).await
 }
 
 /// SIGINT or SIGTERM (Kubernetes sends SIGTERM, then waits terminationGracePeriodSeconds).

@@ -48,6 +48,8 @@ pub struct CheckpointRef {
     pub location: String,
     pub step: u64,
     pub cursor: u64,
+    #[serde(default)]
+    pub written_unix_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +64,9 @@ pub struct JobRecord {
     pub cursor: u64,
     pub val_accuracy: Option<f64>,
     pub train_loss: f64,
+    /// Accuracy on the last step's training batch.
+    #[serde(default)]
+    pub train_accuracy: Option<f64>,
     pub message: String,
     pub latest_checkpoint: Option<CheckpointRef>,
     pub created_unix_ms: u64,

@@ -42,7 +42,7 @@ impl GradientSum {
         if total != self.total as u64 {
             return Err(BadGradient::WrongLength { got: total, expected: self.total as u64 });
         }
-        if data.len() % 4 != 0 {
+        if !data.len().is_multiple_of(4) {
             return Err(BadGradient::Ragged(data.len()));
         }
         let expected_offset = *self.received.get(contributor).unwrap_or(&0);

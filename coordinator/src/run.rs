@@ -186,8 +186,8 @@ impl JobRun {
             world: self.members.len() as u32,
             state_source: state_source as i32,
             checkpoint,
-            evaluate: rank0 && (last || (training.eval_every > 0 && next % training.eval_every == 0)),
-            write_checkpoint: rank0 && checkpointing && (last || next % self.spec.checkpoint.every == 0),
+            evaluate: rank0 && (last || (training.eval_every > 0 && next.is_multiple_of(training.eval_every))),
+            write_checkpoint: rank0 && checkpointing && (last || next.is_multiple_of(self.spec.checkpoint.every)),
             push_state: rank0 && !self.joining.is_empty(),
         })
     }

@@ -82,6 +82,7 @@ mod tests {
             cursor: 0,
             val_accuracy: None,
             train_loss: 0.0,
+            train_accuracy: None,
             message: String::new(),
             latest_checkpoint: None,
             created_unix_ms: created,

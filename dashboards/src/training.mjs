@@ -127,11 +127,11 @@ export default dashboard({
       description: 'Images decoded and augmented per second by each worker pod. Not filtered by $job_id (the pipeline metrics carry no job label).',
       unit: 'short', axisLabel: 'images/s', min: 0, w: 12,
     }),
-    timeseries('Pipeline queue depth', [
-      q(`max by (instance) (facetrain_pipeline_queue_depth{${WORKER}})`, '{{instance}}'),
+    timeseries('Data wait per step (p95)', [
+      q(`histogram_quantile(0.95, sum by (le, instance) (rate(facetrain_step_duration_seconds_bucket{${WORKER}, phase="data"}[$__rate_interval])))`, '{{instance}}'),
     ], {
-      description: 'Prepared batches waiting for the trainer on each worker pod. Near zero while the data phase dominates step time means the input pipeline is the bottleneck.',
-      unit: 'none', min: 0, w: 12, decimals: 0,
+      description: 'Time each worker pod spent preparing its share of a batch (decode cache lookup, augmentation, batching) before computing. A rising data phase means the input pipeline is the bottleneck.',
+      unit: 's', min: 0, w: 12,
     }),
   ],
 });

@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 #
-# facetrain-worker with the libtorch (`tch`) backend on CUDA.
+# facetrain-worker with the libtorch (`tch`) backend on CUDA:
+#   cargo build --release -p facetrain-worker --features facetrain-worker/tch
 # libtorch comes from the PyTorch wheel (LIBTORCH_USE_PYTORCH=1), so the version the worker is
 # compiled against and the one it loads at run time are the same files.
 #
@@ -78,8 +79,11 @@ ENV RUST_LOG=info \
     CUDA_CACHE_PATH=/tmp/cuda-cache
 USER 65532:65532
 STOPSIGNAL SIGTERM
-EXPOSE 7071 9465
+# Only the metrics port: workers serve no gRPC (gradients are reduced through the coordinator).
+EXPOSE 9465
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["/usr/local/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9465/metrics"]
 ENTRYPOINT ["/usr/local/bin/facetrain-worker"]
-CMD ["--metrics-listen=0.0.0.0:9465", "--peer-listen=0.0.0.0:7071", "--backend=tch", "--device=cuda:0"]
+# No backend/device flags: a GPU job sets `[workers] backend = "tch"`, `device = "cuda:0"` in its
+# job.toml (this build also runs `flex`/`cpu` jobs, on the CPU).
+CMD ["--metrics-listen=0.0.0.0:9465"]

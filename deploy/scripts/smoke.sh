@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Post-deploy smoke check, run by deploy.sh (or by hand against the current kube context):
-#   1. coordinator gRPC health: facetrain.v1.JobService is SERVING, through a port-forward
-#   2. coordinator and worker-0 /metrics answer and export facetrain_* series
+#   1. coordinator gRPC health (grpc.health.v1): facetrain.v1.JobService and
+#      facetrain.v1.WorkerService are SERVING, through a port-forward
+#   2. coordinator and worker-0 /metrics answer and export facetrain_* series (workers serve no
+#      gRPC: /metrics on 9465 is their only endpoint)
 # Needs kubectl and curl; for (1) grpc_health_probe or grpcurl locally, else it runs the
 # grpc_health_probe shipped in the coordinator image inside the pod.
 set -euo pipefail
@@ -34,17 +36,19 @@ forward svc/facetrain-coordinator 17070:7070
 forward pod/facetrain-coordinator-0 19464:9464
 forward pod/facetrain-worker-0 19465:9465
 
-log "gRPC health of facetrain.v1.JobService"
-if command -v grpc_health_probe >/dev/null 2>&1; then
-  grpc_health_probe -addr=127.0.0.1:17070 -service=facetrain.v1.JobService
-elif command -v grpcurl >/dev/null 2>&1; then
-  grpcurl -plaintext -d '{"service":"facetrain.v1.JobService"}' 127.0.0.1:17070 grpc.health.v1.Health/Check |
-    grep -q '"SERVING"' || die "JobService is not SERVING"
-else
-  warn "no grpc_health_probe/grpcurl here: checking from inside the coordinator pod instead"
-  "${kube[@]}" exec facetrain-coordinator-0 -- grpc_health_probe -addr=127.0.0.1:7070 -service=facetrain.v1.JobService
-fi
-ok "coordinator gRPC health: SERVING"
+for service in facetrain.v1.JobService facetrain.v1.WorkerService; do
+  log "gRPC health of $service"
+  if command -v grpc_health_probe >/dev/null 2>&1; then
+    grpc_health_probe -addr=127.0.0.1:17070 -service="$service"
+  elif command -v grpcurl >/dev/null 2>&1; then
+    grpcurl -plaintext -d "{\"service\":\"$service\"}" 127.0.0.1:17070 grpc.health.v1.Health/Check |
+      grep -q '"SERVING"' || die "$service is not SERVING"
+  else
+    warn "no grpc_health_probe/grpcurl here: checking from inside the coordinator pod instead"
+    "${kube[@]}" exec facetrain-coordinator-0 -- grpc_health_probe -addr=127.0.0.1:7070 -service="$service"
+  fi
+  ok "coordinator gRPC health of $service: SERVING"
+done
 
 for target in coordinator:19464 worker-0:19465; do
   name="${target%%:*}" port="${target##*:}"

@@ -97,6 +97,9 @@ pub enum Command {
     /// Cancel a job (a manual action: counted as toil).
     Cancel {
         job_id: String,
+        /// Hands-on time this took you, for the toil ledger (default: the coordinator's estimate, 300 s).
+        #[arg(long, default_value_t = 0.0)]
+        hands_on_seconds: f64,
         #[command(flatten)]
         remote: Remote,
     },
@@ -160,6 +163,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Status { job_id, remote, output } => crate::remote::status(&remote, &job_id, output).await,
         Command::List { remote, output } => crate::remote::list(&remote, output).await,
         Command::Watch { job_id, remote } => crate::remote::watch(&remote, &job_id).await,
-        Command::Cancel { job_id, remote } => crate::remote::cancel(&remote, &job_id).await,
+        Command::Cancel { job_id, remote, hands_on_seconds } => crate::remote::cancel(&remote, &job_id, hands_on_seconds).await,
     }
 }

@@ -75,7 +75,7 @@ impl Progress for ProgressBarReporter {
             None => {
                 let mut last = self.last_line.lock().expect("not poisoned");
                 if last.elapsed() >= Duration::from_secs(30)
-                    && (self.eval_every == 0 || report.step % self.eval_every != 0)
+                    && (self.eval_every == 0 || !report.step.is_multiple_of(self.eval_every))
                 {
                     *last = Instant::now();
                     eprintln!("step {} {message}", report.step);

@@ -80,10 +80,10 @@ pub async fn watch(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn cancel(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
+pub async fn cancel(remote: &Remote, job_id: &str, hands_on_seconds: f64) -> anyhow::Result<()> {
     let job = connect(remote)
         .await?
-        .cancel_job(pb::CancelJobRequest { job_id: job_id.into(), requested_by: who() })
+        .cancel_job(pb::CancelJobRequest { job_id: job_id.into(), requested_by: who(), hands_on_seconds })
         .await
         .map_err(|s| anyhow::anyhow!("cancel refused: {}", s.message()))?
         .into_inner();

@@ -31,7 +31,9 @@ pub fn f32_to_bytes(values: &[f32]) -> Vec<u8> {
 
 /// Decodes little-endian f32 bytes; `None` when the length is not a multiple of four.
 pub fn bytes_to_f32(bytes: &[u8]) -> Option<Vec<f32>> {
-    (bytes.len() % 4 == 0)
+    bytes
+        .len()
+        .is_multiple_of(4)
         .then(|| bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 

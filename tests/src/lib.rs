@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use facetrain_worker::data::synth::{SynthOptions, write_synthetic_dataset};
 
+pub mod s3;
+
 /// Where cargo put the workspace binaries (next to the test executable's `deps/`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -24,6 +26,8 @@ pub struct Sandbox {
     coordinator: Option<Child>,
     workers: Vec<(String, Child)>,
     coordinator_args: Vec<String>,
+    /// Extra environment for worker and facectl processes (e.g. S3 credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -38,8 +42,14 @@ impl Sandbox {
             "--start-grace-ms".into(),
             "2000".into(),
         ];
-        let mut sandbox =
-            Self { dir, address: String::new(), coordinator: None, workers: Vec::new(), coordinator_args: args };
+        let mut sandbox = Self {
+            dir,
+            address: String::new(),
+            coordinator: None,
+            workers: Vec::new(),
+            coordinator_args: args,
+            env: Vec::new(),
+        };
         sandbox.start_coordinator("127.0.0.1:0");
         sandbox
     }
@@ -97,6 +107,7 @@ impl Sandbox {
         let child = Command::new(binary("facetrain-worker"))
             .args(["--coordinator", &self.url(), "--name", name])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use facetrain_worker::agent::{AgentOptions, run_agent};
-use tracing_subscriber::EnvFilter;
+use facetrain_worker::agent::{AgentOptions, WorkerMetrics, run_agent};
 
 #[derive(Parser, Debug)]
 #[command(name = "facetrain-worker", version, about = "facetrain worker: trains the face CNN for the coordinator")]
@@ -16,24 +15,28 @@ struct Args {
     /// Stable worker name (defaults to HOSTNAME, as a pod name, else host-pid).
     #[arg(long, env = "FACETRAIN_WORKER_NAME")]
     name: Option<String>,
+    /// Prometheus /metrics address (its own port).
+    #[arg(long, env = "FACETRAIN_METRICS_LISTEN", default_value = "0.0.0.0:9465")]
+    metrics_listen: String,
     #[arg(long, env = "FACETRAIN_LOG_FORMAT", default_value = "text")]
     log_format: String,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_format == "json" {
-        logs.json().init()
-    } else {
-        logs.with_target(false).compact().init()
-    }
+    facetrain_telemetry::init_logging(&args.log_format, "info");
+    let registry = prometheus::Registry::new();
+    facetrain_telemetry::register_build_info(&registry, "worker")?;
+    let metrics = Arc::new(WorkerMetrics::new(&registry)?);
     let name = args
         .name
         .unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| format!("worker-{}", std::process::id())));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
+        let metrics_listener = tokio::net::TcpListener::bind(&args.metrics_listen).await?;
+        // Tests read the bound address (the port may be 0) from this line.
+        println!("facetrain-worker metrics on {}", metrics_listener.local_addr()?);
+        tokio::spawn(facetrain_telemetry::serve_metrics(metrics_listener, registry, std::future::pending()));
         let stop = Arc::new(AtomicBool::new(false));
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -45,6 +48,6 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("stopping after the current step");
             on_signal.store(true, Ordering::Relaxed);
         });
-        run_agent(AgentOptions { coordinator: args.coordinator, name }, stop).await
+        run_agent(AgentOptions { coordinator: args.coordinator, name }, metrics, stop).await
     })
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use facetrain_proto::pb::{self, worker_service_server::WorkerService};
 use facetrain_proto::{ErrorCode, GRADIENT_CHUNK_ELEMENTS, STATE_CHUNK_BYTES, f32_to_bytes};
 use futures::{Stream, StreamExt};
+use std::time::Instant;
+
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::coordinator::Shared;
@@ -24,39 +26,63 @@ type ChunkStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
     async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
-        let request = request.into_inner();
-        if request.name.is_empty() {
-            return Err(ErrorCode::InvalidArgument.status("register: `name` is empty"));
+        let started = Instant::now();
+        let result: Result<Response<pb::RegisterResponse>, Status> = async move {
+            let request = request.into_inner();
+            if request.name.is_empty() {
+                return Err(ErrorCode::InvalidArgument.status("register: `name` is empty"));
+            }
+            let worker_id = self.coordinator.register(&request.name);
+            let heartbeat_interval_ms = self.coordinator.timing.heartbeat_interval.as_millis() as u32;
+            Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms }))
         }
-        let worker_id = self.coordinator.register(&request.name);
-        let heartbeat_interval_ms = self.coordinator.timing.heartbeat_interval.as_millis() as u32;
-        Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms }))
+        .await;
+        self.coordinator.metrics.rpc("Register", started, true, &result);
+        result
     }
 
     async fn heartbeat(
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        self.coordinator.heartbeat(&request.into_inner().worker_id)?;
-        Ok(Response::new(pb::HeartbeatResponse {}))
+        let started = Instant::now();
+        let result: Result<Response<pb::HeartbeatResponse>, Status> = async move {
+            self.coordinator.heartbeat(&request.into_inner().worker_id)?;
+            Ok(Response::new(pb::HeartbeatResponse {}))
+        }
+        .await;
+        self.coordinator.metrics.rpc("Heartbeat", started, true, &result);
+        result
     }
 
     async fn next_task(&self, request: Request<pb::NextTaskRequest>) -> Result<Response<pb::Task>, Status> {
-        let request = request.into_inner();
-        let wait = Duration::from_millis(request.wait_ms as u64).min(MAX_WAIT);
-        Ok(Response::new(self.coordinator.next_task(&request.worker_id, wait).await?))
+        let started = Instant::now();
+        let result: Result<Response<pb::Task>, Status> = async move {
+            let request = request.into_inner();
+            let wait = Duration::from_millis(request.wait_ms as u64).min(MAX_WAIT);
+            Ok(Response::new(self.coordinator.next_task(&request.worker_id, wait).await?))
+        }
+        .await;
+        self.coordinator.metrics.rpc("NextTask", started, true, &result);
+        result
     }
 
     async fn push_gradients(
         &self,
         request: Request<Streaming<pb::GradientChunk>>,
     ) -> Result<Response<pb::PushGradientsResponse>, Status> {
-        let mut stream = request.into_inner();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            self.coordinator.push_chunk(&chunk.worker_id, &chunk)?;
+        let started = Instant::now();
+        let result: Result<Response<pb::PushGradientsResponse>, Status> = async move {
+            let mut stream = request.into_inner();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                self.coordinator.push_chunk(&chunk.worker_id, &chunk)?;
+            }
+            Ok(Response::new(pb::PushGradientsResponse {}))
         }
-        Ok(Response::new(pb::PushGradientsResponse {}))
+        .await;
+        self.coordinator.metrics.rpc("PushGradients", started, false, &result);
+        result
     }
 
     type PullGradientsStream = ChunkStream<pb::GradientChunk>;
@@ -65,49 +91,67 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::PullGradientsRequest>,
     ) -> Result<Response<Self::PullGradientsStream>, Status> {
-        let request = request.into_inner();
-        let sum = self.coordinator.pull(&request.job_id, request.step, request.round).await?;
-        let total = sum.len() as u64;
-        let (job_id, step, round) = (request.job_id, request.step, request.round);
-        let chunks = (0..sum.len()).step_by(GRADIENT_CHUNK_ELEMENTS).map(move |offset| {
-            let end = (offset + GRADIENT_CHUNK_ELEMENTS).min(sum.len());
-            Ok(pb::GradientChunk {
-                worker_id: String::new(),
-                job_id: job_id.clone(),
-                step,
-                round,
-                offset: offset as u64,
-                total,
-                data: f32_to_bytes(&sum[offset..end]),
-            })
-        });
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        let started = Instant::now();
+        let result: Result<Response<Self::PullGradientsStream>, Status> = async move {
+            let request = request.into_inner();
+            let sum = self.coordinator.pull(&request.job_id, request.step, request.round).await?;
+            let total = sum.len() as u64;
+            let (job_id, step, round) = (request.job_id, request.step, request.round);
+            let chunks = (0..sum.len()).step_by(GRADIENT_CHUNK_ELEMENTS).map(move |offset| {
+                let end = (offset + GRADIENT_CHUNK_ELEMENTS).min(sum.len());
+                Ok::<_, Status>(pb::GradientChunk {
+                    worker_id: String::new(),
+                    job_id: job_id.clone(),
+                    step,
+                    round,
+                    offset: offset as u64,
+                    total,
+                    data: f32_to_bytes(&sum[offset..end]),
+                })
+            });
+            Ok(Response::new(Box::pin(futures::stream::iter(chunks)) as Self::PullGradientsStream))
+        }
+        .await;
+        self.coordinator.metrics.rpc("PullGradients", started, false, &result);
+        result
     }
 
     async fn report_step(&self, request: Request<pb::StepReport>) -> Result<Response<pb::StepAck>, Status> {
-        let report = request.into_inner();
-        self.coordinator.report(&report.worker_id, &report)?;
-        Ok(Response::new(pb::StepAck {}))
+        let started = Instant::now();
+        let result: Result<Response<pb::StepAck>, Status> = async move {
+            let report = request.into_inner();
+            self.coordinator.report(&report.worker_id, &report)?;
+            Ok(Response::new(pb::StepAck {}))
+        }
+        .await;
+        self.coordinator.metrics.rpc("ReportStep", started, true, &result);
+        result
     }
 
     async fn push_state(
         &self,
         request: Request<Streaming<pb::StateChunk>>,
     ) -> Result<Response<pb::PushStateResponse>, Status> {
-        let mut stream = request.into_inner();
-        let mut bytes = Vec::new();
-        let mut header: Option<(String, String, u64)> = None;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            header.get_or_insert_with(|| (chunk.worker_id.clone(), chunk.job_id.clone(), chunk.step));
-            if bytes.len() + chunk.data.len() > MAX_STATE_BYTES {
-                return Err(ErrorCode::InvalidArgument.status(format!("state larger than {MAX_STATE_BYTES} bytes")));
+        let started = Instant::now();
+        let result: Result<Response<pb::PushStateResponse>, Status> = async move {
+            let mut stream = request.into_inner();
+            let mut bytes = Vec::new();
+            let mut header: Option<(String, String, u64)> = None;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                header.get_or_insert_with(|| (chunk.worker_id.clone(), chunk.job_id.clone(), chunk.step));
+                if bytes.len() + chunk.data.len() > MAX_STATE_BYTES {
+                    return Err(ErrorCode::InvalidArgument.status(format!("state larger than {MAX_STATE_BYTES} bytes")));
+                }
+                bytes.extend_from_slice(&chunk.data);
             }
-            bytes.extend_from_slice(&chunk.data);
+            let (worker, job, step) = header.ok_or_else(|| ErrorCode::InvalidArgument.status("empty state stream"))?;
+            self.coordinator.store_state(&worker, &job, step, bytes)?;
+            Ok(Response::new(pb::PushStateResponse {}))
         }
-        let (worker, job, step) = header.ok_or_else(|| ErrorCode::InvalidArgument.status("empty state stream"))?;
-        self.coordinator.store_state(&worker, &job, step, bytes)?;
-        Ok(Response::new(pb::PushStateResponse {}))
+        .await;
+        self.coordinator.metrics.rpc("PushState", started, false, &result);
+        result
     }
 
     type FetchStateStream = ChunkStream<pb::StateChunk>;
@@ -116,24 +160,36 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::FetchStateRequest>,
     ) -> Result<Response<Self::FetchStateStream>, Status> {
-        let request = request.into_inner();
-        let blob = self.coordinator.state(&request.job_id, request.step)?;
-        let (job_id, step) = (request.job_id, request.step);
-        let chunks = (0..blob.len().max(1)).step_by(STATE_CHUNK_BYTES).map(move |offset| {
-            let end = (offset + STATE_CHUNK_BYTES).min(blob.len());
-            Ok(pb::StateChunk {
-                worker_id: String::new(),
-                job_id: job_id.clone(),
-                step,
-                data: blob[offset..end].to_vec(),
-            })
-        });
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        let started = Instant::now();
+        let result: Result<Response<Self::FetchStateStream>, Status> = async move {
+            let request = request.into_inner();
+            let blob = self.coordinator.state(&request.job_id, request.step)?;
+            let (job_id, step) = (request.job_id, request.step);
+            let chunks = (0..blob.len().max(1)).step_by(STATE_CHUNK_BYTES).map(move |offset| {
+                let end = (offset + STATE_CHUNK_BYTES).min(blob.len());
+                Ok::<_, Status>(pb::StateChunk {
+                    worker_id: String::new(),
+                    job_id: job_id.clone(),
+                    step,
+                    data: blob[offset..end].to_vec(),
+                })
+            });
+            Ok(Response::new(Box::pin(futures::stream::iter(chunks)) as Self::FetchStateStream))
+        }
+        .await;
+        self.coordinator.metrics.rpc("FetchState", started, false, &result);
+        result
     }
 
     async fn report_failure(&self, request: Request<pb::FailureReport>) -> Result<Response<pb::FailureAck>, Status> {
-        let report = request.into_inner();
-        self.coordinator.fail_job(&report.job_id, format!("worker {}: {}", report.worker_id, report.message))?;
-        Ok(Response::new(pb::FailureAck {}))
+        let started = Instant::now();
+        let result: Result<Response<pb::FailureAck>, Status> = async move {
+            let report = request.into_inner();
+            self.coordinator.fail_job(&report.job_id, format!("worker {}: {}", report.worker_id, report.message))?;
+            Ok(Response::new(pb::FailureAck {}))
+        }
+        .await;
+        self.coordinator.metrics.rpc("ReportFailure", started, true, &result);
+        result
     }
 }

@@ -3,6 +3,7 @@
 //! coordinator goes away and registers again when the coordinator no longer knows it.
 
 mod client;
+mod metrics;
 mod session;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use facetrain_proto::pb;
 use tracing::{info, warn};
 
 pub use client::CoordinatorClient;
+pub use metrics::WorkerMetrics;
 use session::{JobSession, StepError};
 
 /// NextTask long-poll length.
@@ -26,7 +28,7 @@ pub struct AgentOptions {
 }
 
 /// Runs until `stop` is set.
-pub async fn run_agent(options: AgentOptions, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub async fn run_agent(options: AgentOptions, metrics: Arc<WorkerMetrics>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(100);
     let mut session: Option<JobSession> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -51,7 +53,7 @@ pub async fn run_agent(options: AgentOptions, stop: Arc<AtomicBool>) -> anyhow::
         backoff = Duration::from_millis(100);
         info!(worker = %worker_id.0, name = %options.name, "registered");
         let heartbeat = tokio::spawn(client.clone().heartbeat_loop(worker_id.0.clone(), worker_id.1));
-        let result = serve_tasks(&client, &worker_id.0, &mut session, &stop).await;
+        let result = serve_tasks(&client, &worker_id.0, &mut session, &metrics, &stop).await;
         heartbeat.abort();
         if let Err(e) = result {
             warn!(error = %e, "lost the coordinator; reconnecting");
@@ -66,6 +68,7 @@ async fn serve_tasks(
     client: &CoordinatorClient,
     worker: &str,
     session: &mut Option<JobSession>,
+    metrics: &WorkerMetrics,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
@@ -73,7 +76,7 @@ async fn serve_tasks(
         match task.kind {
             Some(pb::task::Kind::Step(step)) => {
                 let job_id = step.job_id.clone();
-                match JobSession::run_step(session, client, worker, step).await {
+                match JobSession::run_step(session, client, worker, step, metrics).await {
                     Ok(()) => {}
                     Err(StepError::Abandoned(reason)) => {
                         info!(job = %job_id, reason, "step abandoned; waiting for the redo")

@@ -11,6 +11,7 @@ use tokio::runtime::Handle;
 use tonic::{Code, Status};
 
 use super::client::CoordinatorClient;
+use super::metrics::WorkerMetrics;
 use crate::backend::training_device;
 use crate::checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, read_checkpoint};
 use crate::data::batch::build_batch;
@@ -54,6 +55,10 @@ pub struct JobSession {
 
 struct StepResult {
     stats: crate::train::trainer::StepStats,
+    timings: crate::train::trainer::StepTimings,
+    gradient_elements: usize,
+    checkpoint_seconds: f64,
+    checkpoint_failed: bool,
     checksum: u32,
     val_accuracy: Option<f64>,
     checkpoint: String,
@@ -81,6 +86,7 @@ impl JobSession {
         client: &CoordinatorClient,
         worker: &str,
         task: pb::TrainStep,
+        metrics: &WorkerMetrics,
     ) -> Result<(), StepError> {
         if slot.as_ref().is_none_or(|s| s.job_id != task.job_id) {
             *slot = Some(Self::open(&task).await?);
@@ -88,6 +94,7 @@ impl JobSession {
         let session = slot.as_mut().expect("just opened");
         session.ensure_state(&task, client, worker).await?;
         let result = session.compute(&task, client, worker).await?;
+        metrics.step(&task.job_id, result.stats.count, result.data_seconds, result.timings, result.gradient_elements);
         if let Some(state) = result.state {
             client.push_state(worker, &task.job_id, task.step + 1, state).await?;
         }
@@ -106,6 +113,8 @@ impl JobSession {
                 compute_seconds: result.compute_seconds,
                 reduce_seconds: result.reduce_seconds,
                 data_seconds: result.data_seconds,
+                checkpoint_seconds: result.checkpoint_seconds,
+                checkpoint_failed: result.checkpoint_failed,
             })
             .await?;
         Ok(())
@@ -208,9 +217,8 @@ fn step_on_thread(
     let mine = picks[share(batch_size, task.rank as usize, task.world as usize)].to_vec();
     let batch = build_batch(train, mine, Some((&spec.augment, spec.training.seed)));
     let data_seconds = started.elapsed().as_secs_f64();
-    let step_started = Instant::now();
     let stats = trainer.train_step(&batch, batch_size, Some(exchange))?;
-    let compute_seconds = step_started.elapsed().as_secs_f64() - exchange.seconds;
+    let compute_seconds = trainer.last_timings.compute + trainer.last_timings.apply;
     let val_accuracy = task.evaluate.then(|| evaluate(trainer, validate).accuracy);
     let needs_state = task.write_checkpoint || task.push_state;
     let state = if needs_state {
@@ -229,14 +237,30 @@ fn step_on_thread(
         None
     };
     let mut checkpoint = String::new();
+    let mut checkpoint_failed = false;
+    let checkpoint_started = Instant::now();
     if task.write_checkpoint
         && let Some(state) = &state
     {
-        let store = CheckpointStore::new(&spec.checkpoint.dir, spec.checkpoint.keep)?;
-        checkpoint = exchange.handle.block_on(store.save(state))?.to_string();
+        // A failed write does not stop training: the previous checkpoint stays the latest, the
+        // coordinator counts the failure and the checkpoint alert fires if it keeps failing.
+        let saved = CheckpointStore::new(&spec.checkpoint.dir, spec.checkpoint.keep)
+            .and_then(|store| exchange.handle.block_on(store.save(state)));
+        match saved {
+            Ok(location) => checkpoint = location.to_string(),
+            Err(e) => {
+                tracing::warn!(error = %e, step = trainer.step, "checkpoint write failed");
+                checkpoint_failed = true;
+            }
+        }
     }
+    let checkpoint_seconds = checkpoint_started.elapsed().as_secs_f64();
     Ok(StepResult {
         stats,
+        timings: trainer.last_timings,
+        gradient_elements: params::parameter_count(trainer.model()),
+        checkpoint_seconds,
+        checkpoint_failed,
         checksum: params::checksum(&trainer.parameters()),
         val_accuracy,
         checkpoint,

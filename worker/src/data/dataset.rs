@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::job::OnBadRow;
 use crate::storage::Location;
 
+/// A row with its decoded image (and whether it was resized), or what is wrong with it.
+type DecodedRow = (Row, std::result::Result<(RgbImage, bool), String>);
+
 /// Concurrent object-store reads while loading.
 const FETCH_CONCURRENCY: usize = 32;
 
@@ -80,7 +83,7 @@ pub async fn load_dataset(csv_url: &str, options: &LoadOptions) -> Result<Datase
         .await?;
 
     let side = options.side;
-    let decoded: Vec<(Row, std::result::Result<(RgbImage, bool), String>)> = tokio::task::spawn_blocking(move || {
+    let decoded: Vec<DecodedRow> = tokio::task::spawn_blocking(move || {
         fetched
             .into_par_iter()
             .map(|(row, bytes)| {

@@ -239,7 +239,7 @@ impl TrainingLoop<'_> {
                 step_seconds: step_started.elapsed().as_secs_f64(),
                 images_per_second: trained_images as f64 / loop_started.elapsed().as_secs_f64().max(1e-9),
             });
-            let eval_due = training.eval_every > 0 && step % training.eval_every == 0;
+            let eval_due = training.eval_every > 0 && step.is_multiple_of(training.eval_every);
             if eval_due || step == training.max_steps {
                 let evaluation = evaluate(&self.trainer, validate);
                 self.progress.evaluated(step, &evaluation);
@@ -253,7 +253,7 @@ impl TrainingLoop<'_> {
                     break;
                 }
             }
-            if self.store.is_some() && step % self.spec.checkpoint.every == 0 {
+            if self.store.is_some() && step.is_multiple_of(self.spec.checkpoint.every) {
                 last_checkpoint = Some(self.save_checkpoint(last_eval.as_ref())?);
             }
         }

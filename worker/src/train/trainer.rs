@@ -44,8 +44,17 @@ impl StepStats {
     }
 }
 
+/// Where the last [`Trainer::train_step`] spent its time, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimings {
+    pub compute: f64,
+    pub reduce: f64,
+    pub apply: f64,
+}
+
 pub struct Trainer {
     pub arch: Architecture,
+    pub last_timings: StepTimings,
     model: FaceCnn,
     optimizer: ModuleOptimizer,
     device: Device,
@@ -61,6 +70,7 @@ impl Trainer {
         let model = initialise(arch.build(&device), arch.spec.init, training.seed);
         Self {
             optimizer: adam(),
+            last_timings: StepTimings::default(),
             arch,
             model,
             device,
@@ -117,7 +127,9 @@ impl Trainer {
         global_batch: usize,
         exchange: Option<&mut dyn GradientExchange>,
     ) -> Result<StepStats> {
+        let started = std::time::Instant::now();
         let (mut grads, stats) = self.compute_gradients(batch, global_batch);
+        let computed = std::time::Instant::now();
         if let Some(exchange) = exchange {
             let mut flat = params::flatten_gradients(&self.model, &grads);
             exchange.all_reduce(self.step, &mut flat)?;
@@ -126,7 +138,13 @@ impl Trainer {
             }
             params::replace_gradients(&self.model, &mut grads, &flat);
         }
+        let reduced = std::time::Instant::now();
         self.apply(grads);
+        self.last_timings = StepTimings {
+            compute: computed.duration_since(started).as_secs_f64(),
+            reduce: reduced.duration_since(computed).as_secs_f64(),
+            apply: reduced.elapsed().as_secs_f64(),
+        };
         Ok(stats)
     }
 
@@ -195,7 +213,7 @@ fn scalar(tensor: &Tensor<1>) -> f32 {
 /// Index of the largest value in each row of a `[rows, classes]` f32 tensor.
 pub fn argmax_rows(data: &TensorData, classes: usize) -> Vec<usize> {
     let values = data.as_slice::<f32>().expect("f32 logits");
-    values.chunks(classes).map(|row| argmax(row)).collect()
+    values.chunks(classes).map(argmax).collect()
 }
 
 pub fn argmax(row: &[f32]) -> usize {

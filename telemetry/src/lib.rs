@@ -1,0 +1,122 @@
+//! What every facetrain process shares for observability: a Prometheus `/metrics` endpoint on
+//! its own port over a registry the caller owns (so tests scrape the same registry), the
+//! `facetrain_build_info` gauge, gRPC status names as Prometheus labels, and log set-up
+//! (quiet, structured, text or JSON).
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tracing::{debug, info};
+use tracing_subscriber::EnvFilter;
+
+/// Registers `facetrain_build_info{version, component} 1`.
+pub fn register_build_info(registry: &Registry, component: &str) -> prometheus::Result<()> {
+    let info = IntGaugeVec::new(Opts::new("facetrain_build_info", "facetrain build: always 1"), &["version", "component"])?;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), component]).set(1);
+    registry.register(Box::new(info))
+}
+
+/// The registry's metrics in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut buffer).expect("text encoding of gathered metrics");
+    String::from_utf8(buffer).expect("the text format is UTF-8")
+}
+
+/// Serves `GET /metrics` (and `/healthz`) until `shutdown` resolves.
+pub async fn serve_metrics(listener: TcpListener, registry: Registry, shutdown: impl Future<Output = ()>) {
+    info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics endpoint serving /metrics");
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let registry = registry.clone();
+                async move { Ok::<_, Infallible>(respond(request.uri().path(), &registry)) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                debug!(error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+fn respond(path: &str, registry: &Registry) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", render(registry)),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics\n".to_string()),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// gRPC status names as grpc-go spells them (the convention dashboards and alerts use).
+pub fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// Logs on stderr: `RUST_LOG` (default `default_filter`), text or JSON.
+pub fn init_logging(format: &str, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        logs.json().init();
+    } else {
+        logs.with_target(false).compact().init();
+    }
+}
+
+/// Histogram buckets from 5 ms to 120 s (step phases).
+pub const STEP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+/// Histogram buckets from 1 s to 4 h (recovery).
+pub const RECOVERY_BUCKETS: &[f64] = &[0.1, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_info_renders_in_the_text_format() {
+        let registry = Registry::new();
+        register_build_info(&registry, "worker").unwrap();
+        let text = render(&registry);
+        assert!(text.contains("facetrain_build_info{component=\"worker\",version=\""), "{text}");
+        assert_eq!(grpc_code_name(tonic::Code::Cancelled), "Canceled");
+    }
+}

@@ -1,0 +1,48 @@
+//! A worker's Prometheus metrics (names as in dashboards/METRICS.md): its step phases,
+//! samples, reduction traffic and input-pipeline throughput.
+
+use facetrain_telemetry::STEP_BUCKETS;
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::train::trainer::StepTimings;
+
+pub struct WorkerMetrics {
+    step_duration: HistogramVec,
+    samples: IntCounterVec,
+    reduce_bytes: IntCounterVec,
+    pipeline_images: IntCounter,
+}
+
+impl WorkerMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let step_duration = HistogramVec::new(
+            HistogramOpts::new("facetrain_step_duration_seconds", "Time per training step by phase").buckets(STEP_BUCKETS.to_vec()),
+            &["job_id", "phase"],
+        )?;
+        let samples = IntCounterVec::new(Opts::new("facetrain_samples_total", "Training samples this worker consumed"), &["job_id"])?;
+        let reduce_bytes = IntCounterVec::new(
+            Opts::new("facetrain_reduce_bytes_total", "Gradient bytes sent and received for reduction"),
+            &["job_id", "strategy"],
+        )?;
+        let pipeline_images =
+            IntCounter::new("facetrain_pipeline_images_total", "Images augmented and batched by the input pipeline")?;
+        registry.register(Box::new(step_duration.clone()))?;
+        registry.register(Box::new(samples.clone()))?;
+        registry.register(Box::new(reduce_bytes.clone()))?;
+        registry.register(Box::new(pipeline_images.clone()))?;
+        Ok(Self { step_duration, samples, reduce_bytes, pipeline_images })
+    }
+
+    /// Records one completed step of `job` over `samples` samples.
+    pub fn step(&self, job: &str, samples: usize, data_seconds: f64, timings: StepTimings, gradient_elements: usize) {
+        for (phase, seconds) in
+            [("data", data_seconds), ("compute", timings.compute), ("reduce", timings.reduce), ("apply", timings.apply)]
+        {
+            self.step_duration.with_label_values(&[job, phase]).observe(seconds);
+        }
+        self.samples.with_label_values(&[job]).inc_by(samples as u64);
+        self.pipeline_images.inc_by(samples as u64);
+        // Pushed once and pulled once, f32 each way.
+        self.reduce_bytes.with_label_values(&[job, "coordinator"]).inc_by(2 * 4 * gradient_elements as u64);
+    }
+}
