@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::metrics::CoordinatorMetrics;
-use crate::record::{CheckpointRef, IncidentRecord, JobRecord, JobState, now_unix_ms};
+use crate::record::{CheckpointRef, IncidentRecord, JobRecord, JobState, ToilRecord, now_unix_ms};
 use crate::run::{JobRun, Pull, PushError, Report, StateSource, StepOutcome};
 use crate::store::{JobStore, StoreError};
 
@@ -120,7 +120,14 @@ impl Coordinator {
             open_incidents,
             running_since: None,
         };
-        Ok(Arc::new(Self { state: Mutex::new(state), store, changes, timing, metrics, lost_workers: AtomicU64::new(0) }))
+        Ok(Arc::new(Self {
+            state: Mutex::new(state),
+            store,
+            changes,
+            timing,
+            metrics,
+            lost_workers: AtomicU64::new(0),
+        }))
     }
 
     /// Workers lost since this coordinator started.
@@ -170,6 +177,7 @@ impl Coordinator {
             finished_unix_ms: 0,
             running_seconds: 0.0,
             incidents: Vec::new(),
+            toil: Vec::new(),
         };
         self.persist(&job)?;
         info!(job = %id, name = %job.name, "job submitted");
@@ -203,10 +211,15 @@ impl Coordinator {
         if job.state.is_terminal() {
             return Err(ErrorCode::FailedPrecondition.status(format!("job `{id}` already {}", job.state.name())));
         }
-        self.finish(&mut state, id, JobState::Cancelled, format!("cancelled by {requested_by}"))?;
         let seconds = if hands_on_seconds > 0.0 { hands_on_seconds } else { DEFAULT_HANDS_ON_SECONDS };
-        self.metrics.toil_events.with_label_values(&["cancel"]).inc();
-        self.metrics.toil_seconds.with_label_values(&["cancel"]).inc_by(seconds);
+        let job = state.jobs.get_mut(id).expect("checked above");
+        job.toil.push(ToilRecord {
+            kind: "cancel".into(),
+            by: requested_by.into(),
+            unix_ms: now_unix_ms(),
+            hands_on_seconds: seconds,
+        });
+        self.finish(&mut state, id, JobState::Cancelled, format!("cancelled by {requested_by}"))?;
         info!(job = %id, by = requested_by, hands_on_seconds = seconds, "toil: manual cancel");
         let job = state.jobs[id].to_proto(0);
         drop(state);
@@ -459,7 +472,10 @@ impl Coordinator {
         };
         match run.add_chunk(worker, chunk) {
             Ok(released) => {
-                self.metrics.reduce_bytes.with_label_values(&[&chunk.job_id, "coordinator"]).inc_by(chunk.data.len() as u64);
+                self.metrics
+                    .reduce_bytes
+                    .with_label_values(&[&chunk.job_id, "coordinator"])
+                    .inc_by(chunk.data.len() as u64);
                 drop(state);
                 if released {
                     self.changed();
@@ -598,7 +614,8 @@ impl Coordinator {
             job.val_accuracy = outcome.val_accuracy;
         }
         if let Some(location) = &outcome.checkpoint {
-            job.latest_checkpoint = Some(CheckpointRef { location: location.clone(), step, cursor, written_unix_ms: now_ms });
+            job.latest_checkpoint =
+                Some(CheckpointRef { location: location.clone(), step, cursor, written_unix_ms: now_ms });
         }
         debug_assert_eq!(cursor, step * batch);
         let job = job.clone();

@@ -1,8 +1,8 @@
 //! The coordinator's Prometheus metrics. Job-level figures (jobs by state, step, samples,
-//! loss, accuracy, incidents, lost work, running time) are read from the job records at scrape
-//! time, so they are exact, survive a coordinator restart with the store, and cost nothing per
-//! step; events (step and recovery durations, reduction bytes, RPCs, toil) are counted as they
-//! happen. Names follow dashboards/METRICS.md.
+//! loss, accuracy, incidents, lost work, running time, manual actions) are read from the job
+//! records at scrape time, so they are exact, survive a coordinator restart with the store, and
+//! cost nothing per step; events (step and recovery durations, reduction bytes, RPCs) are
+//! counted as they happen. Names follow dashboards/METRICS.md.
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -11,7 +11,8 @@ use facetrain_telemetry::{RECOVERY_BUCKETS, STEP_BUCKETS, grpc_code_name};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::coordinator::Coordinator;
@@ -26,8 +27,6 @@ pub struct CoordinatorMetrics {
     pub worker_compute: GaugeVec,
     pub reduce_bytes: IntCounterVec,
     pub recovery_duration: HistogramVec,
-    pub toil_events: IntCounterVec,
-    pub toil_seconds: CounterVec,
     pub checkpoint_duration: Histogram,
     pub checkpoint_failures: IntCounter,
     grpc_requests: IntCounterVec,
@@ -37,7 +36,8 @@ pub struct CoordinatorMetrics {
 impl CoordinatorMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Arc<Self>> {
         let step_duration = HistogramVec::new(
-            HistogramOpts::new("facetrain_step_duration_seconds", "Time per training step by phase").buckets(STEP_BUCKETS.to_vec()),
+            HistogramOpts::new("facetrain_step_duration_seconds", "Time per training step by phase")
+                .buckets(STEP_BUCKETS.to_vec()),
             &["job_id", "phase"],
         )?;
         let worker_compute = GaugeVec::new(
@@ -49,18 +49,19 @@ impl CoordinatorMetrics {
             &["job_id", "strategy"],
         )?;
         let recovery_duration = HistogramVec::new(
-            HistogramOpts::new("facetrain_recovery_duration_seconds", "Time from detecting an incident to training again")
-                .buckets(RECOVERY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "facetrain_recovery_duration_seconds",
+                "Time from detecting an incident to training again",
+            )
+            .buckets(RECOVERY_BUCKETS.to_vec()),
             &["cause"],
         )?;
-        let toil_events =
-            IntCounterVec::new(Opts::new("facetrain_toil_events_total", "Manual interventions by people"), &["kind"])?;
-        let toil_seconds =
-            CounterVec::new(Opts::new("facetrain_toil_seconds_total", "Hands-on time of manual interventions"), &["kind"])?;
         let checkpoint_duration = Histogram::with_opts(
-            HistogramOpts::new("facetrain_checkpoint_duration_seconds", "Time to write a checkpoint").buckets(STEP_BUCKETS.to_vec()),
+            HistogramOpts::new("facetrain_checkpoint_duration_seconds", "Time to write a checkpoint")
+                .buckets(STEP_BUCKETS.to_vec()),
         )?;
-        let checkpoint_failures = IntCounter::new("facetrain_checkpoint_failures_total", "Checkpoint writes that failed")?;
+        let checkpoint_failures =
+            IntCounter::new("facetrain_checkpoint_failures_total", "Checkpoint writes that failed")?;
         let grpc_requests =
             IntCounterVec::new(Opts::new("facetrain_grpc_requests_total", "gRPC calls served"), &["rpc", "code"])?;
         let grpc_duration = HistogramVec::new(
@@ -72,17 +73,11 @@ impl CoordinatorMetrics {
         for cause in INCIDENT_CAUSES {
             recovery_duration.with_label_values(&[cause]);
         }
-        for kind in TOIL_KINDS {
-            toil_events.with_label_values(&[kind]);
-            toil_seconds.with_label_values(&[kind]);
-        }
         for collector in [
             Box::new(step_duration.clone()) as Box<dyn Collector>,
             Box::new(worker_compute.clone()),
             Box::new(reduce_bytes.clone()),
             Box::new(recovery_duration.clone()),
-            Box::new(toil_events.clone()),
-            Box::new(toil_seconds.clone()),
             Box::new(checkpoint_duration.clone()),
             Box::new(checkpoint_failures.clone()),
             Box::new(grpc_requests.clone()),
@@ -95,8 +90,6 @@ impl CoordinatorMetrics {
             worker_compute,
             reduce_bytes,
             recovery_duration,
-            toil_events,
-            toil_seconds,
             checkpoint_duration,
             checkpoint_failures,
             grpc_requests,
@@ -126,7 +119,8 @@ struct JobCollector {
 
 impl JobCollector {
     fn new(coordinator: Weak<Coordinator>) -> prometheus::Result<Self> {
-        let descs = Families::new()?.all().iter().flat_map(|c| c.desc().into_iter().cloned().collect::<Vec<_>>()).collect();
+        let descs =
+            Families::new()?.all().iter().flat_map(|c| c.desc().into_iter().cloned().collect::<Vec<_>>()).collect();
         Ok(Self { coordinator, descs })
     }
 }
@@ -144,6 +138,8 @@ struct Families {
     incidents_open: IntGaugeVec,
     lost_work: CounterVec,
     last_checkpoint: GaugeVec,
+    toil_events: IntCounterVec,
+    toil_seconds: CounterVec,
 }
 
 impl Families {
@@ -156,18 +152,35 @@ impl Families {
                 Opts::new("facetrain_job_running_seconds_total", "Wall time the job spent running"),
                 &["job_id"],
             )?,
-            samples: IntCounterVec::new(Opts::new("facetrain_samples_total", "Training samples consumed"), &["job_id"])?,
+            samples: IntCounterVec::new(
+                Opts::new("facetrain_samples_total", "Training samples consumed"),
+                &["job_id"],
+            )?,
             loss: GaugeVec::new(Opts::new("facetrain_loss", "Training loss of the last step"), &["job_id"])?,
             accuracy: GaugeVec::new(Opts::new("facetrain_accuracy_ratio", "Accuracy by split"), &["job_id", "split"])?,
             incidents: IntCounterVec::new(
                 Opts::new("facetrain_incidents_total", "Incidents, counted when resolved"),
                 &["job_id", "cause", "resolved_by"],
             )?,
-            incidents_open: IntGaugeVec::new(Opts::new("facetrain_incidents_open", "Unresolved incidents"), &["job_id"])?,
-            lost_work: CounterVec::new(Opts::new("facetrain_lost_work_seconds_total", "Training time thrown away"), &["job_id"])?,
+            incidents_open: IntGaugeVec::new(
+                Opts::new("facetrain_incidents_open", "Unresolved incidents"),
+                &["job_id"],
+            )?,
+            lost_work: CounterVec::new(
+                Opts::new("facetrain_lost_work_seconds_total", "Training time thrown away"),
+                &["job_id"],
+            )?,
             last_checkpoint: GaugeVec::new(
                 Opts::new("facetrain_last_checkpoint_timestamp_seconds", "Time of the newest checkpoint"),
                 &["job_id"],
+            )?,
+            toil_events: IntCounterVec::new(
+                Opts::new("facetrain_toil_events_total", "Manual interventions by people"),
+                &["kind"],
+            )?,
+            toil_seconds: CounterVec::new(
+                Opts::new("facetrain_toil_seconds_total", "Hands-on time of manual interventions"),
+                &["kind"],
             )?,
         })
     }
@@ -185,6 +198,8 @@ impl Families {
             &self.incidents_open,
             &self.lost_work,
             &self.last_checkpoint,
+            &self.toil_events,
+            &self.toil_seconds,
         ]
     }
 }
@@ -204,8 +219,17 @@ impl Collector for JobCollector {
         f.workers.with_label_values(&["training"]).set(training as i64);
         f.workers.with_label_values(&["idle"]).set(registered.saturating_sub(training) as i64);
         f.workers.with_label_values(&["lost"]).set(coordinator.lost_workers() as i64);
+        // Every kind starts at 0, so the first manual action is visible to rate() and alerts.
+        for kind in TOIL_KINDS {
+            f.toil_events.with_label_values(&[kind]);
+            f.toil_seconds.with_label_values(&[kind]);
+        }
         for job in &jobs {
             let id = job.id.as_str();
+            for toil in &job.toil {
+                f.toil_events.with_label_values(&[&toil.kind]).inc();
+                f.toil_seconds.with_label_values(&[&toil.kind]).inc_by(toil.hands_on_seconds);
+            }
             f.step.with_label_values(&[id]).set(job.step as i64);
             f.running_seconds.with_label_values(&[id]).inc_by(job.running_seconds);
             f.samples.with_label_values(&[id]).inc_by(job.cursor);

@@ -43,6 +43,15 @@ pub struct IncidentRecord {
     pub lost_work_seconds: f64,
 }
 
+/// A manual action a person took on a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToilRecord {
+    pub kind: String,
+    pub by: String,
+    pub unix_ms: u64,
+    pub hands_on_seconds: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointRef {
     pub location: String,
@@ -74,6 +83,8 @@ pub struct JobRecord {
     pub finished_unix_ms: u64,
     pub running_seconds: f64,
     pub incidents: Vec<IncidentRecord>,
+    #[serde(default)]
+    pub toil: Vec<ToilRecord>,
 }
 
 impl JobRecord {
@@ -114,6 +125,16 @@ impl JobRecord {
                 .collect(),
             job_toml: self.job_toml.clone(),
             running_seconds: self.running_seconds,
+            toil: self
+                .toil
+                .iter()
+                .map(|t| pb::ToilEvent {
+                    kind: t.kind.clone(),
+                    by: t.by.clone(),
+                    unix_ms: t.unix_ms,
+                    hands_on_seconds: t.hands_on_seconds,
+                })
+                .collect(),
         }
     }
 }

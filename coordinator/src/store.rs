@@ -90,6 +90,7 @@ mod tests {
             finished_unix_ms: 0,
             running_seconds: 0.0,
             incidents: Vec::new(),
+            toil: Vec::new(),
         }
     }
 

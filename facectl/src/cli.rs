@@ -103,6 +103,18 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The toil ledger: incidents, automated vs manual recoveries, MTTR, hands-on time, toil ratio.
+    Toil {
+        /// One job; all jobs when omitted.
+        job_id: Option<String>,
+        /// Only incidents and actions within this window (90s, 15m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Dataset tools.
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -159,10 +171,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::dataset_cmd::synth(&dir, train_per_person, validate_per_person, seed, image_size)
         }
         Command::Bench(command) => crate::bench::run(command).await,
+        Command::Toil { job_id, since, remote, output } => {
+            crate::remote::toil(&remote, job_id.as_deref(), since.as_deref(), output).await
+        }
         Command::Submit { job, remote } => crate::remote::submit(&remote, &job).await,
         Command::Status { job_id, remote, output } => crate::remote::status(&remote, &job_id, output).await,
         Command::List { remote, output } => crate::remote::list(&remote, output).await,
         Command::Watch { job_id, remote } => crate::remote::watch(&remote, &job_id).await,
-        Command::Cancel { job_id, remote, hands_on_seconds } => crate::remote::cancel(&remote, &job_id, hands_on_seconds).await,
+        Command::Cancel { job_id, remote, hands_on_seconds } => {
+            crate::remote::cancel(&remote, &job_id, hands_on_seconds).await
+        }
     }
 }

@@ -8,6 +8,7 @@ mod logging;
 mod model_cmd;
 mod output;
 mod remote;
+mod toil;
 
 use clap::Parser;
 

@@ -91,6 +91,37 @@ pub async fn cancel(remote: &Remote, job_id: &str, hands_on_seconds: f64) -> any
     Ok(())
 }
 
+pub async fn toil(remote: &Remote, job_id: Option<&str>, since: Option<&str>, output: Output) -> anyhow::Result<()> {
+    let mut client = connect(remote).await?;
+    let jobs = match job_id {
+        Some(id) => vec![
+            client
+                .get_job(pb::GetJobRequest { job_id: id.into() })
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                .into_inner(),
+        ],
+        None => client.list_jobs(pb::ListJobsRequest {}).await?.into_inner().jobs,
+    };
+    let since_unix_ms = match since {
+        Some(text) => {
+            let seconds = crate::toil::parse_duration(text).map_err(|e| anyhow::anyhow!("--since {e}"))?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+            now.saturating_sub(seconds * 1000)
+        }
+        None => 0,
+    };
+    let ledger = crate::toil::ledger(&jobs, since_unix_ms);
+    let scope = job_id.map_or("all jobs".to_string(), |id| format!("job {id}"));
+    match output {
+        Output::Json => {
+            print_json(&serde_json::json!({"scope": scope, "since_unix_ms": since_unix_ms, "ledger": ledger}))
+        }
+        Output::Text => crate::toil::print_text(&ledger, &scope),
+    }
+    Ok(())
+}
+
 pub fn state_name(state: i32) -> &'static str {
     match pb::JobState::try_from(state) {
         Ok(pb::JobState::Queued) => "queued",
@@ -135,6 +166,9 @@ fn job_json(job: &pb::Job) -> serde_json::Value {
         "created_unix_ms": job.created_unix_ms,
         "started_unix_ms": job.started_unix_ms,
         "finished_unix_ms": job.finished_unix_ms,
+        "toil": job.toil.iter().map(|t| serde_json::json!({
+            "kind": t.kind, "by": t.by, "unix_ms": t.unix_ms, "hands_on_seconds": t.hands_on_seconds,
+        })).collect::<Vec<_>>(),
         "incidents": job.incidents.iter().map(|i| serde_json::json!({
             "cause": i.cause,
             "detail": i.detail,

@@ -18,7 +18,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Registers `facetrain_build_info{version, component} 1`.
 pub fn register_build_info(registry: &Registry, component: &str) -> prometheus::Result<()> {
-    let info = IntGaugeVec::new(Opts::new("facetrain_build_info", "facetrain build: always 1"), &["version", "component"])?;
+    let info =
+        IntGaugeVec::new(Opts::new("facetrain_build_info", "facetrain build: always 1"), &["version", "component"])?;
     info.with_label_values(&[env!("CARGO_PKG_VERSION"), component]).set(1);
     registry.register(Box::new(info))
 }
@@ -46,7 +47,9 @@ pub async fn serve_metrics(listener: TcpListener, registry: Registry, shutdown: 
                 let registry = registry.clone();
                 async move { Ok::<_, Infallible>(respond(request.uri().path(), &registry)) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
+            {
                 debug!(error = %e, "metrics connection ended");
             }
         });
@@ -105,7 +108,8 @@ pub fn init_logging(format: &str, default_filter: &str) {
 pub const STEP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
 /// Histogram buckets from 1 s to 4 h (recovery).
-pub const RECOVERY_BUCKETS: &[f64] = &[0.1, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0];
+pub const RECOVERY_BUCKETS: &[f64] =
+    &[0.1, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0];
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use facetrain_worker::data::synth::{SynthOptions, write_synthetic_dataset};
 
+pub mod prometheus;
 pub mod s3;
 
 /// Where cargo put the workspace binaries (next to the test executable's `deps/`).
@@ -23,6 +24,10 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     pub address: String,
+    /// host:port of the coordinator's /metrics.
+    pub metrics_address: String,
+    /// host:port of each live worker's /metrics, by worker name.
+    pub worker_metrics: Vec<(String, String)>,
     coordinator: Option<Child>,
     workers: Vec<(String, Child)>,
     coordinator_args: Vec<String>,
@@ -45,6 +50,8 @@ impl Sandbox {
         let mut sandbox = Self {
             dir,
             address: String::new(),
+            metrics_address: String::new(),
+            worker_metrics: Vec::new(),
             coordinator: None,
             workers: Vec::new(),
             coordinator_args: args,
@@ -66,18 +73,15 @@ impl Sandbox {
             .open(self.dir.path().join("coordinator.log"))
             .unwrap();
         let mut child = Command::new(binary("facetrain-coordinator"))
-            .args(["--listen", listen, "--store", store.to_str().unwrap()])
+            .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0", "--store", store.to_str().unwrap()])
             .args(&self.coordinator_args)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("start coordinator");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("coordinator prints its address");
-        let address = line.trim().rsplit(' ').next().expect("address").to_string();
-        assert!(address.contains(':'), "unexpected coordinator output: {line}");
-        self.address = address;
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        self.address = announced_address(&mut stdout, "listening on");
+        self.metrics_address = announced_address(&mut stdout, "metrics on");
         self.coordinator = Some(child);
     }
 
@@ -104,14 +108,18 @@ impl Sandbox {
 
     pub fn add_worker(&mut self, name: &str) {
         let log = std::fs::File::create(self.dir.path().join(format!("worker-{name}.log"))).unwrap();
-        let child = Command::new(binary("facetrain-worker"))
-            .args(["--coordinator", &self.url(), "--name", name])
+        let mut child = Command::new(binary("facetrain-worker"))
+            .args(["--coordinator", &self.url(), "--name", name, "--metrics-listen", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .envs(self.env.iter().cloned())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("start worker");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let metrics = announced_address(&mut stdout, "metrics on");
+        self.worker_metrics.retain(|(n, _)| n != name);
+        self.worker_metrics.push((name.to_string(), metrics));
         self.workers.push((name.to_string(), child));
     }
 
@@ -119,6 +127,7 @@ impl Sandbox {
     pub fn kill_worker(&mut self, name: &str) {
         let index = self.workers.iter().position(|(n, _)| n == name).expect("known worker");
         let (_, mut child) = self.workers.remove(index);
+        self.worker_metrics.retain(|(n, _)| n != name);
         child.kill().expect("SIGKILL worker");
         child.wait().ok();
     }
@@ -188,6 +197,55 @@ impl Drop for Sandbox {
         }
         self.kill_coordinator();
     }
+}
+
+/// Reads lines until one containing `marker`; returns its last word (an address).
+fn announced_address(stdout: &mut impl BufRead, marker: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = stdout.read_line(&mut line).expect("read process output");
+        assert!(read > 0, "process exited before announcing `{marker}`");
+        if line.contains(marker) {
+            return line.trim().rsplit(' ').next().expect("address").to_string();
+        }
+    }
+}
+
+/// `GET http://address/metrics` over a plain socket.
+pub fn scrape(address: &str) -> String {
+    http_get(address, "/metrics").expect("scrape /metrics")
+}
+
+/// A plain HTTP/1.1 GET; the body of a 200 response, or the whole response as the error.
+pub fn http_get(address: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).map_err(|e| format!("connect {address}: {e}"))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|e| e.to_string())?;
+    let response = String::from_utf8_lossy(&response).to_string();
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(response);
+    }
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Ok(dechunk(body));
+    }
+    Ok(body.to_string())
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 pub fn is_terminal(status: &serde_json::Value) -> bool {

@@ -105,6 +105,11 @@ fn a_killed_worker_is_detected_and_the_job_trains_on_then_a_replacement_rejoins(
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["cursor"], 200 * 20, "no global batch lost or repeated");
+    let toil = sandbox.facectl(&["toil", &id, "--output", "json"]);
+    let toil: serde_json::Value = serde_json::from_slice(&toil.stdout).unwrap();
+    let ledger = &toil["ledger"];
+    assert_eq!((ledger["incidents"].as_u64(), ledger["resolved_by_automation"].as_u64()), (Some(1), Some(1)), "{toil}");
+    assert_eq!((ledger["manual_actions"].as_u64(), ledger["toil_ratio"].as_f64()), (Some(0), Some(0.0)), "{toil}");
 }
 
 #[test]
@@ -138,7 +143,7 @@ fn cancel_stops_the_job_and_leaves_a_usable_checkpoint() {
     sandbox.add_worker("a");
     let id = sandbox.submit(&job);
     sandbox.wait_for_job(&id, LONG, |s| step(s) >= 10);
-    let output = sandbox.facectl(&["cancel", &id]);
+    let output = sandbox.facectl(&["cancel", &id, "--hands-on-seconds", "42"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let cancelled = sandbox.status(&id);
     assert_eq!(cancelled["state"], "cancelled");
@@ -158,6 +163,16 @@ fn cancel_stops_the_job_and_leaves_a_usable_checkpoint() {
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
     let result: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert_eq!(result["samples"], 20);
+    let toil = sandbox.facectl(&["toil", &id, "--output", "json"]);
+    assert!(toil.status.success(), "{}", String::from_utf8_lossy(&toil.stderr));
+    let toil: serde_json::Value = serde_json::from_slice(&toil.stdout).unwrap();
+    assert_eq!(
+        (toil["ledger"]["manual_actions"].as_u64(), toil["ledger"]["toil_seconds"].as_f64()),
+        (Some(1), Some(42.0)),
+        "{toil}"
+    );
+    assert!(toil["ledger"]["toil_ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(cancelled["toil"][0]["kind"], "cancel");
     let again = sandbox.facectl(&["cancel", &id]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already cancelled"));
 }

@@ -4,8 +4,8 @@ use std::pin::Pin;
 
 use facetrain_proto::pb::{self, job_service_server::JobService};
 use futures::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use std::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
 
 use tonic::{Request, Response, Status};
 
@@ -34,10 +34,8 @@ impl JobService for JobApi {
 
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         let started = Instant::now();
-        let result: Result<Response<pb::Job>, Status> = async move {
-            Ok(Response::new(self.coordinator.job(&request.into_inner().job_id)?))
-        }
-        .await;
+        let result: Result<Response<pb::Job>, Status> =
+            async move { Ok(Response::new(self.coordinator.job(&request.into_inner().job_id)?)) }.await;
         self.coordinator.metrics.rpc("GetJob", started, true, &result);
         result
     }
@@ -47,10 +45,8 @@ impl JobService for JobApi {
         _request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let started = Instant::now();
-        let result: Result<Response<pb::ListJobsResponse>, Status> = async move {
-            Ok(Response::new(pb::ListJobsResponse { jobs: self.coordinator.jobs() }))
-        }
-        .await;
+        let result: Result<Response<pb::ListJobsResponse>, Status> =
+            async move { Ok(Response::new(pb::ListJobsResponse { jobs: self.coordinator.jobs() })) }.await;
         self.coordinator.metrics.rpc("ListJobs", started, true, &result);
         result
     }

@@ -16,10 +16,14 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let step_duration = HistogramVec::new(
-            HistogramOpts::new("facetrain_step_duration_seconds", "Time per training step by phase").buckets(STEP_BUCKETS.to_vec()),
+            HistogramOpts::new("facetrain_step_duration_seconds", "Time per training step by phase")
+                .buckets(STEP_BUCKETS.to_vec()),
             &["job_id", "phase"],
         )?;
-        let samples = IntCounterVec::new(Opts::new("facetrain_samples_total", "Training samples this worker consumed"), &["job_id"])?;
+        let samples = IntCounterVec::new(
+            Opts::new("facetrain_samples_total", "Training samples this worker consumed"),
+            &["job_id"],
+        )?;
         let reduce_bytes = IntCounterVec::new(
             Opts::new("facetrain_reduce_bytes_total", "Gradient bytes sent and received for reduction"),
             &["job_id", "strategy"],

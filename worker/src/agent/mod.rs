@@ -28,7 +28,11 @@ pub struct AgentOptions {
 }
 
 /// Runs until `stop` is set.
-pub async fn run_agent(options: AgentOptions, metrics: Arc<WorkerMetrics>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub async fn run_agent(
+    options: AgentOptions,
+    metrics: Arc<WorkerMetrics>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(100);
     let mut session: Option<JobSession> = None;
     while !stop.load(Ordering::Relaxed) {

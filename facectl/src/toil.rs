@@ -1,0 +1,143 @@
+//! `facectl toil`: the toil ledger of one job or of every job: incidents, how they were
+//! resolved, MTTR, manual actions with their hands-on time, and the toil ratio (hands-on time
+//! over the jobs' running time). The arithmetic is plain functions over the jobs, tested below.
+
+use facetrain_proto::pb;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ledger {
+    pub jobs: usize,
+    pub incidents: usize,
+    pub open_incidents: usize,
+    pub resolved_by_automation: usize,
+    pub resolved_by_person: usize,
+    /// Mean time to recovery of resolved incidents, seconds (`null` with none).
+    pub mttr_seconds: Option<f64>,
+    pub lost_work_seconds: f64,
+    pub manual_actions: usize,
+    pub toil_seconds: f64,
+    pub running_seconds: f64,
+    /// Hands-on time / running time (`null` when nothing ran).
+    pub toil_ratio: Option<f64>,
+    pub incidents_by_cause: Vec<(String, usize)>,
+}
+
+/// The ledger of `jobs`, counting incidents and actions at or after `since_unix_ms`.
+pub fn ledger(jobs: &[pb::Job], since_unix_ms: u64) -> Ledger {
+    let incidents: Vec<&pb::Incident> =
+        jobs.iter().flat_map(|j| &j.incidents).filter(|i| i.detected_unix_ms >= since_unix_ms).collect();
+    let toil: Vec<&pb::ToilEvent> = jobs.iter().flat_map(|j| &j.toil).filter(|t| t.unix_ms >= since_unix_ms).collect();
+    let resolved: Vec<&&pb::Incident> = incidents.iter().filter(|i| i.resolved_unix_ms != 0).collect();
+    let recovery: Vec<f64> =
+        resolved.iter().map(|i| i.resolved_unix_ms.saturating_sub(i.detected_unix_ms) as f64 / 1000.0).collect();
+    let mut by_cause: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    incidents.iter().for_each(|i| *by_cause.entry(i.cause.clone()).or_default() += 1);
+    let toil_seconds: f64 = toil.iter().map(|t| t.hands_on_seconds).sum();
+    let running_seconds: f64 = jobs.iter().map(|j| j.running_seconds).sum();
+    Ledger {
+        jobs: jobs.len(),
+        incidents: incidents.len(),
+        open_incidents: incidents.len() - resolved.len(),
+        resolved_by_automation: resolved.iter().filter(|i| i.resolved_by == "automation").count(),
+        resolved_by_person: resolved.iter().filter(|i| i.resolved_by == "person").count(),
+        mttr_seconds: (!recovery.is_empty()).then(|| recovery.iter().sum::<f64>() / recovery.len() as f64),
+        lost_work_seconds: incidents.iter().map(|i| i.lost_work_seconds).sum(),
+        manual_actions: toil.len(),
+        toil_seconds,
+        running_seconds,
+        toil_ratio: (running_seconds > 0.0).then(|| toil_seconds / running_seconds),
+        incidents_by_cause: by_cause.into_iter().collect(),
+    }
+}
+
+/// `90s`, `15m`, `2h`, `7d` -> seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 =
+        number.parse().map_err(|_| format!("`{text}`: expected a duration such as 90s, 15m, 2h or 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (use s, m, h or d)")),
+    };
+    Ok(number * scale)
+}
+
+pub fn print_text(ledger: &Ledger, scope: &str) {
+    let mttr = ledger.mttr_seconds.map_or("-".to_string(), |s| format!("{s:.1} s"));
+    let ratio = ledger.toil_ratio.map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+    println!("toil ledger for {scope}: {} job(s), {:.0} s running", ledger.jobs, ledger.running_seconds);
+    println!(
+        "  incidents {} (open {}), resolved by automation {}, by a person {}, MTTR {mttr}, lost work {:.1} s",
+        ledger.incidents,
+        ledger.open_incidents,
+        ledger.resolved_by_automation,
+        ledger.resolved_by_person,
+        ledger.lost_work_seconds
+    );
+    for (cause, count) in &ledger.incidents_by_cause {
+        println!("    {cause:<22} {count}");
+    }
+    println!(
+        "  manual actions {}, hands-on {:.0} s, toil ratio {ratio} (budget 50%)",
+        ledger.manual_actions, ledger.toil_seconds
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(cause: &str, detected: u64, resolved: u64, by: &str) -> pb::Incident {
+        pb::Incident {
+            cause: cause.into(),
+            detail: String::new(),
+            detected_unix_ms: detected,
+            resolved_unix_ms: resolved,
+            resolved_by: by.into(),
+            lost_work_seconds: 1.5,
+        }
+    }
+
+    #[test]
+    fn ledger_counts_recoveries_mttr_and_the_toil_ratio() {
+        let job = pb::Job {
+            running_seconds: 1000.0,
+            incidents: vec![
+                incident("worker_lost", 10_000, 12_000, "automation"),
+                incident("worker_lost", 20_000, 24_000, "automation"),
+                incident("bad_data", 30_000, 0, ""),
+            ],
+            toil: vec![pb::ToilEvent {
+                kind: "cancel".into(),
+                by: "ann".into(),
+                unix_ms: 40_000,
+                hands_on_seconds: 50.0,
+            }],
+            ..pb::Job::default()
+        };
+        let ledger = ledger(&[job.clone()], 0);
+        assert_eq!((ledger.incidents, ledger.open_incidents, ledger.resolved_by_automation), (3, 1, 2));
+        assert_eq!(ledger.mttr_seconds, Some(3.0));
+        assert_eq!(ledger.toil_ratio, Some(0.05));
+        assert_eq!(ledger.lost_work_seconds, 4.5);
+        assert_eq!(ledger.incidents_by_cause, vec![("bad_data".into(), 1), ("worker_lost".into(), 2)]);
+        let recent = super::ledger(&[job], 25_000);
+        assert_eq!((recent.incidents, recent.manual_actions), (1, 1));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(parse_duration("soon").unwrap_err().contains("expected a duration"));
+        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+    }
+}
