@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -x .venv-test/bin/moto_server ]; then
+if [ -x .venv-test/bin/moto_server ] && .venv-test/bin/python -c "import grpc, opentelemetry.proto" 2>/dev/null; then
   echo "test tools: moto_server present"
   exit 0
 fi
 python3 -m venv .venv-test
-.venv-test/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+.venv-test/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'grpcio==1.76.0' 'opentelemetry-proto==1.38.0'
 echo "test tools: installed moto_server in .venv-test"

@@ -42,7 +42,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    facetrain_telemetry::init_logging(&args.log_format, "info");
+    let _traces = facetrain_telemetry::init_observability(&args.log_format, "info", Some("facetrain-coordinator"));
 
     let timing = Timing {
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),

@@ -121,7 +121,7 @@ mod tests {
             }],
             ..pb::Job::default()
         };
-        let ledger = ledger(&[job.clone()], 0);
+        let ledger = ledger(std::slice::from_ref(&job), 0);
         assert_eq!((ledger.incidents, ledger.open_incidents, ledger.resolved_by_automation), (3, 1, 2));
         assert_eq!(ledger.mttr_seconds, Some(3.0));
         assert_eq!(ledger.toil_ratio, Some(0.05));

@@ -1,7 +1,8 @@
 //! What every facetrain process shares for observability: a Prometheus `/metrics` endpoint on
 //! its own port over a registry the caller owns (so tests scrape the same registry), the
-//! `facetrain_build_info` gauge, gRPC status names as Prometheus labels, and log set-up
-//! (quiet, structured, text or JSON).
+//! `facetrain_build_info` gauge, gRPC status names as Prometheus labels, and log and trace
+//! set-up: structured logs (text or JSON) on stderr, and OpenTelemetry spans exported over OTLP
+//! when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off otherwise).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,6 +16,10 @@ use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Registers `facetrain_build_info{version, component} 1`.
 pub fn register_build_info(registry: &Registry, component: &str) -> prometheus::Result<()> {
@@ -95,13 +100,53 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
 
 /// Logs on stderr: `RUST_LOG` (default `default_filter`), text or JSON.
 pub fn init_logging(format: &str, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        logs.json().init();
-    } else {
-        logs.with_target(false).compact().init();
+    let _ = init_observability(format, default_filter, None);
+}
+
+/// Flushes buffered spans when dropped (at process exit).
+pub struct TraceGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TraceGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
     }
+}
+
+/// Logs as [`init_logging`], plus OpenTelemetry spans (info and above) exported over OTLP/gRPC
+/// as `service` when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Call inside a Tokio runtime.
+pub fn init_observability(format: &str, default_filter: &str, service: Option<&str>) -> TraceGuard {
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let text = (format != "json")
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).compact());
+    let json = (format == "json").then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).json());
+    let logs = text.with_filter(filter()).and_then(json.with_filter(filter()));
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let provider = service.zip(endpoint).and_then(|(service, endpoint)| match otlp_provider(service) {
+        Ok(provider) => Some(provider),
+        Err(e) => {
+            eprintln!("traces off: cannot export to {endpoint}: {e}");
+            None
+        }
+    });
+    let traces = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider;
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("facetrain")).with_filter(LevelFilter::INFO)
+    });
+    let _ = tracing_subscriber::registry().with(logs).with(traces).try_init();
+    TraceGuard { provider }
+}
+
+fn otlp_provider(service: &str) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build().map_err(|e| e.to_string())?;
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_string()).build();
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
 }
 
 /// Histogram buckets from 5 ms to 120 s (step phases).

@@ -38,6 +38,11 @@ pub struct Sandbox {
 impl Sandbox {
     /// A coordinator with short timeouts (heartbeat 2 s, step deadline floor 5 s, start grace 2 s).
     pub fn start() -> Self {
+        Self::start_with_env(Vec::new())
+    }
+
+    /// As [`Sandbox::start`], with extra environment for every process it starts.
+    pub fn start_with_env(env: Vec<(String, String)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let args = vec![
             "--heartbeat-timeout-ms".to_string(),
@@ -55,7 +60,7 @@ impl Sandbox {
             coordinator: None,
             workers: Vec::new(),
             coordinator_args: args,
-            env: Vec::new(),
+            env,
         };
         sandbox.start_coordinator("127.0.0.1:0");
         sandbox
@@ -75,6 +80,7 @@ impl Sandbox {
         let mut child = Command::new(binary("facetrain-coordinator"))
             .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0", "--store", store.to_str().unwrap()])
             .args(&self.coordinator_args)
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

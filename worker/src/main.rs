@@ -24,7 +24,6 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    facetrain_telemetry::init_logging(&args.log_format, "info");
     let registry = prometheus::Registry::new();
     facetrain_telemetry::register_build_info(&registry, "worker")?;
     let metrics = Arc::new(WorkerMetrics::new(&registry)?);
@@ -32,6 +31,10 @@ fn main() -> anyhow::Result<()> {
         .name
         .unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| format!("worker-{}", std::process::id())));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let _traces = {
+        let _runtime = runtime.enter();
+        facetrain_telemetry::init_observability(&args.log_format, "info", Some("facetrain-worker"))
+    };
     runtime.block_on(async {
         let metrics_listener = tokio::net::TcpListener::bind(&args.metrics_listen).await?;
         // Tests read the bound address (the port may be 0) from this line.

@@ -5,7 +5,9 @@ use std::pin::Pin;
 use facetrain_proto::pb::{self, job_service_server::JobService};
 use futures::Stream;
 use std::time::Instant;
+
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 
 use tonic::{Request, Response, Status};
 
@@ -27,6 +29,7 @@ impl JobService for JobApi {
             let job_id = self.coordinator.submit(&request.job_toml, &request.submitted_by)?;
             Ok(Response::new(pb::SubmitJobResponse { job_id }))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "SubmitJob"))
         .await;
         self.coordinator.metrics.rpc("SubmitJob", started, true, &result);
         result
@@ -35,7 +38,9 @@ impl JobService for JobApi {
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         let started = Instant::now();
         let result: Result<Response<pb::Job>, Status> =
-            async move { Ok(Response::new(self.coordinator.job(&request.into_inner().job_id)?)) }.await;
+            async move { Ok(Response::new(self.coordinator.job(&request.into_inner().job_id)?)) }
+                .instrument(tracing::info_span!("grpc", rpc = "GetJob"))
+                .await;
         self.coordinator.metrics.rpc("GetJob", started, true, &result);
         result
     }
@@ -46,7 +51,9 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let started = Instant::now();
         let result: Result<Response<pb::ListJobsResponse>, Status> =
-            async move { Ok(Response::new(pb::ListJobsResponse { jobs: self.coordinator.jobs() })) }.await;
+            async move { Ok(Response::new(pb::ListJobsResponse { jobs: self.coordinator.jobs() })) }
+                .instrument(tracing::info_span!("grpc", rpc = "ListJobs"))
+                .await;
         self.coordinator.metrics.rpc("ListJobs", started, true, &result);
         result
     }
@@ -82,6 +89,7 @@ impl JobService for JobApi {
             });
             Ok(Response::new(Box::pin(ReceiverStream::new(receiver)) as Self::WatchJobStream))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "WatchJob"))
         .await;
         self.coordinator.metrics.rpc("WatchJob", started, false, &result);
         result
@@ -94,6 +102,7 @@ impl JobService for JobApi {
             let by = if request.requested_by.is_empty() { "unknown" } else { &request.requested_by };
             Ok(Response::new(self.coordinator.cancel(&request.job_id, by, request.hands_on_seconds)?))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "CancelJob"))
         .await;
         self.coordinator.metrics.rpc("CancelJob", started, true, &result);
         result

@@ -8,6 +8,8 @@ use facetrain_proto::{ErrorCode, GRADIENT_CHUNK_ELEMENTS, STATE_CHUNK_BYTES, f32
 use futures::{Stream, StreamExt};
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::coordinator::Shared;
@@ -36,6 +38,7 @@ impl WorkerService for WorkerApi {
             let heartbeat_interval_ms = self.coordinator.timing.heartbeat_interval.as_millis() as u32;
             Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms }))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "Register"))
         .await;
         self.coordinator.metrics.rpc("Register", started, true, &result);
         result
@@ -50,6 +53,7 @@ impl WorkerService for WorkerApi {
             self.coordinator.heartbeat(&request.into_inner().worker_id)?;
             Ok(Response::new(pb::HeartbeatResponse {}))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "Heartbeat"))
         .await;
         self.coordinator.metrics.rpc("Heartbeat", started, true, &result);
         result
@@ -62,6 +66,7 @@ impl WorkerService for WorkerApi {
             let wait = Duration::from_millis(request.wait_ms as u64).min(MAX_WAIT);
             Ok(Response::new(self.coordinator.next_task(&request.worker_id, wait).await?))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "NextTask"))
         .await;
         self.coordinator.metrics.rpc("NextTask", started, true, &result);
         result
@@ -80,6 +85,7 @@ impl WorkerService for WorkerApi {
             }
             Ok(Response::new(pb::PushGradientsResponse {}))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "PushGradients"))
         .await;
         self.coordinator.metrics.rpc("PushGradients", started, false, &result);
         result
@@ -111,6 +117,7 @@ impl WorkerService for WorkerApi {
             });
             Ok(Response::new(Box::pin(futures::stream::iter(chunks)) as Self::PullGradientsStream))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "PullGradients"))
         .await;
         self.coordinator.metrics.rpc("PullGradients", started, false, &result);
         result
@@ -123,6 +130,7 @@ impl WorkerService for WorkerApi {
             self.coordinator.report(&report.worker_id, &report)?;
             Ok(Response::new(pb::StepAck {}))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "ReportStep"))
         .await;
         self.coordinator.metrics.rpc("ReportStep", started, true, &result);
         result
@@ -149,6 +157,7 @@ impl WorkerService for WorkerApi {
             self.coordinator.store_state(&worker, &job, step, bytes)?;
             Ok(Response::new(pb::PushStateResponse {}))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "PushState"))
         .await;
         self.coordinator.metrics.rpc("PushState", started, false, &result);
         result
@@ -176,6 +185,7 @@ impl WorkerService for WorkerApi {
             });
             Ok(Response::new(Box::pin(futures::stream::iter(chunks)) as Self::FetchStateStream))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "FetchState"))
         .await;
         self.coordinator.metrics.rpc("FetchState", started, false, &result);
         result
@@ -188,6 +198,7 @@ impl WorkerService for WorkerApi {
             self.coordinator.fail_job(&report.job_id, format!("worker {}: {}", report.worker_id, report.message))?;
             Ok(Response::new(pb::FailureAck {}))
         }
+        .instrument(tracing::info_span!("grpc", rpc = "ReportFailure"))
         .await;
         self.coordinator.metrics.rpc("ReportFailure", started, true, &result);
         result

@@ -184,7 +184,9 @@ impl JobSession {
             round: task.round,
             seconds: 0.0,
         };
+        let span = tracing::info_span!("train_step", job_id = %task.job_id, step = task.step, rank = task.rank, world = task.world);
         let joined = tokio::task::spawn_blocking(move || {
+            let _step = span.entered();
             let result = step_on_thread(&mut trainer, &train, &validate, &spec, &task, &mut exchange);
             (trainer, result)
         })
@@ -215,7 +217,8 @@ fn step_on_thread(
     let started = Instant::now();
     let picks = ShardPlan::new(train.len(), spec.training.seed).picks(task.cursor, batch_size);
     let mine = picks[share(batch_size, task.rank as usize, task.world as usize)].to_vec();
-    let batch = build_batch(train, mine, Some((&spec.augment, spec.training.seed)));
+    let batch =
+        tracing::info_span!("data").in_scope(|| build_batch(train, mine, Some((&spec.augment, spec.training.seed))));
     let data_seconds = started.elapsed().as_secs_f64();
     let stats = trainer.train_step(&batch, batch_size, Some(exchange))?;
     let compute_seconds = trainer.last_timings.compute + trainer.last_timings.apply;

@@ -128,8 +128,10 @@ impl Trainer {
         exchange: Option<&mut dyn GradientExchange>,
     ) -> Result<StepStats> {
         let started = std::time::Instant::now();
-        let (mut grads, stats) = self.compute_gradients(batch, global_batch);
+        let (mut grads, stats) = tracing::info_span!("compute", samples = batch.len())
+            .in_scope(|| self.compute_gradients(batch, global_batch));
         let computed = std::time::Instant::now();
+        let _reduce = tracing::info_span!("reduce").entered();
         if let Some(exchange) = exchange {
             let mut flat = params::flatten_gradients(&self.model, &grads);
             exchange.all_reduce(self.step, &mut flat)?;
@@ -138,8 +140,9 @@ impl Trainer {
             }
             params::replace_gradients(&self.model, &mut grads, &flat);
         }
+        drop(_reduce);
         let reduced = std::time::Instant::now();
-        self.apply(grads);
+        tracing::info_span!("apply").in_scope(|| self.apply(grads));
         self.last_timings = StepTimings {
             compute: computed.duration_since(started).as_secs_f64(),
             reduce: reduced.duration_since(computed).as_secs_f64(),
