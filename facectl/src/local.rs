@@ -19,6 +19,9 @@ pub async fn run(job: &Path, output: Output, max_steps: Option<u64>) -> anyhow::
         spec.validate().map_err(|e| anyhow::anyhow!("--max-steps: {e}"))?;
     }
     let name = spec.name.clone();
+    if spec.workers.count > 1 {
+        return run_cluster(&spec, output).await;
+    }
     let interrupt = Arc::new(AtomicBool::new(false));
     let on_signal = interrupt.clone();
     tokio::spawn(async move {
@@ -70,6 +73,36 @@ pub async fn run(job: &Path, output: Output, max_steps: Option<u64>) -> anyhow::
                 println!("skipped {} bad rows (on_bad_row = \"skip\")", summary.skipped_rows);
             }
         }
+    }
+    Ok(())
+}
+
+/// `[workers] count > 1`: the same job through an embedded coordinator and N workers.
+async fn run_cluster(spec: &JobSpec, output: Output) -> anyhow::Result<()> {
+    let (job, wall_seconds) = crate::local_cluster::run(spec).await?;
+    let images_per_second = if job.running_seconds > 0.0 { job.cursor as f64 / job.running_seconds } else { 0.0 };
+    match output {
+        Output::Json => print_json(&serde_json::json!({
+            "name": job.name,
+            "steps": job.step,
+            "val_accuracy": job.val_accuracy,
+            "train_loss": job.train_loss,
+            "wall_seconds": wall_seconds,
+            "train_seconds": job.running_seconds,
+            "images_per_second": images_per_second,
+            "checkpoint": (!job.latest_checkpoint.is_empty()).then_some(job.latest_checkpoint.clone()),
+            "stopped": job.message,
+            "workers": spec.workers.count,
+            "incidents": job.incidents.len(),
+        })),
+        Output::Text => println!(
+            "{}: {} steps on {} workers, validation accuracy {}, train loss {:.4}, {images_per_second:.1} images/s, {wall_seconds:.1} s",
+            job.name,
+            job.step,
+            spec.workers.count,
+            job.val_accuracy.map_or("-".into(), |a| format!("{a:.3}")),
+            job.train_loss
+        ),
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod dataset_cmd;
 mod local;
+mod local_cluster;
 mod logging;
 mod model_cmd;
 mod output;

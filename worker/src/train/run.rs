@@ -111,7 +111,7 @@ pub async fn run_local(spec: JobSpec, progress: Arc<dyn Progress>, interrupt: Ar
     let started = Instant::now();
     if spec.workers.count != 1 {
         return Err(Error::InvalidJob(format!(
-            "workers.count = {}: facectl local trains with one worker; submit multi-worker jobs to a coordinator",
+            "workers.count = {}: this loop trains one worker; several go through a coordinator (facectl local starts one in-process)",
             spec.workers.count
         )));
     }

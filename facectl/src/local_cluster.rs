@@ -1,0 +1,83 @@
+//! `facectl local` with `[workers] count > 1`: an embedded coordinator and N worker agents in
+//! this process, talking real gRPC over loopback, so local mode runs exactly the protocol a
+//! cluster runs (sharding, gradient reduction, step barrier). The job store is a temporary file:
+//! the run is one job.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use facetrain_coordinator::coordinator::{Coordinator, Timing};
+use facetrain_coordinator::metrics::CoordinatorMetrics;
+use facetrain_coordinator::store::JobStore;
+use facetrain_proto::job::JobSpec;
+use facetrain_proto::pb::{self, job_service_client::JobServiceClient};
+use facetrain_worker::agent::{AgentOptions, WorkerMetrics, run_agent};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::remote::state_name;
+
+/// Runs `spec` on `spec.workers.count` in-process workers; returns the finished job.
+pub async fn run(spec: &JobSpec) -> anyhow::Result<(pb::Job, f64)> {
+    let started = Instant::now();
+    let scratch = tempfile::tempdir().context("cannot create a temporary folder for the job store")?;
+    let registry = prometheus::Registry::new();
+    let metrics = CoordinatorMetrics::new(&registry)?;
+    let coordinator =
+        Coordinator::open(JobStore::open(&scratch.path().join("jobs.redb"))?, Timing::default(), metrics)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop_server, server_stopped) = watch::channel(false);
+    let server = tokio::spawn(facetrain_coordinator::server::run(listener, coordinator, async move {
+        let mut stopped = server_stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+
+    let stop_workers = Arc::new(AtomicBool::new(false));
+    let worker_registry = prometheus::Registry::new();
+    let worker_metrics = Arc::new(WorkerMetrics::new(&worker_registry)?);
+    let workers: Vec<_> = (0..spec.workers.count)
+        .map(|i| {
+            let options = AgentOptions { coordinator: url.clone(), name: format!("local-{i}") };
+            tokio::spawn(run_agent(options, worker_metrics.clone(), stop_workers.clone()))
+        })
+        .collect();
+
+    let channel = tonic::transport::Endpoint::from_shared(url)?.connect().await?;
+    let mut client = JobServiceClient::new(channel);
+    let submitted = client
+        .submit_job(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: "facectl local".into() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    let id = submitted.into_inner().job_id;
+    eprintln!("local cluster: job {id} on {} workers over loopback gRPC", spec.workers.count);
+    let mut events = client.watch_job(pb::WatchJobRequest { job_id: id.clone() }).await?.into_inner();
+    let mut last = None::<pb::Job>;
+    let mut last_accuracy = None;
+    while let Some(event) = events.message().await? {
+        let Some(job) = event.job else { continue };
+        if job.val_accuracy != last_accuracy && job.val_accuracy.is_some() {
+            eprintln!(
+                "step {} validation accuracy {:.3} ({} workers)",
+                job.step,
+                job.val_accuracy.unwrap_or(0.0),
+                job.workers
+            );
+            last_accuracy = job.val_accuracy;
+        }
+        last = Some(job);
+    }
+    stop_workers.store(true, Ordering::Relaxed);
+    let _ = stop_server.send(true);
+    for worker in workers {
+        worker.abort();
+    }
+    let _ = server.await;
+    let job = last.context("the coordinator closed the watch without a final state")?;
+    if state_name(job.state) != "succeeded" {
+        anyhow::bail!("job {} {}: {}", job.id, state_name(job.state), job.message);
+    }
+    Ok((job, started.elapsed().as_secs_f64()))
+}

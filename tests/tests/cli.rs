@@ -1,0 +1,132 @@
+//! The facectl commands a user runs on one machine, end to end on generated data.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use facetrain_tests::{binary, small_job};
+
+fn facectl(args: &[&str]) -> Output {
+    Command::new(binary("facectl")).args(args).output().expect("run facectl")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "facectl failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn synth(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let output = facectl(&[
+        "dataset",
+        "synth",
+        data.to_str().unwrap(),
+        "--image-size",
+        "32",
+        "--train-per-person",
+        "8",
+        "--validate-per-person",
+        "4",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    data
+}
+
+#[test]
+fn synth_check_train_eval_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let check = json(&facectl(&[
+        "dataset",
+        "check",
+        data.join("train.csv").to_str().unwrap(),
+        "--image-size",
+        "32",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(check["rows"], 40);
+    assert_eq!(check["classes"][2]["name"], "Grace_Hopper");
+    assert_eq!(check["classes"][2]["count"], 8);
+
+    let job = small_job(dir.path(), "cli", &data, 1, 20, "");
+    let run = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
+    assert_eq!(run["steps"], 20);
+    for key in ["val_accuracy", "train_loss", "wall_seconds", "images_per_second"] {
+        assert!(run[key].as_f64().is_some_and(f64::is_finite), "{key} missing: {run}");
+    }
+    let checkpoint = run["checkpoint"].as_str().unwrap().to_string();
+    assert!(checkpoint.ends_with("ckpt-0000000020.ftck"));
+
+    let eval = json(&facectl(&[
+        "eval",
+        "--checkpoint",
+        &checkpoint,
+        "--csv",
+        data.join("validate.csv").to_str().unwrap(),
+        "--output",
+        "json",
+    ]));
+    assert_eq!(eval["samples"], 20);
+    assert!(
+        (eval["accuracy"].as_f64().unwrap() - run["val_accuracy"].as_f64().unwrap()).abs() < 1e-9,
+        "eval agrees with the run"
+    );
+    assert_eq!(eval["confusion"].as_array().unwrap().len(), 5);
+
+    let image = data.join("validate/Alan_Turing/Alan_Turing_0000.jpg");
+    let predicted = json(&facectl(&[
+        "predict",
+        "--checkpoint",
+        &checkpoint,
+        "--top-k",
+        "2",
+        "--output",
+        "json",
+        image.to_str().unwrap(),
+    ]));
+    let top = predicted[0]["predictions"].as_array().unwrap();
+    assert_eq!(top.len(), 2);
+    assert!(top[0]["probability"].as_f64().unwrap() >= top[1]["probability"].as_f64().unwrap());
+    assert!(super_names().contains(&top[0]["name"].as_str().unwrap()));
+
+    // Running the same job again resumes from its checkpoint and trains only what is left.
+    let again = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json", "--max-steps", "25"]));
+    assert_eq!((again["resumed_from_step"].as_u64(), again["steps"].as_u64()), (Some(20), Some(25)));
+}
+
+fn super_names() -> Vec<&'static str> {
+    vec!["Ada_Lovelace", "Alan_Turing", "Grace_Hopper", "Edsger_Dijkstra", "Barbara_Liskov"]
+}
+
+#[test]
+fn local_mode_with_several_workers_runs_the_real_protocol_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let job = small_job(dir.path(), "cluster", &data, 2, 15, "");
+    let run = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
+    assert_eq!(
+        (run["steps"].as_u64(), run["workers"].as_u64(), run["incidents"].as_u64()),
+        (Some(15), Some(2), Some(0)),
+        "{run}"
+    );
+    assert!(run["checkpoint"].as_str().unwrap().ends_with("ckpt-0000000015.ftck"));
+}
+
+#[test]
+fn bad_jobs_and_missing_checkpoints_are_reported_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("bad.toml");
+    std::fs::write(
+        &job,
+        "name = \"x\"\n[dataset]\ntrain = \"t.csv\"\nvalidate = \"v.csv\"\n[model]\nkeep_prob = 2.0\n",
+    )
+    .unwrap();
+    let output = facectl(&["local", job.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("model.keep_prob") && stderr.contains("bad.toml"), "{stderr}");
+
+    let output = facectl(&["eval", "--checkpoint", dir.path().to_str().unwrap(), "--csv", "x.csv"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("no readable checkpoint"), "{stderr}");
+}
