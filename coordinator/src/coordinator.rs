@@ -46,6 +46,8 @@ impl Default for Timing {
 
 struct WorkerEntry {
     name: String,
+    /// Where peers reach this worker for ring all-reduce (may be empty).
+    peer_address: String,
     last_seen: Instant,
     /// A job this worker must drop (sent once with its next task).
     release: Option<String>,
@@ -250,7 +252,7 @@ impl Coordinator {
 
     // ---- workers ----
 
-    pub fn register(&self, name: &str) -> String {
+    pub fn register(&self, name: &str, peer_address: &str) -> String {
         let mut state = self.lock();
         // A worker that restarts under the same name replaces its old registration at once.
         let previous: Vec<String> =
@@ -260,9 +262,15 @@ impl Coordinator {
         }
         let id = format!("w{}", state.next_worker);
         state.next_worker += 1;
-        state
-            .workers
-            .insert(id.clone(), WorkerEntry { name: name.to_string(), last_seen: Instant::now(), release: None });
+        state.workers.insert(
+            id.clone(),
+            WorkerEntry {
+                name: name.to_string(),
+                peer_address: peer_address.to_string(),
+                last_seen: Instant::now(),
+                release: None,
+            },
+        );
         info!(worker = %id, name, "worker registered");
         drop(state);
         self.changed();
@@ -319,6 +327,13 @@ impl Coordinator {
 
     /// Assigns idle workers to the running job up to its worker count.
     fn fill_members(&self, state: &mut State) {
+        if let Some(run) = state.run.as_mut()
+            && run.members.is_empty()
+        {
+            // Joiners wait for a member to push them the state; with no member left they never
+            // would: they start over with everyone else from the rewind below.
+            run.joining.clear();
+        }
         let busy: Vec<String> =
             state.run.as_ref().map(|r| r.members.iter().chain(&r.joining).cloned().collect()).unwrap_or_default();
         let idle: Vec<String> = state.workers.keys().filter(|w| !busy.contains(w)).cloned().collect();
@@ -346,9 +361,9 @@ impl Coordinator {
                 job.step = run.step;
                 job.cursor = run.cursor;
                 run.admit(&worker, source, now);
-            } else if run.step == 0 && run.loading() {
-                // Still at the very start: a late worker can simply start fresh too.
-                run.admit(&worker, StateSource::Fresh, now);
+            } else if let Some(source) = run.shared_start() {
+                // No step done since the members loaded this state: load it too and start now.
+                run.admit(&worker, source, now);
             } else {
                 run.queue_joiner(&worker);
             }
@@ -444,7 +459,17 @@ impl Coordinator {
         if let Some(job) = entry.release.take() {
             return Ok(Some(pb::Task { kind: Some(pb::task::Kind::ReleaseJob(job)) }));
         }
-        let task = state.run.as_mut().and_then(|run| run.task_for(worker));
+        let peers: Vec<String> = state
+            .run
+            .as_ref()
+            .map(|run| {
+                run.members
+                    .iter()
+                    .map(|m| state.workers.get(m).map(|w| w.peer_address.clone()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let task = state.run.as_mut().and_then(|run| run.task_for(worker, peers));
         Ok(task.map(|step| pb::Task { kind: Some(pb::task::Kind::Step(step)) }))
     }
 
@@ -470,7 +495,9 @@ impl Coordinator {
         let Some(run) = run else {
             return Err(ErrorCode::FailedPrecondition.status(format!("job `{}` is not running", chunk.job_id)));
         };
-        match run.add_chunk(worker, chunk) {
+        let decoded = facetrain_proto::decode_gradients(&chunk.data, run.spec.workers.gradient_dtype)
+            .ok_or(crate::reduce::BadGradient::Ragged(chunk.data.len()));
+        match decoded.map_err(PushError::from).and_then(|values| run.add_chunk(worker, chunk, &values)) {
             Ok(released) => {
                 self.metrics
                     .reduce_bytes
@@ -492,6 +519,34 @@ impl Coordinator {
             Err(stale @ PushError::Stale { .. }) => Err(ErrorCode::Aborted.status(stale.to_string())),
             Err(other) => Err(ErrorCode::FailedPrecondition.status(other.to_string())),
         }
+    }
+
+    /// Ring strategy: `worker` finished its all-reduce of (job, step, round).
+    pub fn reduce_done(&self, worker: &str, job: &str, step: u64, round: u64) -> Result<(), tonic::Status> {
+        let mut state = self.lock();
+        if !state.workers.contains_key(worker) {
+            return Err(unknown_worker(worker));
+        }
+        let Some(run) = state.run.as_mut().filter(|r| r.job_id == job) else {
+            return Err(ErrorCode::FailedPrecondition.status(format!("job `{job}` is not running")));
+        };
+        match run.mark_reduced(worker, step, round) {
+            Ok(released) => {
+                drop(state);
+                if released {
+                    self.changed();
+                }
+                Ok(())
+            }
+            Err(stale @ PushError::Stale { .. }) => Err(ErrorCode::Aborted.status(stale.to_string())),
+            Err(other) => Err(ErrorCode::FailedPrecondition.status(other.to_string())),
+        }
+    }
+
+    /// The wire dtype of `job`'s gradients (f32 when the job is unknown).
+    pub fn gradient_dtype(&self, job: &str) -> facetrain_proto::job::GradientDtype {
+        let state = self.lock();
+        state.run.as_ref().filter(|r| r.job_id == job).map(|r| r.spec.workers.gradient_dtype).unwrap_or_default()
     }
 
     /// Waits for the sum of (job, step, round).

@@ -37,29 +37,35 @@ impl GradientSum {
         self.total
     }
 
-    /// Adds one chunk from `contributor`. Returns true when that contributor is now complete.
+    /// Adds one chunk of f32 bytes from `contributor`. Returns true when it is now complete.
     pub fn add_chunk(&mut self, contributor: &str, total: u64, offset: u64, data: &[u8]) -> Result<bool, BadGradient> {
+        let values = facetrain_proto::bytes_to_f32(data).ok_or(BadGradient::Ragged(data.len()))?;
+        self.add_values(contributor, total, offset, &values)
+    }
+
+    /// Adds one chunk of decoded values from `contributor`. Returns true when it is now complete.
+    pub fn add_values(
+        &mut self,
+        contributor: &str,
+        total: u64,
+        offset: u64,
+        values: &[f32],
+    ) -> Result<bool, BadGradient> {
         if total != self.total as u64 {
             return Err(BadGradient::WrongLength { got: total, expected: self.total as u64 });
         }
-        if !data.len().is_multiple_of(4) {
-            return Err(BadGradient::Ragged(data.len()));
-        }
         let expected_offset = *self.received.get(contributor).unwrap_or(&0);
-        let end = offset + (data.len() / 4) as u64;
+        let end = offset + values.len() as u64;
         if offset != expected_offset as u64 || end > total {
             return Err(BadGradient::BadChunk { offset, end, total });
         }
         let start = offset as usize;
-        for (i, bytes) in data.chunks_exact(4).enumerate() {
-            let value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            if !value.is_finite() {
-                return Err(BadGradient::NonFinite((start + i) as u64));
-            }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(BadGradient::NonFinite((start + i) as u64));
         }
         // Validate the whole chunk before touching the sum, so a refused chunk changes nothing.
-        for (slot, bytes) in self.sum[start..end as usize].iter_mut().zip(data.chunks_exact(4)) {
-            *slot += f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        for (slot, value) in self.sum[start..end as usize].iter_mut().zip(values) {
+            *slot += value;
         }
         self.received.insert(contributor.to_string(), end as usize);
         let done = end as usize == self.total;

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use facetrain_proto::job::JobSpec;
 use facetrain_proto::pb;
 
+use facetrain_proto::job::Reduction;
+
 use crate::reduce::{BadGradient, GradientSum};
 
 /// Recent step durations kept for the step deadline.
@@ -86,6 +88,8 @@ pub struct JobRun {
     sources: HashMap<String, StateSource>,
     assigned: BTreeSet<String>,
     sum: Option<GradientSum>,
+    /// Ring strategy: members that finished this round's all-reduce.
+    ring_done: BTreeSet<String>,
     reduced: Option<Arc<Vec<f32>>>,
     reports: BTreeMap<String, Report>,
     pub round_started: Instant,
@@ -107,6 +111,7 @@ impl JobRun {
             sources: HashMap::new(),
             assigned: BTreeSet::new(),
             sum: None,
+            ring_done: BTreeSet::new(),
             reduced: None,
             reports: BTreeMap::new(),
             round_started: now,
@@ -148,9 +153,18 @@ impl JobRun {
     fn clear_step(&mut self, now: Instant) {
         self.assigned.clear();
         self.sum = None;
+        self.ring_done.clear();
         self.reduced = None;
         self.reports.clear();
         self.round_started = now;
+    }
+
+    /// The state every member is loading when none has finished a step since (a start or a
+    /// rewind): a newcomer can load the same and join at once instead of waiting for a push.
+    pub fn shared_start(&self) -> Option<StateSource> {
+        let first = self.sources.get(self.members.first()?)?;
+        let shared = self.members.iter().all(|m| self.sources.get(m) == Some(first));
+        (shared && matches!(first, StateSource::Fresh | StateSource::Checkpoint(_))).then(|| first.clone())
     }
 
     /// Whether any member is still loading its state this round (it gets a longer deadline).
@@ -159,7 +173,8 @@ impl JobRun {
     }
 
     /// The step task for `worker`, once per round; `None` when it has it already or is no member.
-    pub fn task_for(&mut self, worker: &str) -> Option<pb::TrainStep> {
+    /// `peers` are the members' ring addresses in rank order (used by the ring strategy).
+    pub fn task_for(&mut self, worker: &str, peers: Vec<String>) -> Option<pb::TrainStep> {
         let rank = self.members.iter().position(|m| m == worker)?;
         if !self.assigned.insert(worker.to_string()) {
             return None;
@@ -189,23 +204,43 @@ impl JobRun {
             evaluate: rank0 && (last || (training.eval_every > 0 && next.is_multiple_of(training.eval_every))),
             write_checkpoint: rank0 && checkpointing && (last || next.is_multiple_of(self.spec.checkpoint.every)),
             push_state: rank0 && !self.joining.is_empty(),
+            reduction: self.spec.workers.reduction.name().into(),
+            peers: if self.spec.workers.reduction == Reduction::Ring { peers } else { Vec::new() },
+            gradient_dtype: match self.spec.workers.gradient_dtype {
+                facetrain_proto::job::GradientDtype::F32 => "f32".into(),
+                facetrain_proto::job::GradientDtype::Bf16 => "bf16".into(),
+            },
         })
     }
 
-    pub fn add_chunk(&mut self, worker: &str, chunk: &pb::GradientChunk) -> Result<bool, PushError> {
-        if chunk.step != self.step || chunk.round != self.round {
-            return Err(PushError::Stale {
-                step: chunk.step,
-                round: chunk.round,
-                now_step: self.step,
-                now_round: self.round,
-            });
+    fn check_current(&self, worker: &str, step: u64, round: u64) -> Result<(), PushError> {
+        if step != self.step || round != self.round {
+            return Err(PushError::Stale { step, round, now_step: self.step, now_round: self.round });
         }
         if !self.is_member(worker) || self.reduced.is_some() {
             return Err(PushError::NotMember);
         }
+        Ok(())
+    }
+
+    /// Ring strategy: `worker` finished the all-reduce. Returns true when every member has,
+    /// which releases the step (PullGradients then answers with an empty sum).
+    pub fn mark_reduced(&mut self, worker: &str, step: u64, round: u64) -> Result<bool, PushError> {
+        self.check_current(worker, step, round)?;
+        self.ring_done.insert(worker.to_string());
+        if self.members.iter().all(|m| self.ring_done.contains(m)) {
+            self.reduced = Some(Arc::new(Vec::new()));
+            self.sources.clear();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Coordinator strategy: one chunk of `worker`'s gradient, already decoded to f32.
+    pub fn add_chunk(&mut self, worker: &str, chunk: &pb::GradientChunk, values: &[f32]) -> Result<bool, PushError> {
+        self.check_current(worker, chunk.step, chunk.round)?;
         let sum = self.sum.get_or_insert_with(|| GradientSum::new(chunk.total as usize));
-        sum.add_chunk(worker, chunk.total, chunk.offset, &chunk.data)?;
+        sum.add_values(worker, chunk.total, chunk.offset, values)?;
         if sum.completed() == self.members.len() && self.members.iter().all(|m| sum.is_complete_for(m)) {
             let sum = self.sum.take().expect("present");
             self.reduced = Some(Arc::new(sum.into_sum()));
@@ -337,7 +372,11 @@ impl JobRun {
         if self.reduced.is_some() || now.duration_since(self.round_started) < deadline {
             return Vec::new();
         }
-        self.members.iter().filter(|m| !self.sum.as_ref().is_some_and(|s| s.is_complete_for(m))).cloned().collect()
+        self.members
+            .iter()
+            .filter(|m| !self.sum.as_ref().is_some_and(|s| s.is_complete_for(m)) && !self.ring_done.contains(*m))
+            .cloned()
+            .collect()
     }
 
     /// k x the p99 of recent step times, never below `floor`.
@@ -384,12 +423,12 @@ mod tests {
         run.admit("a", StateSource::Fresh, now);
         run.admit("b", StateSource::Fresh, now);
         let round = run.round;
-        let task = run.task_for("b").unwrap();
+        let task = run.task_for("b", Vec::new()).unwrap();
         assert_eq!((task.rank, task.world, task.step, task.state_source), (1, 2, 0, pb::StateSource::Fresh as i32));
-        assert!(run.task_for("b").is_none(), "one task per round");
-        assert!(!run.add_chunk("a", &chunk(0, round, &[1.0, 2.0])).unwrap());
+        assert!(run.task_for("b", Vec::new()).is_none(), "one task per round");
+        assert!(!run.add_chunk("a", &chunk(0, round, &[1.0, 2.0]), &[1.0, 2.0]).unwrap());
         assert!(matches!(run.pull(0, round), Pull::Pending));
-        assert!(run.add_chunk("b", &chunk(0, round, &[3.0, 4.0])).unwrap());
+        assert!(run.add_chunk("b", &chunk(0, round, &[3.0, 4.0]), &[3.0, 4.0]).unwrap());
         let Pull::Ready(sum) = run.pull(0, round) else { panic!("sum not released") };
         assert_eq!(*sum, vec![4.0, 6.0]);
         assert_eq!(run.report("a", 1, round, report(7)).unwrap(), None);
@@ -397,7 +436,7 @@ mod tests {
         assert_eq!((outcome.step, outcome.samples, outcome.loss, outcome.diverged), (1, 10, 1.0, false));
         run.advance(now);
         assert_eq!((run.step, run.cursor, run.round), (1, 10, round));
-        assert_eq!(run.task_for("a").unwrap().state_source, pb::StateSource::Keep as i32);
+        assert_eq!(run.task_for("a", Vec::new()).unwrap().state_source, pb::StateSource::Keep as i32);
     }
 
     #[test]
@@ -407,14 +446,14 @@ mod tests {
         run.admit("a", StateSource::Fresh, now);
         run.admit("b", StateSource::Fresh, now);
         let round = run.round;
-        run.task_for("a");
-        run.add_chunk("a", &chunk(0, round, &[1.0])).unwrap();
+        run.task_for("a", Vec::new());
+        run.add_chunk("a", &chunk(0, round, &[1.0]), &[1.0]).unwrap();
         assert!(run.remove("b", now));
         assert!(matches!(run.pull(0, round), Pull::Aborted));
-        assert!(matches!(run.add_chunk("a", &chunk(0, round, &[1.0])), Err(PushError::Stale { .. })));
-        let task = run.task_for("a").unwrap();
+        assert!(matches!(run.add_chunk("a", &chunk(0, round, &[1.0]), &[1.0]), Err(PushError::Stale { .. })));
+        let task = run.task_for("a", Vec::new()).unwrap();
         assert_eq!((task.step, task.rank, task.world, task.round), (0, 0, 1, round + 1));
-        assert!(run.add_chunk("a", &chunk(0, round + 1, &[1.0])).unwrap());
+        assert!(run.add_chunk("a", &chunk(0, round + 1, &[1.0]), &[1.0]).unwrap());
     }
 
     #[test]
@@ -424,8 +463,8 @@ mod tests {
         run.admit("a", StateSource::Fresh, now);
         run.admit("b", StateSource::Fresh, now);
         let round = run.round;
-        run.add_chunk("a", &chunk(0, round, &[1.0])).unwrap();
-        run.add_chunk("b", &chunk(0, round, &[1.0])).unwrap();
+        run.add_chunk("a", &chunk(0, round, &[1.0]), &[1.0]).unwrap();
+        run.add_chunk("b", &chunk(0, round, &[1.0]), &[1.0]).unwrap();
         run.report("a", 1, round, report(1)).unwrap();
         assert!(!run.remove("b", now));
         assert_eq!(run.outcome_if_complete().unwrap().step, 1);
@@ -438,16 +477,29 @@ mod tests {
         run.admit("a", StateSource::Fresh, now);
         run.queue_joiner("b");
         let round = run.round;
-        assert!(run.task_for("a").unwrap().push_state);
-        run.add_chunk("a", &chunk(0, round, &[1.0])).unwrap();
+        assert!(run.task_for("a", Vec::new()).unwrap().push_state);
+        run.add_chunk("a", &chunk(0, round, &[1.0]), &[1.0]).unwrap();
         run.store_state(1, vec![1, 2, 3]);
         run.report("a", 1, round, report(1)).unwrap().unwrap();
         run.advance(now);
         assert_eq!(run.members, vec!["a".to_string(), "b".to_string()]);
         assert!(run.round > round, "membership changed: new round");
-        let task = run.task_for("b").unwrap();
+        let task = run.task_for("b", Vec::new()).unwrap();
         assert_eq!((task.state_source, task.rank, task.world, task.step), (pb::StateSource::Peer as i32, 1, 2, 1));
         assert_eq!(*run.state_for(1).unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn newcomers_share_a_start_until_the_first_step_is_done() {
+        let now = Instant::now();
+        let mut run = run(3);
+        run.admit("a", StateSource::Checkpoint("c".into()), now);
+        assert_eq!(run.shared_start(), Some(StateSource::Checkpoint("c".into())));
+        run.admit("b", StateSource::Checkpoint("c".into()), now);
+        let round = run.round;
+        run.add_chunk("a", &chunk(0, round, &[1.0]), &[1.0]).unwrap();
+        run.add_chunk("b", &chunk(0, round, &[1.0]), &[1.0]).unwrap();
+        assert_eq!(run.shared_start(), None, "once the step was reduced the members hold newer state");
     }
 
     #[test]
@@ -459,7 +511,7 @@ mod tests {
         }
         let round = run.round;
         for w in ["a", "b", "c"] {
-            run.add_chunk(w, &chunk(0, round, &[1.0])).unwrap();
+            run.add_chunk(w, &chunk(0, round, &[1.0]), &[1.0]).unwrap();
         }
         run.report("a", 1, round, Report { compute_seconds: 1.0, ..report(1) }).unwrap();
         run.report("b", 1, round, Report { compute_seconds: 1.1, ..report(1) }).unwrap();
@@ -469,13 +521,29 @@ mod tests {
     }
 
     #[test]
+    fn ring_rounds_release_when_every_member_finished_the_all_reduce() {
+        let now = Instant::now();
+        let mut run = run(2);
+        run.admit("a", StateSource::Fresh, now);
+        run.admit("b", StateSource::Fresh, now);
+        let round = run.round;
+        assert!(!run.mark_reduced("a", 0, round).unwrap());
+        assert!(matches!(run.pull(0, round), Pull::Pending));
+        assert_eq!(run.overdue(now + Duration::from_secs(9), Duration::from_secs(1)), vec!["b".to_string()]);
+        assert!(matches!(run.mark_reduced("a", 0, round - 1), Err(PushError::Stale { .. })));
+        assert!(run.mark_reduced("b", 0, round).unwrap());
+        let Pull::Ready(sum) = run.pull(0, round) else { panic!("not released") };
+        assert!(sum.is_empty());
+    }
+
+    #[test]
     fn overdue_members_are_those_that_have_not_pushed() {
         let start = Instant::now();
         let mut run = run(2);
         run.admit("a", StateSource::Keep, start);
         run.admit("b", StateSource::Keep, start);
         let round = run.round;
-        run.add_chunk("a", &chunk(0, round, &[1.0])).unwrap();
+        run.add_chunk("a", &chunk(0, round, &[1.0]), &[1.0]).unwrap();
         assert!(run.overdue(start, Duration::from_secs(1)).is_empty());
         assert_eq!(run.overdue(start + Duration::from_secs(2), Duration::from_secs(1)), vec!["b".to_string()]);
         assert_eq!(run.step_deadline(Duration::from_secs(3), 5.0), Duration::from_secs(3));

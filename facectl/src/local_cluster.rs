@@ -40,7 +40,12 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<(pb::Job, f64)> {
     let worker_metrics = Arc::new(WorkerMetrics::new(&worker_registry)?);
     let workers: Vec<_> = (0..spec.workers.count)
         .map(|i| {
-            let options = AgentOptions { coordinator: url.clone(), name: format!("local-{i}") };
+            let options = AgentOptions {
+                coordinator: url.clone(),
+                name: format!("local-{i}"),
+                peer_listen: Some("127.0.0.1:0".into()),
+                peer_advertise: None,
+            };
             tokio::spawn(run_agent(options, worker_metrics.clone(), stop_workers.clone()))
         })
         .collect();

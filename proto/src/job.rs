@@ -153,12 +153,49 @@ pub struct WorkersSpec {
     pub backend: Backend,
     /// `cpu`, or `cuda:N` with the `tch` backend.
     pub device: String,
+    pub reduction: Reduction,
+    pub gradient_dtype: GradientDtype,
 }
 
 impl Default for WorkersSpec {
     fn default() -> Self {
-        Self { count: 1, backend: Backend::default(), device: "cpu".into() }
+        Self {
+            count: 1,
+            backend: Backend::default(),
+            device: "cpu".into(),
+            reduction: Reduction::default(),
+            gradient_dtype: GradientDtype::default(),
+        }
     }
+}
+
+/// How gradients are summed across workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduction {
+    /// Every worker pushes to the coordinator and pulls the sum: simple, best for few workers.
+    #[default]
+    Coordinator,
+    /// Ring all-reduce between the workers: 2(N-1)/N x gradient bytes per worker per step.
+    Ring,
+}
+
+impl Reduction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Coordinator => "coordinator",
+            Self::Ring => "ring",
+        }
+    }
+}
+
+/// Gradients on the wire: exact f32, or bf16 (half the bytes, ~3 significant digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GradientDtype {
+    #[default]
+    F32,
+    Bf16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -24,6 +24,42 @@ pub const GRADIENT_CHUNK_ELEMENTS: usize = 256 * 1024;
 /// Bytes per state chunk.
 pub const STATE_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// Gradients on the wire in the job's dtype: little-endian f32, or bf16 (the upper 16 bits of
+/// each f32, rounded to nearest even).
+pub fn encode_gradients(values: &[f32], dtype: job::GradientDtype) -> Vec<u8> {
+    match dtype {
+        job::GradientDtype::F32 => f32_to_bytes(values),
+        job::GradientDtype::Bf16 => values.iter().flat_map(|v| f32_to_bf16(*v).to_le_bytes()).collect(),
+    }
+}
+
+/// Inverse of [`encode_gradients`]; `None` when the length is not whole values.
+pub fn decode_gradients(bytes: &[u8], dtype: job::GradientDtype) -> Option<Vec<f32>> {
+    match dtype {
+        job::GradientDtype::F32 => bytes_to_f32(bytes),
+        job::GradientDtype::Bf16 => bytes.len().is_multiple_of(2).then(|| {
+            bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
+        }),
+    }
+}
+
+/// Bytes per element on the wire.
+pub fn gradient_element_bytes(dtype: job::GradientDtype) -> usize {
+    match dtype {
+        job::GradientDtype::F32 => 4,
+        job::GradientDtype::Bf16 => 2,
+    }
+}
+
+fn f32_to_bf16(value: f32) -> u16 {
+    let bits = value.to_bits();
+    if value.is_nan() {
+        return ((bits >> 16) | 0x40) as u16; // stays a (quiet) NaN
+    }
+    let rounding = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
 /// Encodes f32 values as little-endian bytes.
 pub fn f32_to_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -40,6 +76,19 @@ pub fn bytes_to_f32(bytes: &[u8]) -> Option<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_keeps_three_significant_digits_and_exact_values_stay_exact() {
+        let values = [1.0f32, -2.5, 0.1, 1.2345, 1e-8, 0.0];
+        let back =
+            decode_gradients(&encode_gradients(&values, job::GradientDtype::Bf16), job::GradientDtype::Bf16).unwrap();
+        assert_eq!(&back[..2], &[1.0, -2.5]);
+        for (a, b) in values.iter().zip(&back) {
+            assert!((a - b).abs() <= a.abs() / 128.0, "{a} -> {b}");
+        }
+        assert_eq!(encode_gradients(&values, job::GradientDtype::Bf16).len(), 12);
+        assert!(decode_gradients(&[1, 2, 3], job::GradientDtype::Bf16).is_none());
+    }
 
     #[test]
     fn f32_bytes_round_trip_and_reject_ragged_input() {

@@ -115,7 +115,16 @@ impl Sandbox {
     pub fn add_worker(&mut self, name: &str) {
         let log = std::fs::File::create(self.dir.path().join(format!("worker-{name}.log"))).unwrap();
         let mut child = Command::new(binary("facetrain-worker"))
-            .args(["--coordinator", &self.url(), "--name", name, "--metrics-listen", "127.0.0.1:0"])
+            .args([
+                "--coordinator",
+                &self.url(),
+                "--name",
+                name,
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--peer-listen",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "info")
             .envs(self.env.iter().cloned())
             .stdout(Stdio::piped())

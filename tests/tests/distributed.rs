@@ -208,3 +208,41 @@ fn an_invalid_job_is_refused_at_submit_with_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("batch_sise") && stderr.contains("bad.toml"), "{stderr}");
 }
+
+#[test]
+fn ring_all_reduce_matches_the_coordinator_and_survives_a_lost_worker() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let exact = "[augment]\nflip = false\nbrightness = false\ncontrast = false\nhue = false\nsaturation = false\n";
+    let via_coordinator = small_job(sandbox.dir.path(), "via-coordinator", &data, 2, 12, exact);
+    let via_ring = small_job(sandbox.dir.path(), "via-ring", &data, 2, 12, exact);
+    let text = std::fs::read_to_string(&via_ring).unwrap().replace("count = 2", "count = 2\nreduction = \"ring\"");
+    std::fs::write(&via_ring, text).unwrap();
+    sandbox.add_worker("a");
+    sandbox.add_worker("b");
+    let first = sandbox.submit(&via_coordinator);
+    let done = sandbox.wait_for_state(&first, LONG, "succeeded");
+    let second = sandbox.submit(&via_ring);
+    let done2 = sandbox.wait_for_state(&second, LONG, "succeeded");
+    assert_eq!((done["state"].as_str(), done2["state"].as_str()), (Some("succeeded"), Some("succeeded")), "{done2}");
+    let a = parameters(done["latest_checkpoint"].as_str().unwrap());
+    let b = parameters(done2["latest_checkpoint"].as_str().unwrap());
+    let max_error = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    eprintln!("ring vs coordinator after 12 steps: max parameter difference {max_error:e}");
+    assert!(max_error < 1e-4, "ring differs from coordinator reduction by {max_error}");
+
+    // A third worker joins; then one is killed mid-job: the ring re-forms without it.
+    sandbox.add_worker("c");
+    let long = small_job(sandbox.dir.path(), "ring-chaos", &data, 3, 150, "");
+    let text = std::fs::read_to_string(&long)
+        .unwrap()
+        .replace("count = 3", "count = 3\nreduction = \"ring\"\ngradient_dtype = \"bf16\"");
+    std::fs::write(&long, text).unwrap();
+    let id = sandbox.submit(&long);
+    sandbox.wait_for_job(&id, LONG, |s| step(s) >= 10 && s["workers"] == 3);
+    sandbox.kill_worker("c");
+    let finished = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(finished["state"], "succeeded", "{finished}");
+    assert_eq!(finished["cursor"], 150 * 20);
+    assert_eq!(finished["incidents"][0]["resolved_by"], "automation", "{finished}");
+}

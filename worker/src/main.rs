@@ -15,6 +15,12 @@ struct Args {
     /// Stable worker name (defaults to HOSTNAME, as a pod name, else host-pid).
     #[arg(long, env = "FACETRAIN_WORKER_NAME")]
     name: Option<String>,
+    /// Ring all-reduce traffic from peer workers.
+    #[arg(long, env = "FACETRAIN_PEER_LISTEN", default_value = "0.0.0.0:7071")]
+    peer_listen: String,
+    /// Address peers dial (e.g. the pod IP with the peer port); default: this host's name.
+    #[arg(long, env = "FACETRAIN_PEER_ADVERTISE")]
+    peer_advertise: Option<String>,
     /// Prometheus /metrics address (its own port).
     #[arg(long, env = "FACETRAIN_METRICS_LISTEN", default_value = "0.0.0.0:9465")]
     metrics_listen: String,
@@ -51,6 +57,12 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("stopping after the current step");
             on_signal.store(true, Ordering::Relaxed);
         });
-        run_agent(AgentOptions { coordinator: args.coordinator, name }, metrics, stop).await
+        let peer_advertise = args.peer_advertise.or_else(|| {
+            // Listening on all interfaces: peers need a routable name, not 0.0.0.0.
+            let port = args.peer_listen.rsplit(':').next().unwrap_or("7071");
+            args.peer_listen.starts_with("0.0.0.0").then(|| format!("{}:{port}", name))
+        });
+        let options = AgentOptions { coordinator: args.coordinator, name, peer_listen: Some(args.peer_listen), peer_advertise };
+        run_agent(options, metrics, stop).await
     })
 }

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use facetrain_proto::pb::{self, worker_service_server::WorkerService};
-use facetrain_proto::{ErrorCode, GRADIENT_CHUNK_ELEMENTS, STATE_CHUNK_BYTES, f32_to_bytes};
+use facetrain_proto::{ErrorCode, GRADIENT_CHUNK_ELEMENTS, STATE_CHUNK_BYTES, encode_gradients};
 use futures::{Stream, StreamExt};
 use std::time::Instant;
 
@@ -34,7 +34,7 @@ impl WorkerService for WorkerApi {
             if request.name.is_empty() {
                 return Err(ErrorCode::InvalidArgument.status("register: `name` is empty"));
             }
-            let worker_id = self.coordinator.register(&request.name);
+            let worker_id = self.coordinator.register(&request.name, &request.peer_address);
             let heartbeat_interval_ms = self.coordinator.timing.heartbeat_interval.as_millis() as u32;
             Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms }))
         }
@@ -101,6 +101,7 @@ impl WorkerService for WorkerApi {
         let result: Result<Response<Self::PullGradientsStream>, Status> = async move {
             let request = request.into_inner();
             let sum = self.coordinator.pull(&request.job_id, request.step, request.round).await?;
+            let dtype = self.coordinator.gradient_dtype(&request.job_id);
             let total = sum.len() as u64;
             let (job_id, step, round) = (request.job_id, request.step, request.round);
             let chunks = (0..sum.len()).step_by(GRADIENT_CHUNK_ELEMENTS).map(move |offset| {
@@ -112,7 +113,7 @@ impl WorkerService for WorkerApi {
                     round,
                     offset: offset as u64,
                     total,
-                    data: f32_to_bytes(&sum[offset..end]),
+                    data: encode_gradients(&sum[offset..end], dtype),
                 })
             });
             Ok(Response::new(Box::pin(futures::stream::iter(chunks)) as Self::PullGradientsStream))
@@ -201,6 +202,22 @@ impl WorkerService for WorkerApi {
         .instrument(tracing::info_span!("grpc", rpc = "ReportFailure"))
         .await;
         self.coordinator.metrics.rpc("ReportFailure", started, true, &result);
+        result
+    }
+
+    async fn reduce_done(
+        &self,
+        request: Request<pb::ReduceDoneRequest>,
+    ) -> Result<Response<pb::ReduceDoneAck>, Status> {
+        let started = Instant::now();
+        let result: Result<Response<pb::ReduceDoneAck>, Status> = async move {
+            let request = request.into_inner();
+            self.coordinator.reduce_done(&request.worker_id, &request.job_id, request.step, request.round)?;
+            Ok(Response::new(pb::ReduceDoneAck {}))
+        }
+        .instrument(tracing::info_span!("grpc", rpc = "ReduceDone"))
+        .await;
+        self.coordinator.metrics.rpc("ReduceDone", started, true, &result);
         result
     }
 }

@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use facetrain_proto::job::GradientDtype;
 use facetrain_proto::pb::{self, worker_service_client::WorkerServiceClient};
-use facetrain_proto::{GRADIENT_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, STATE_CHUNK_BYTES, bytes_to_f32, f32_to_bytes};
+use facetrain_proto::{
+    GRADIENT_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, STATE_CHUNK_BYTES, decode_gradients, encode_gradients,
+};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::warn;
@@ -28,8 +31,12 @@ impl CoordinatorClient {
     }
 
     /// Returns the worker id and the heartbeat interval.
-    pub async fn register(&self, name: &str) -> Result<(String, Duration), Status> {
-        let request = pb::RegisterRequest { name: name.to_string(), backend: "flex".into() };
+    pub async fn register(&self, name: &str, peer_address: &str) -> Result<(String, Duration), Status> {
+        let request = pb::RegisterRequest {
+            name: name.to_string(),
+            backend: "flex".into(),
+            peer_address: peer_address.to_string(),
+        };
         let response = self.inner.clone().register(request).await?.into_inner();
         Ok((response.worker_id, Duration::from_millis(response.heartbeat_interval_ms.max(50) as u64)))
     }
@@ -58,9 +65,9 @@ impl CoordinatorClient {
         &self,
         worker: &str,
         job: &str,
-        step: u64,
-        round: u64,
+        (step, round): (u64, u64),
         values: &[f32],
+        dtype: GradientDtype,
     ) -> Result<(), Status> {
         let total = values.len() as u64;
         let chunks: Vec<pb::GradientChunk> = values
@@ -73,7 +80,7 @@ impl CoordinatorClient {
                 round,
                 offset: (i * GRADIENT_CHUNK_ELEMENTS) as u64,
                 total,
-                data: f32_to_bytes(chunk),
+                data: encode_gradients(chunk, dtype),
             })
             .collect();
         self.inner.clone().push_gradients(futures::stream::iter(chunks)).await?;
@@ -85,9 +92,9 @@ impl CoordinatorClient {
         &self,
         worker: &str,
         job: &str,
-        step: u64,
-        round: u64,
+        (step, round): (u64, u64),
         expected: usize,
+        dtype: GradientDtype,
     ) -> Result<Vec<f32>, Status> {
         let request = pb::PullGradientsRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
         let mut stream = self.inner.clone().pull_gradients(request).await?.into_inner();
@@ -99,8 +106,8 @@ impl CoordinatorClient {
                     chunk.offset, chunk.total
                 )));
             }
-            let decoded = bytes_to_f32(&chunk.data)
-                .ok_or_else(|| Status::data_loss("reduced gradient chunk is not whole f32 values"))?;
+            let decoded = decode_gradients(&chunk.data, dtype)
+                .ok_or_else(|| Status::data_loss("reduced gradient chunk is not whole values"))?;
             values.extend(decoded);
         }
         if values.len() != expected {
@@ -136,6 +143,12 @@ impl CoordinatorClient {
             bytes.extend_from_slice(&chunk.data);
         }
         Ok(bytes)
+    }
+
+    pub async fn reduce_done(&self, worker: &str, job: &str, step: u64, round: u64) -> Result<(), Status> {
+        let request = pb::ReduceDoneRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
+        self.inner.clone().reduce_done(request).await?;
+        Ok(())
     }
 
     pub async fn report_failure(&self, worker: &str, job: &str, message: &str) -> Result<(), Status> {

@@ -38,7 +38,15 @@ impl WorkerMetrics {
     }
 
     /// Records one completed step of `job` over `samples` samples.
-    pub fn step(&self, job: &str, samples: usize, data_seconds: f64, timings: StepTimings, gradient_elements: usize) {
+    pub fn step(
+        &self,
+        job: &str,
+        strategy: &str,
+        samples: usize,
+        data_seconds: f64,
+        timings: StepTimings,
+        reduce_bytes: u64,
+    ) {
         for (phase, seconds) in
             [("data", data_seconds), ("compute", timings.compute), ("reduce", timings.reduce), ("apply", timings.apply)]
         {
@@ -46,7 +54,6 @@ impl WorkerMetrics {
         }
         self.samples.with_label_values(&[job]).inc_by(samples as u64);
         self.pipeline_images.inc_by(samples as u64);
-        // Pushed once and pulled once, f32 each way.
-        self.reduce_bytes.with_label_values(&[job, "coordinator"]).inc_by(2 * 4 * gradient_elements as u64);
+        self.reduce_bytes.with_label_values(&[job, strategy]).inc_by(reduce_bytes);
     }
 }

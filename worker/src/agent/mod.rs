@@ -4,6 +4,7 @@
 
 mod client;
 mod metrics;
+pub mod ring;
 mod session;
 
 use std::sync::Arc;
@@ -25,6 +26,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct AgentOptions {
     pub coordinator: String,
     pub name: String,
+    /// Where to accept ring all-reduce traffic (`None`: this worker cannot join ring jobs).
+    pub peer_listen: Option<String>,
+    /// The address peers should dial (defaults to the bound peer address).
+    pub peer_advertise: Option<String>,
 }
 
 /// Runs until `stop` is set.
@@ -33,6 +38,25 @@ pub async fn run_agent(
     metrics: Arc<WorkerMetrics>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
+    let mailbox = Arc::new(ring::Mailbox::default());
+    let peer_address = match &options.peer_listen {
+        Some(listen) => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let bound = listener.local_addr()?;
+            let api = ring::PeerApi { mailbox: mailbox.clone() };
+            let service = facetrain_proto::pb::peer_service_server::PeerServiceServer::new(api)
+                .max_decoding_message_size(facetrain_proto::MAX_MESSAGE_BYTES);
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+            info!(address = %bound, "accepting ring all-reduce traffic");
+            options.peer_advertise.clone().unwrap_or_else(|| bound.to_string())
+        }
+        None => String::new(),
+    };
+    let ring = Arc::new(ring::Ring::new(mailbox));
     let mut backoff = Duration::from_millis(100);
     let mut session: Option<JobSession> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -45,7 +69,7 @@ pub async fn run_agent(
                 continue;
             }
         };
-        let worker_id = match client.register(&options.name).await {
+        let worker_id = match client.register(&options.name, &peer_address).await {
             Ok(registered) => registered,
             Err(e) => {
                 warn!(error = %e, "register failed");
@@ -57,7 +81,7 @@ pub async fn run_agent(
         backoff = Duration::from_millis(100);
         info!(worker = %worker_id.0, name = %options.name, "registered");
         let heartbeat = tokio::spawn(client.clone().heartbeat_loop(worker_id.0.clone(), worker_id.1));
-        let result = serve_tasks(&client, &worker_id.0, &mut session, &metrics, &stop).await;
+        let result = serve_tasks(&client, &worker_id.0, &mut session, (&metrics, &ring), &stop).await;
         heartbeat.abort();
         if let Err(e) = result {
             warn!(error = %e, "lost the coordinator; reconnecting");
@@ -72,7 +96,7 @@ async fn serve_tasks(
     client: &CoordinatorClient,
     worker: &str,
     session: &mut Option<JobSession>,
-    metrics: &WorkerMetrics,
+    (metrics, ring): (&WorkerMetrics, &Arc<ring::Ring>),
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
@@ -80,7 +104,7 @@ async fn serve_tasks(
         match task.kind {
             Some(pb::task::Kind::Step(step)) => {
                 let job_id = step.job_id.clone();
-                match JobSession::run_step(session, client, worker, step, metrics).await {
+                match JobSession::run_step(session, client, worker, step, metrics, ring).await {
                     Ok(()) => {}
                     Err(StepError::Abandoned(reason)) => {
                         info!(job = %job_id, reason, "step abandoned; waiting for the redo")

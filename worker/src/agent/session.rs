@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use facetrain_proto::job::JobSpec;
+use facetrain_proto::job::{GradientDtype, JobSpec};
 use facetrain_proto::pb;
 use tokio::runtime::Handle;
 use tonic::{Code, Status};
 
 use super::client::CoordinatorClient;
 use super::metrics::WorkerMetrics;
+use super::ring::Ring;
 use crate::backend::training_device;
 use crate::checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, read_checkpoint};
 use crate::data::batch::build_batch;
@@ -56,7 +57,7 @@ pub struct JobSession {
 struct StepResult {
     stats: crate::train::trainer::StepStats,
     timings: crate::train::trainer::StepTimings,
-    gradient_elements: usize,
+    reduce_bytes: u64,
     checkpoint_seconds: f64,
     checkpoint_failed: bool,
     checksum: u32,
@@ -87,14 +88,22 @@ impl JobSession {
         worker: &str,
         task: pb::TrainStep,
         metrics: &WorkerMetrics,
+        ring: &Arc<Ring>,
     ) -> Result<(), StepError> {
         if slot.as_ref().is_none_or(|s| s.job_id != task.job_id) {
             *slot = Some(Self::open(&task).await?);
         }
         let session = slot.as_mut().expect("just opened");
         session.ensure_state(&task, client, worker).await?;
-        let result = session.compute(&task, client, worker).await?;
-        metrics.step(&task.job_id, result.stats.count, result.data_seconds, result.timings, result.gradient_elements);
+        let result = session.compute(&task, client, worker, ring).await?;
+        metrics.step(
+            &task.job_id,
+            &task.reduction,
+            result.stats.count,
+            result.data_seconds,
+            result.timings,
+            result.reduce_bytes,
+        );
         if let Some(state) = result.state {
             client.push_state(worker, &task.job_id, task.step + 1, state).await?;
         }
@@ -170,19 +179,24 @@ impl JobSession {
         task: &pb::TrainStep,
         client: &CoordinatorClient,
         worker: &str,
+        ring: &Arc<Ring>,
     ) -> Result<StepResult, StepError> {
         let mut trainer = self.trainer.take().expect("ensure_state loaded a trainer");
         let train = self.train.clone();
         let validate = self.validate.clone();
         let spec = self.spec.clone();
         let task = task.clone();
-        let mut exchange = CoordinatorExchange {
+        let dtype = self.spec.workers.gradient_dtype;
+        let ring = (task.reduction == "ring" && task.world > 1).then(|| ring.clone());
+        let mut exchange = RemoteExchange {
             handle: Handle::current(),
             client: client.clone(),
             worker: worker.to_string(),
-            job: task.job_id.clone(),
-            round: task.round,
+            task: task.clone(),
+            dtype,
+            ring,
             seconds: 0.0,
+            bytes: 0,
         };
         let span = tracing::info_span!("train_step", job_id = %task.job_id, step = task.step, rank = task.rank, world = task.world);
         let joined = tokio::task::spawn_blocking(move || {
@@ -211,7 +225,7 @@ fn step_on_thread(
     validate: &Dataset,
     spec: &JobSpec,
     task: &pb::TrainStep,
-    exchange: &mut CoordinatorExchange,
+    exchange: &mut RemoteExchange,
 ) -> crate::Result<StepResult> {
     let batch_size = spec.training.batch_size;
     let started = Instant::now();
@@ -261,7 +275,7 @@ fn step_on_thread(
     Ok(StepResult {
         stats,
         timings: trainer.last_timings,
-        gradient_elements: params::parameter_count(trainer.model()),
+        reduce_bytes: exchange.bytes,
         checkpoint_seconds,
         checkpoint_failed,
         checksum: params::checksum(&trainer.parameters()),
@@ -274,34 +288,61 @@ fn step_on_thread(
     })
 }
 
-/// Gradient exchange through the coordinator: push this worker's gradient, pull the sum.
-struct CoordinatorExchange {
+/// Gradient exchange for a distributed step: through the coordinator (push this worker's
+/// gradient, pull the sum), or around the ring of peers with the coordinator as the barrier
+/// (the step is applied only once every member finished, so a lost member never leaves the
+/// replicas at different steps).
+struct RemoteExchange {
     handle: Handle,
     client: CoordinatorClient,
     worker: String,
-    job: String,
-    round: u64,
+    task: pb::TrainStep,
+    dtype: GradientDtype,
+    ring: Option<Arc<Ring>>,
     seconds: f64,
+    /// Gradient bytes sent plus received in the last exchange.
+    bytes: u64,
 }
 
-impl GradientExchange for CoordinatorExchange {
+impl RemoteExchange {
+    async fn through_coordinator(&self, step: u64, gradients: &mut [f32]) -> Result<u64, Status> {
+        let (client, worker, job, at) = (&self.client, &self.worker, &self.task.job_id, (step, self.task.round));
+        client.push_gradients(worker, job, at, gradients, self.dtype).await?;
+        let sum = client.pull_gradients(worker, job, at, gradients.len(), self.dtype).await?;
+        gradients.copy_from_slice(&sum);
+        Ok(2 * (gradients.len() * facetrain_proto::gradient_element_bytes(self.dtype)) as u64)
+    }
+
+    async fn around_the_ring(&self, ring: &Ring, step: u64, gradients: &mut [f32]) -> Result<u64, Status> {
+        let (client, worker, job, round) = (&self.client, &self.worker, &self.task.job_id, self.task.round);
+        // Answers once every member is done, or ABORTED as soon as the round is abandoned
+        // (a member was lost): that also cancels a ring waiting on the lost member.
+        let released = client.pull_gradients(worker, job, (step, round), 0, self.dtype);
+        tokio::pin!(released);
+        let sent = tokio::select! {
+            reduced = ring.all_reduce(gradients, &self.task, self.dtype) => reduced?,
+            early = &mut released => {
+                early?;
+                return Err(Status::internal("the coordinator released the step before this worker finished its ring"));
+            }
+        };
+        client.reduce_done(worker, job, step, round).await?;
+        released.await?;
+        Ok(2 * sent) // a ring receives as much as it sends
+    }
+}
+
+impl GradientExchange for RemoteExchange {
     fn all_reduce(&mut self, step: u64, gradients: &mut [f32]) -> crate::Result<()> {
         let started = Instant::now();
-        let (client, worker, job, round) = (&self.client, &self.worker, &self.job, self.round);
-        let result = self.handle.block_on(async {
-            client.push_gradients(worker, job, step, round, gradients).await?;
-            client.pull_gradients(worker, job, step, round, gradients.len()).await
-        });
+        let result = match &self.ring {
+            Some(ring) => self.handle.block_on(self.around_the_ring(ring, step, gradients)),
+            None => self.handle.block_on(self.through_coordinator(step, gradients)),
+        };
         self.seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(sum) => {
-                gradients.copy_from_slice(&sum);
-                Ok(())
-            }
-            Err(status) => Err(Error::Exchange {
-                retry: matches!(status.code(), Code::Aborted | Code::FailedPrecondition),
-                message: status.message().to_string(),
-            }),
-        }
+        result.map(|bytes| self.bytes = bytes).map_err(|status| Error::Exchange {
+            retry: matches!(status.code(), Code::Aborted | Code::FailedPrecondition),
+            message: status.message().to_string(),
+        })
     }
 }
