@@ -8,7 +8,7 @@ CARGO ?= cargo
 FACECTL := $(CARGO_TARGET_DIR)/debug/facectl
 SHARED ?= $(abspath ../shared)
 
-.PHONY: help build demo test test-rust test-tools tools lint fmt bench clean
+.PHONY: help build demo test test-rust test-tools tools lint fmt bench bench-distributed clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}'
@@ -42,8 +42,12 @@ lint: ## rustfmt and clippy
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all
 
-bench: build ## Step time, pipeline and time-to-90% against the TensorFlow reference (slow)
+bench: build ## Step time, pipeline, time-to-90% against TensorFlow, then distributed figures (slow)
 	python3 bench/run.py --facectl $(FACECTL) --shared $(SHARED)
+	python3 bench/distributed.py --facectl $(FACECTL) --shared $(SHARED)
+
+bench-distributed: build ## Only the distributed figures: 1/2/4 workers x coordinator/ring reduction
+	python3 bench/distributed.py --facectl $(FACECTL) --shared $(SHARED)
 
 clean: ## Remove generated data and checkpoints (not the build cache)
 	rm -rf out

@@ -79,8 +79,9 @@ ENV RUST_LOG=info \
     CUDA_CACHE_PATH=/tmp/cuda-cache
 USER 65532:65532
 STOPSIGNAL SIGTERM
-# Only the metrics port: workers serve no gRPC (gradients are reduced through the coordinator).
-EXPOSE 9465
+# 9465 metrics; 7071 the ring all-reduce peer port (gRPC facetrain.v1.PeerService), as in the CPU
+# worker image (FACETRAIN_PEER_ADVERTISE: the address other workers dial).
+EXPOSE 9465 7071
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["/usr/local/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9465/metrics"]
 ENTRYPOINT ["/usr/local/bin/facetrain-worker"]

@@ -2,8 +2,8 @@
 # Post-deploy smoke check, run by deploy.sh (or by hand against the current kube context):
 #   1. coordinator gRPC health (grpc.health.v1): facetrain.v1.JobService and
 #      facetrain.v1.WorkerService are SERVING, through a port-forward
-#   2. coordinator and worker-0 /metrics answer and export facetrain_* series (workers serve no
-#      gRPC: /metrics on 9465 is their only endpoint)
+#   2. coordinator and worker-0 /metrics answer and export facetrain_* series (a worker's only
+#      other endpoint is its ring all-reduce peer port 7071, which only other workers may reach)
 # Needs kubectl and curl; for (1) grpc_health_probe or grpcurl locally, else it runs the
 # grpc_health_probe shipped in the coordinator image inside the pod.
 set -euo pipefail

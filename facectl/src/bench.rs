@@ -40,6 +40,11 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         iters: usize,
     },
+    /// TCP throughput over loopback (the link the ring all-reduce bound is computed from).
+    Loopback {
+        #[arg(long, default_value_t = 512)]
+        megabytes: usize,
+    },
     /// Input pipeline images/s: decode + augment + batch.
     Pipeline {
         /// Training CSV (paths relative to it).
@@ -69,6 +74,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Infer { batch, iters } => tokio::task::spawn_blocking(move || bench_infer(&batch, iters)).await?,
         BenchCommand::Pipeline { csv, batch, batches } => bench_pipeline(&csv, batch, batches).await,
+        BenchCommand::Loopback { megabytes } => bench_loopback(megabytes).await,
     }
 }
 
@@ -168,6 +174,39 @@ async fn bench_pipeline(csv: &str, batch: usize, batches: usize) -> anyhow::Resu
         "images_per_s": result, "decode_images_per_s": decode_per_s, "images_per_s_with_decode": cold,
         "threads": rayon::current_num_threads(),
     }));
+    Ok(())
+}
+
+async fn bench_loopback(megabytes: usize) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let total = megabytes * 1024 * 1024;
+    let reader = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await?;
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut received = 0;
+        while received < total {
+            let n = socket.read(&mut buffer).await?;
+            if n == 0 {
+                break;
+            }
+            received += n;
+        }
+        Ok::<usize, std::io::Error>(received)
+    });
+    let mut socket = tokio::net::TcpStream::connect(address).await?;
+    let chunk = vec![7u8; 1 << 20];
+    let started = Instant::now();
+    for _ in 0..megabytes {
+        socket.write_all(&chunk).await?;
+    }
+    socket.shutdown().await?;
+    let received = reader.await??;
+    let seconds = started.elapsed().as_secs_f64();
+    emit(
+        serde_json::json!({"bench": "loopback", "bytes": received, "seconds": seconds, "bytes_per_s": received as f64 / seconds}),
+    );
     Ok(())
 }
 

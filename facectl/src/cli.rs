@@ -45,6 +45,10 @@ pub enum Command {
         /// Override training.max_steps.
         #[arg(long)]
         max_steps: Option<u64>,
+        /// Run through an embedded coordinator and in-process workers over loopback gRPC even
+        /// with one worker (several workers always do).
+        #[arg(long)]
+        via_coordinator: bool,
     },
     /// Accuracy of a checkpoint on a dataset, per class, with the confusion matrix.
     Eval {
@@ -159,7 +163,9 @@ pub enum DatasetCommand {
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Local { job, output, max_steps } => crate::local::run(&job, output, max_steps).await,
+        Command::Local { job, output, max_steps, via_coordinator } => {
+            crate::local::run(&job, output, max_steps, via_coordinator).await
+        }
         Command::Eval { checkpoint, csv, output } => crate::model_cmd::eval(&checkpoint, &csv, output).await,
         Command::Predict { checkpoint, top_k, output, images } => {
             crate::model_cmd::predict(&checkpoint, top_k, &images, output).await

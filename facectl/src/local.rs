@@ -12,14 +12,14 @@ use facetrain_worker::train::run::run_local;
 use crate::cli::Output;
 use crate::output::{ProgressBarReporter, print_json};
 
-pub async fn run(job: &Path, output: Output, max_steps: Option<u64>) -> anyhow::Result<()> {
+pub async fn run(job: &Path, output: Output, max_steps: Option<u64>, via_coordinator: bool) -> anyhow::Result<()> {
     let mut spec = JobSpec::load(job)?;
     if let Some(max_steps) = max_steps {
         spec.training.max_steps = max_steps;
         spec.validate().map_err(|e| anyhow::anyhow!("--max-steps: {e}"))?;
     }
     let name = spec.name.clone();
-    if spec.workers.count > 1 {
+    if spec.workers.count > 1 || via_coordinator {
         return run_cluster(&spec, output).await;
     }
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -79,7 +79,10 @@ pub async fn run(job: &Path, output: Output, max_steps: Option<u64>) -> anyhow::
 
 /// `[workers] count > 1`: the same job through an embedded coordinator and N workers.
 async fn run_cluster(spec: &JobSpec, output: Output) -> anyhow::Result<()> {
-    let (job, wall_seconds) = crate::local_cluster::run(spec).await?;
+    let run = crate::local_cluster::run(spec).await?;
+    let (job, wall_seconds) = (&run.job, run.wall_seconds);
+    let phases: serde_json::Map<String, serde_json::Value> =
+        run.phase_seconds.iter().map(|(phase, seconds)| (phase.to_string(), serde_json::json!(seconds))).collect();
     let images_per_second = if job.running_seconds > 0.0 { job.cursor as f64 / job.running_seconds } else { 0.0 };
     match output {
         Output::Json => print_json(&serde_json::json!({
@@ -93,7 +96,10 @@ async fn run_cluster(spec: &JobSpec, output: Output) -> anyhow::Result<()> {
             "checkpoint": (!job.latest_checkpoint.is_empty()).then_some(job.latest_checkpoint.clone()),
             "stopped": job.message,
             "workers": spec.workers.count,
+            "reduction": spec.workers.reduction.name(),
             "incidents": job.incidents.len(),
+            "phase_seconds_per_step": phases,
+            "reduce_bytes_per_worker_step": run.reduce_bytes_per_worker_step,
         })),
         Output::Text => println!(
             "{}: {} steps on {} workers, validation accuracy {}, train loss {:.4}, {images_per_second:.1} images/s, {wall_seconds:.1} s",

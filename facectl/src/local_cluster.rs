@@ -19,8 +19,18 @@ use tokio::sync::watch;
 
 use crate::remote::state_name;
 
+/// What a local cluster run measured, beside the job itself.
+pub struct ClusterRun {
+    pub job: pb::Job,
+    pub wall_seconds: f64,
+    /// Mean seconds per worker-step by phase.
+    pub phase_seconds: Vec<(&'static str, f64)>,
+    /// Gradient bytes sent plus received per worker per step.
+    pub reduce_bytes_per_worker_step: f64,
+}
+
 /// Runs `spec` on `spec.workers.count` in-process workers; returns the finished job.
-pub async fn run(spec: &JobSpec) -> anyhow::Result<(pb::Job, f64)> {
+pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
     let started = Instant::now();
     let scratch = tempfile::tempdir().context("cannot create a temporary folder for the job store")?;
     let registry = prometheus::Registry::new();
@@ -84,5 +94,12 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<(pb::Job, f64)> {
     if state_name(job.state) != "succeeded" {
         anyhow::bail!("job {} {}: {}", job.id, state_name(job.state), job.message);
     }
-    Ok((job, started.elapsed().as_secs_f64()))
+    let (phase_seconds, bytes) = worker_metrics.summary(&job.id, spec.workers.reduction.name());
+    let worker_steps = (job.step * spec.workers.count as u64).max(1);
+    Ok(ClusterRun {
+        reduce_bytes_per_worker_step: bytes as f64 / worker_steps as f64,
+        job,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        phase_seconds,
+    })
 }

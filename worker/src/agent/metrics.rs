@@ -37,6 +37,20 @@ impl WorkerMetrics {
         Ok(Self { step_duration, samples, reduce_bytes, pipeline_images })
     }
 
+    /// Mean seconds per step by phase (data, compute, reduce, apply) and total reduction bytes,
+    /// over every worker that shares this registry (in-process workers of `facectl local`).
+    pub fn summary(&self, job: &str, strategy: &str) -> (Vec<(&'static str, f64)>, u64) {
+        let phases = ["data", "compute", "reduce", "apply"]
+            .into_iter()
+            .map(|phase| {
+                let histogram = self.step_duration.with_label_values(&[job, phase]);
+                let count = histogram.get_sample_count();
+                (phase, if count == 0 { 0.0 } else { histogram.get_sample_sum() / count as f64 })
+            })
+            .collect();
+        (phases, self.reduce_bytes.with_label_values(&[job, strategy]).get())
+    }
+
     /// Records one completed step of `job` over `samples` samples.
     pub fn step(
         &self,
