@@ -246,3 +246,63 @@ fn ring_all_reduce_matches_the_coordinator_and_survives_a_lost_worker() {
     assert_eq!(finished["cursor"], 150 * 20);
     assert_eq!(finished["incidents"][0]["resolved_by"], "automation", "{finished}");
 }
+
+/// A client that registers as a worker and sends a poisoned gradient: it is evicted with the
+/// reason, the incident is recorded, and the job goes on with the real worker.
+#[test]
+fn a_worker_sending_a_non_finite_gradient_is_evicted_and_the_job_survives() {
+    use facetrain_proto::pb::{self, worker_service_client::WorkerServiceClient};
+
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "poisoned", &data, 2, 40, "");
+    let url = sandbox.url();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut rogue = runtime.block_on(WorkerServiceClient::connect(url)).unwrap();
+    let registered = runtime
+        .block_on(rogue.register(pb::RegisterRequest { name: "rogue".into(), ..Default::default() }))
+        .unwrap()
+        .into_inner();
+    sandbox.add_worker("a");
+    let id = sandbox.submit(&job);
+
+    // Take tasks until the rogue gets a step to compute, then poison it.
+    let step = loop {
+        let request = pb::NextTaskRequest { worker_id: registered.worker_id.clone(), wait_ms: 1000 };
+        let task = runtime.block_on(rogue.next_task(request)).unwrap().into_inner();
+        if let Some(pb::task::Kind::Step(step)) = task.kind {
+            break step;
+        }
+    };
+    // The right length for this model, so the value itself is what gets it refused.
+    let spec = facetrain_worker::job::JobSpec::load(&job).unwrap();
+    let model = facetrain_worker::model::Architecture::new(spec.model, 5).build(&burn::tensor::Device::flex());
+    let total = facetrain_worker::params::parameter_count(&model) as u64;
+    let poisoned = pb::GradientChunk {
+        worker_id: registered.worker_id.clone(),
+        job_id: step.job_id.clone(),
+        step: step.step,
+        round: step.round,
+        offset: 0,
+        total,
+        data: [1.0f32, f32::NAN, 0.0, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect(),
+    };
+    let refused = runtime.block_on(rogue.push_gradients(futures_iter(vec![poisoned]))).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("non-finite"), "{}", refused.message());
+
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let incident = done["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == "bad_gradient").cloned();
+    let incident = incident.unwrap_or_else(|| panic!("no bad_gradient incident: {done}"));
+    assert!(incident["detail"].as_str().unwrap().contains("rogue"), "{incident}");
+    assert_eq!(incident["resolved_by"], "automation");
+    let heartbeat = runtime.block_on(rogue.heartbeat(pb::HeartbeatRequest { worker_id: registered.worker_id }));
+    assert_eq!(heartbeat.unwrap_err().code(), tonic::Code::NotFound, "the rogue is no longer registered");
+}
+
+fn futures_iter(
+    chunks: Vec<facetrain_proto::pb::GradientChunk>,
+) -> impl tokio_stream::Stream<Item = facetrain_proto::pb::GradientChunk> {
+    tokio_stream::iter(chunks)
+}

@@ -6,12 +6,9 @@ use std::time::Duration;
 use facetrain_proto::pb::{self, worker_service_server::WorkerService};
 use facetrain_proto::{ErrorCode, GRADIENT_CHUNK_ELEMENTS, STATE_CHUNK_BYTES, encode_gradients};
 use futures::{Stream, StreamExt};
-use std::time::Instant;
-
-use tracing::Instrument;
-
 use tonic::{Request, Response, Status, Streaming};
 
+use super::observed;
 use crate::coordinator::Shared;
 
 /// Longest a NextTask long-poll may wait.
@@ -28,8 +25,7 @@ type ChunkStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
     async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<pb::RegisterResponse>, Status> = async move {
+        observed(&self.coordinator.metrics, "Register", true, async move {
             let request = request.into_inner();
             if request.name.is_empty() {
                 return Err(ErrorCode::InvalidArgument.status("register: `name` is empty"));
@@ -37,58 +33,43 @@ impl WorkerService for WorkerApi {
             let worker_id = self.coordinator.register(&request.name, &request.peer_address);
             let heartbeat_interval_ms = self.coordinator.timing.heartbeat_interval.as_millis() as u32;
             Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms }))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "Register"))
-        .await;
-        self.coordinator.metrics.rpc("Register", started, true, &result);
-        result
+        })
+        .await
     }
 
     async fn heartbeat(
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<pb::HeartbeatResponse>, Status> = async move {
+        observed(&self.coordinator.metrics, "Heartbeat", true, async move {
             self.coordinator.heartbeat(&request.into_inner().worker_id)?;
             Ok(Response::new(pb::HeartbeatResponse {}))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "Heartbeat"))
-        .await;
-        self.coordinator.metrics.rpc("Heartbeat", started, true, &result);
-        result
+        })
+        .await
     }
 
     async fn next_task(&self, request: Request<pb::NextTaskRequest>) -> Result<Response<pb::Task>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<pb::Task>, Status> = async move {
+        observed(&self.coordinator.metrics, "NextTask", true, async move {
             let request = request.into_inner();
             let wait = Duration::from_millis(request.wait_ms as u64).min(MAX_WAIT);
             Ok(Response::new(self.coordinator.next_task(&request.worker_id, wait).await?))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "NextTask"))
-        .await;
-        self.coordinator.metrics.rpc("NextTask", started, true, &result);
-        result
+        })
+        .await
     }
 
     async fn push_gradients(
         &self,
         request: Request<Streaming<pb::GradientChunk>>,
     ) -> Result<Response<pb::PushGradientsResponse>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<pb::PushGradientsResponse>, Status> = async move {
+        observed(&self.coordinator.metrics, "PushGradients", false, async move {
             let mut stream = request.into_inner();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
                 self.coordinator.push_chunk(&chunk.worker_id, &chunk)?;
             }
             Ok(Response::new(pb::PushGradientsResponse {}))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "PushGradients"))
-        .await;
-        self.coordinator.metrics.rpc("PushGradients", started, false, &result);
-        result
+        })
+        .await
     }
 
     type PullGradientsStream = ChunkStream<pb::GradientChunk>;
@@ -97,8 +78,7 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::PullGradientsRequest>,
     ) -> Result<Response<Self::PullGradientsStream>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<Self::PullGradientsStream>, Status> = async move {
+        observed(&self.coordinator.metrics, "PullGradients", false, async move {
             let request = request.into_inner();
             let sum = self.coordinator.pull(&request.job_id, request.step, request.round).await?;
             let dtype = self.coordinator.gradient_dtype(&request.job_id);
@@ -117,32 +97,24 @@ impl WorkerService for WorkerApi {
                 })
             });
             Ok(Response::new(Box::pin(futures::stream::iter(chunks)) as Self::PullGradientsStream))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "PullGradients"))
-        .await;
-        self.coordinator.metrics.rpc("PullGradients", started, false, &result);
-        result
+        })
+        .await
     }
 
     async fn report_step(&self, request: Request<pb::StepReport>) -> Result<Response<pb::StepAck>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<pb::StepAck>, Status> = async move {
+        observed(&self.coordinator.metrics, "ReportStep", true, async move {
             let report = request.into_inner();
             self.coordinator.report(&report.worker_id, &report)?;
             Ok(Response::new(pb::StepAck {}))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "ReportStep"))
-        .await;
-        self.coordinator.metrics.rpc("ReportStep", started, true, &result);
-        result
+        })
+        .await
     }
 
     async fn push_state(
         &self,
         request: Request<Streaming<pb::StateChunk>>,
     ) -> Result<Response<pb::PushStateResponse>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<pb::PushStateResponse>, Status> = async move {
+        observed(&self.coordinator.metrics, "PushState", false, async move {
             let mut stream = request.into_inner();
             let mut bytes = Vec::new();
             let mut header: Option<(String, String, u64)> = None;
@@ -157,11 +129,8 @@ impl WorkerService for WorkerApi {
             let (worker, job, step) = header.ok_or_else(|| ErrorCode::InvalidArgument.status("empty state stream"))?;
             self.coordinator.store_state(&worker, &job, step, bytes)?;
             Ok(Response::new(pb::PushStateResponse {}))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "PushState"))
-        .await;
-        self.coordinator.metrics.rpc("PushState", started, false, &result);
-        result
+        })
+        .await
     }
 
     type FetchStateStream = ChunkStream<pb::StateChunk>;
@@ -170,8 +139,7 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<pb::FetchStateRequest>,
     ) -> Result<Response<Self::FetchStateStream>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<Self::FetchStateStream>, Status> = async move {
+        observed(&self.coordinator.metrics, "FetchState", false, async move {
             let request = request.into_inner();
             let blob = self.coordinator.state(&request.job_id, request.step)?;
             let (job_id, step) = (request.job_id, request.step);
@@ -185,39 +153,28 @@ impl WorkerService for WorkerApi {
                 })
             });
             Ok(Response::new(Box::pin(futures::stream::iter(chunks)) as Self::FetchStateStream))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "FetchState"))
-        .await;
-        self.coordinator.metrics.rpc("FetchState", started, false, &result);
-        result
+        })
+        .await
     }
 
     async fn report_failure(&self, request: Request<pb::FailureReport>) -> Result<Response<pb::FailureAck>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<pb::FailureAck>, Status> = async move {
+        observed(&self.coordinator.metrics, "ReportFailure", true, async move {
             let report = request.into_inner();
             self.coordinator.fail_job(&report.job_id, format!("worker {}: {}", report.worker_id, report.message))?;
             Ok(Response::new(pb::FailureAck {}))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "ReportFailure"))
-        .await;
-        self.coordinator.metrics.rpc("ReportFailure", started, true, &result);
-        result
+        })
+        .await
     }
 
     async fn reduce_done(
         &self,
         request: Request<pb::ReduceDoneRequest>,
     ) -> Result<Response<pb::ReduceDoneAck>, Status> {
-        let started = Instant::now();
-        let result: Result<Response<pb::ReduceDoneAck>, Status> = async move {
+        observed(&self.coordinator.metrics, "ReduceDone", true, async move {
             let request = request.into_inner();
             self.coordinator.reduce_done(&request.worker_id, &request.job_id, request.step, request.round)?;
             Ok(Response::new(pb::ReduceDoneAck {}))
-        }
-        .instrument(tracing::info_span!("grpc", rpc = "ReduceDone"))
-        .await;
-        self.coordinator.metrics.rpc("ReduceDone", started, true, &result);
-        result
+        })
+        .await
     }
 }
