@@ -106,6 +106,26 @@ mod tests {
         assert_eq!(sum.into_sum(), vec![1.5, 2.5, 3.5, 4.5]);
     }
 
+    proptest::proptest! {
+        /// However each contributor chunks its vector, the sum is the elementwise sum (and /N the mean).
+        #[test]
+        fn the_sum_does_not_depend_on_chunking(
+            vectors in proptest::collection::vec(proptest::collection::vec(-1000i32..1000, 12), 1..5),
+            chunk in 1usize..13,
+        ) {
+            let mut sum = GradientSum::new(12);
+            for (i, vector) in vectors.iter().enumerate() {
+                let values: Vec<f32> = vector.iter().map(|v| *v as f32 / 8.0).collect();
+                for (n, piece) in values.chunks(chunk).enumerate() {
+                    sum.add_chunk(&format!("w{i}"), 12, (n * chunk) as u64, &bytes(piece)).unwrap();
+                }
+            }
+            proptest::prop_assert_eq!(sum.completed(), vectors.len());
+            let expected: Vec<f32> = (0..12).map(|j| vectors.iter().map(|v| v[j] as f32 / 8.0).sum()).collect();
+            proptest::prop_assert_eq!(sum.into_sum(), expected);
+        }
+    }
+
     #[test]
     fn malformed_contributions_are_refused_without_touching_the_sum() {
         let mut sum = GradientSum::new(4);

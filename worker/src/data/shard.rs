@@ -113,6 +113,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any dataset size, batch, worker count and seed: every sample once per epoch, uneven
+        /// tails included, and the shares of each batch partition it.
+        #[test]
+        fn exactly_once_per_epoch_for_any_shape(rows in 1usize..60, batch in 1usize..40, world in 1usize..8, seed: u64) {
+            let world = world.min(batch);
+            let mut plan = ShardPlan::new(rows, seed);
+            let mut seen = vec![0u32; rows * 2];
+            for step in 0..(rows * 2).div_ceil(batch) as u64 {
+                let picks = plan.picks(step * batch as u64, batch);
+                let mut covered = 0;
+                for rank in 0..world {
+                    let mine = &picks[share(batch, rank, world)];
+                    covered += mine.len();
+                    for pick in mine.iter().filter(|p| p.epoch < 2) {
+                        seen[pick.epoch as usize * rows + pick.row] += 1;
+                    }
+                }
+                proptest::prop_assert_eq!(covered, batch);
+            }
+            proptest::prop_assert!(seen.iter().all(|&n| n == 1));
+        }
+    }
+
     #[test]
     fn epochs_are_shuffled_differently_and_reproducibly() {
         let plan = ShardPlan::new(50, 1);
