@@ -160,27 +160,14 @@ impl Coordinator {
             JobSpec::parse(job_toml, "job.toml").map_err(|e| ErrorCode::InvalidArgument.status(e.to_string()))?;
         let mut state = self.lock();
         let id = format!("j-{:x}{:04x}", now_unix_ms(), state.jobs.len() % 0x10000);
-        let job = JobRecord {
-            id: id.clone(),
-            name: spec.name.clone(),
-            job_toml: job_toml.to_string(),
-            submitted_by: submitted_by.to_string(),
-            state: JobState::Queued,
-            step: 0,
-            max_steps: spec.training.max_steps,
-            cursor: 0,
-            val_accuracy: None,
-            train_loss: 0.0,
-            train_accuracy: None,
-            message: String::new(),
-            latest_checkpoint: None,
-            created_unix_ms: now_unix_ms(),
-            started_unix_ms: 0,
-            finished_unix_ms: 0,
-            running_seconds: 0.0,
-            incidents: Vec::new(),
-            toil: Vec::new(),
-        };
+        let job = JobRecord::queued(
+            id.clone(),
+            spec.name.clone(),
+            job_toml.to_string(),
+            submitted_by.to_string(),
+            spec.training.max_steps,
+            now_unix_ms(),
+        );
         self.persist(&job)?;
         info!(job = %id, name = %job.name, "job submitted");
         state.jobs.insert(id.clone(), job);

@@ -88,6 +88,38 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// A job just submitted: queued, nothing trained.
+    pub fn queued(
+        id: String,
+        name: String,
+        job_toml: String,
+        submitted_by: String,
+        max_steps: u64,
+        created_unix_ms: u64,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            job_toml,
+            submitted_by,
+            state: JobState::Queued,
+            step: 0,
+            max_steps,
+            cursor: 0,
+            val_accuracy: None,
+            train_loss: 0.0,
+            train_accuracy: None,
+            message: String::new(),
+            latest_checkpoint: None,
+            created_unix_ms,
+            started_unix_ms: 0,
+            finished_unix_ms: 0,
+            running_seconds: 0.0,
+            incidents: Vec::new(),
+            toil: Vec::new(),
+        }
+    }
+
     pub fn to_proto(&self, workers: u32) -> pb::Job {
         let state = match self.state {
             JobState::Queued => pb::JobState::Queued,

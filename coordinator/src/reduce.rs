@@ -33,10 +33,6 @@ impl GradientSum {
         Self { total, sum: vec![0.0; total], received: BTreeMap::new(), complete: 0 }
     }
 
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
     /// Adds one chunk of f32 bytes from `contributor`. Returns true when it is now complete.
     pub fn add_chunk(&mut self, contributor: &str, total: u64, offset: u64, data: &[u8]) -> Result<bool, BadGradient> {
         let values = facetrain_proto::bytes_to_f32(data).ok_or(BadGradient::Ragged(data.len()))?;

@@ -68,30 +68,9 @@ impl JobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::JobState;
 
     fn job(id: &str, created: u64) -> JobRecord {
-        JobRecord {
-            id: id.into(),
-            name: "n".into(),
-            job_toml: String::new(),
-            submitted_by: "test".into(),
-            state: JobState::Queued,
-            step: 0,
-            max_steps: 10,
-            cursor: 0,
-            val_accuracy: None,
-            train_loss: 0.0,
-            train_accuracy: None,
-            message: String::new(),
-            latest_checkpoint: None,
-            created_unix_ms: created,
-            started_unix_ms: 0,
-            finished_unix_ms: 0,
-            running_seconds: 0.0,
-            incidents: Vec::new(),
-            toil: Vec::new(),
-        }
+        JobRecord::queued(id.into(), "n".into(), String::new(), "test".into(), 10, created)
     }
 
     #[test]

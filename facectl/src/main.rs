@@ -5,7 +5,6 @@ mod cli;
 mod dataset_cmd;
 mod local;
 mod local_cluster;
-mod logging;
 mod model_cmd;
 mod output;
 mod remote;
@@ -15,7 +14,11 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(&cli.global);
+    let format = match cli.global.log_format {
+        cli::LogFormat::Json => "json",
+        cli::LogFormat::Text => "text",
+    };
+    facetrain_telemetry::init_logging(format, &cli.global.log);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(cli::dispatch(cli));
     match result {

@@ -2,10 +2,9 @@
 
 use facetrain_worker::backend::training_device;
 use facetrain_worker::checkpoint::read_checkpoint;
-use facetrain_worker::data::batch::build_batch;
-use facetrain_worker::data::dataset::{Dataset, LoadOptions, load_dataset};
+use facetrain_worker::data::batch::unlabelled_batch;
+use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
 use facetrain_worker::data::image::{RgbImage, decode_rgb};
-use facetrain_worker::data::shard::Pick;
 use facetrain_worker::job::{JobSpec, OnBadRow};
 use facetrain_worker::storage::Location;
 use facetrain_worker::train::evaluate::{evaluate, softmax};
@@ -74,24 +73,7 @@ pub async fn predict(checkpoint: &str, top_k: usize, images: &[String], output: 
 
 fn rank(trainer: &Trainer, images: Vec<RgbImage>, class_names: &[String], top_k: usize) -> Vec<Vec<(String, f32)>> {
     let classes = trainer.arch.num_classes;
-    let rows = (0..images.len()).map(|row| Pick { position: row as u64, epoch: 0, row }).collect();
-    let dataset = Dataset {
-        source: "command line".into(),
-        rows: (0..images.len())
-            .map(|i| facetrain_worker::data::csv::Row {
-                line: i + 1,
-                path: String::new(),
-                name: String::new(),
-                label: 0,
-            })
-            .collect(),
-        images,
-        num_classes: classes,
-        class_names: class_names.to_vec(),
-        skipped: Vec::new(),
-        resized: 0,
-    };
-    let logits = trainer.predict_logits(&build_batch(&dataset, rows, None));
+    let logits = trainer.predict_logits(&unlabelled_batch(&images));
     logits
         .chunks(classes)
         .map(|row| {

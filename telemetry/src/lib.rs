@@ -98,9 +98,10 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Logs on stderr: `RUST_LOG` (default `default_filter`), text or JSON.
-pub fn init_logging(format: &str, default_filter: &str) {
-    let _ = init_observability(format, default_filter, None);
+/// Logs on stderr, text or JSON, filtered by `directives` (RUST_LOG syntax; `warn` if invalid).
+/// For tools that take the filter from their own flags; services use [`init_observability`].
+pub fn init_logging(format: &str, directives: &str) {
+    let _ = install(format, directives, "warn", None);
 }
 
 /// Flushes buffered spans when dropped (at process exit).
@@ -116,10 +117,16 @@ impl Drop for TraceGuard {
     }
 }
 
-/// Logs as [`init_logging`], plus OpenTelemetry spans (info and above) exported over OTLP/gRPC
-/// as `service` when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Call inside a Tokio runtime.
+/// Logs filtered by `RUST_LOG` (default `default_filter`), plus OpenTelemetry spans (info and
+/// above) exported over OTLP/gRPC as `service` when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Call
+/// inside a Tokio runtime.
 pub fn init_observability(format: &str, default_filter: &str, service: Option<&str>) -> TraceGuard {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| default_filter.to_string());
+    install(format, &directives, default_filter, service)
+}
+
+fn install(format: &str, directives: &str, fallback: &str, service: Option<&str>) -> TraceGuard {
+    let filter = || EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new(fallback));
     let text = (format != "json")
         .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).compact());
     let json = (format == "json").then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).json());

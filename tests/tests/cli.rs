@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use facetrain_tests::{binary, small_job};
+use facetrain_worker::data::synth::PEOPLE;
 
 fn facectl(args: &[&str]) -> Output {
     Command::new(binary("facectl")).args(args).output().expect("run facectl")
@@ -88,15 +89,11 @@ fn synth_check_train_eval_and_predict() {
     let top = predicted[0]["predictions"].as_array().unwrap();
     assert_eq!(top.len(), 2);
     assert!(top[0]["probability"].as_f64().unwrap() >= top[1]["probability"].as_f64().unwrap());
-    assert!(super_names().contains(&top[0]["name"].as_str().unwrap()));
+    assert!(PEOPLE.contains(&top[0]["name"].as_str().unwrap()));
 
     // Running the same job again resumes from its checkpoint and trains only what is left.
     let again = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json", "--max-steps", "25"]));
     assert_eq!((again["resumed_from_step"].as_u64(), again["steps"].as_u64()), (Some(20), Some(25)));
-}
-
-fn super_names() -> Vec<&'static str> {
-    vec!["Ada_Lovelace", "Alan_Turing", "Grace_Hopper", "Edsger_Dijkstra", "Barbara_Liskov"]
 }
 
 #[test]

@@ -36,11 +36,3 @@ fn libtorch(_cuda: Option<usize>) -> Result<Device> {
         "workers.backend = \"tch\" needs a build with the `tch` feature (see README: Backends)".into(),
     ))
 }
-
-/// Short name for logs and metrics.
-pub fn backend_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Flex => "flex",
-        Backend::Tch => "tch",
-    }
-}

@@ -28,8 +28,6 @@ pub enum Error {
     Checkpoint { location: String, message: String },
     #[error("{0}")]
     Training(String),
-    #[error("interrupted")]
-    Interrupted,
     /// The gradient exchange failed; `retry` when the step should simply be redone.
     #[error("gradient exchange: {message}")]
     Exchange { retry: bool, message: String },

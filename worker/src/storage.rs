@@ -90,10 +90,6 @@ impl Location {
         Ok(Self { store: self.store.clone(), root: self.root.clone(), key })
     }
 
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
     /// True when `other` lies inside this location's folder (used to refuse `../` escapes).
     pub fn folder_contains(&self, other: &Location) -> bool {
         let folder = self.key.rsplit_once('/').map_or("", |(folder, _)| folder);

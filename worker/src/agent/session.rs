@@ -207,13 +207,11 @@ impl JobSession {
         .await
         .map_err(|e| StepError::JobFailed(format!("training thread failed: {e}")))?;
         let (trainer, result) = joined;
-        let applied = trainer.step;
         self.trainer = Some(trainer);
         match result {
             Ok(result) => Ok(result),
             Err(Error::Exchange { retry: true, message }) => Err(StepError::Abandoned(message)),
             Err(Error::Exchange { retry: false, message }) => Err(StepError::Coordinator(Status::unavailable(message))),
-            Err(other) if applied > 0 => Err(StepError::JobFailed(other.to_string())),
             Err(other) => Err(StepError::JobFailed(other.to_string())),
         }
     }

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::data::augment::{Draws, augment_into, sample_seed};
 use crate::data::dataset::Dataset;
+use crate::data::image::RgbImage;
 use crate::data::shard::{Pick, ShardPlan, share};
 use crate::job::AugmentSpec;
 
@@ -33,18 +34,35 @@ impl Batch {
 
 /// Builds the batch of `picks`; `augment = None` for evaluation.
 pub fn build_batch(dataset: &Dataset, picks: Vec<Pick>, augment: Option<(&AugmentSpec, u64)>) -> Batch {
-    let side = dataset.images.first().map_or(0, |img| img.side);
-    let per_image = 3 * side * side;
-    let mut images = vec![0.0f32; picks.len() * per_image];
-    images.par_chunks_mut(per_image).zip(picks.par_iter()).for_each(|(out, pick)| {
-        let draws = match augment {
-            Some((spec, seed)) => Draws::sample(spec, sample_seed(&[seed, pick.epoch, pick.row as u64])),
-            None => Draws::identity(),
-        };
-        augment_into(&dataset.images[pick.row].pixels, side, &draws, out);
+    let sources: Vec<&RgbImage> = picks.iter().map(|p| &dataset.images[p.row]).collect();
+    let images = chw_images(&sources, |i| match augment {
+        Some((spec, seed)) => Draws::sample(spec, sample_seed(&[seed, picks[i].epoch, picks[i].row as u64])),
+        None => Draws::identity(),
     });
     let labels = picks.iter().map(|p| dataset.label(p.row)).collect();
-    Batch { images, labels, picks, side }
+    Batch { images, labels, picks, side: sources.first().map_or(0, |img| img.side) }
+}
+
+/// An unlabelled batch of `images` as they are (prediction).
+pub fn unlabelled_batch(images: &[RgbImage]) -> Batch {
+    let sources: Vec<&RgbImage> = images.iter().collect();
+    Batch {
+        images: chw_images(&sources, |_| Draws::identity()),
+        labels: vec![0; images.len()],
+        picks: (0..images.len()).map(|row| Pick { position: row as u64, epoch: 0, row }).collect(),
+        side: images.first().map_or(0, |img| img.side),
+    }
+}
+
+/// Writes each image, with the draws for its index, into one CHW f32 buffer, in parallel.
+fn chw_images(sources: &[&RgbImage], draws: impl Fn(usize) -> Draws + Sync) -> Vec<f32> {
+    let side = sources.first().map_or(0, |img| img.side);
+    let per_image = 3 * side * side;
+    let mut images = vec![0.0f32; sources.len() * per_image];
+    images.par_chunks_mut(per_image.max(1)).zip(sources.par_iter()).enumerate().for_each(|(i, (out, source))| {
+        augment_into(&source.pixels, side, &draws(i), out);
+    });
+    images
 }
 
 /// Evaluation batches over the whole dataset in row order, no augmentation.

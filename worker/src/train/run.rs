@@ -91,9 +91,8 @@ pub async fn load_job_datasets(spec: &JobSpec) -> Result<(Dataset, Dataset)> {
         on_bad_row: spec.dataset.on_bad_row,
         allow_outside_paths: spec.dataset.allow_outside_paths,
     };
-    let (train, validate) = tokio::try_join!(load_dataset(&spec.dataset.train, &options), async {
-        load_dataset(&spec.dataset.validate, &options).await
-    })?;
+    let (train, validate) =
+        tokio::try_join!(load_dataset(&spec.dataset.train, &options), load_dataset(&spec.dataset.validate, &options))?;
     let num_classes = spec.dataset.num_classes.unwrap_or(train.num_classes.max(validate.num_classes));
     let (mut train, mut validate) = (train, validate);
     for dataset in [&mut train, &mut validate] {
