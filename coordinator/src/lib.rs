@@ -2,6 +2,7 @@
 //! the synchronous step protocol with gradient reduction, and recovers from lost workers and
 //! from its own restarts without a person.
 
+pub mod access;
 pub mod coordinator;
 pub mod metrics;
 pub mod record;

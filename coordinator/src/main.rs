@@ -4,9 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use facetrain_coordinator::access::AccessPolicy;
 use facetrain_coordinator::coordinator::{Coordinator, Timing};
 use facetrain_coordinator::metrics::{CoordinatorMetrics, register_job_metrics};
+use facetrain_coordinator::server::Security;
 use facetrain_coordinator::store::JobStore;
+use facetrain_proto::auth::Token;
+use facetrain_proto::tls::{ClientCertificates, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -37,6 +41,48 @@ struct Args {
     start_grace_ms: u64,
     #[arg(long, env = "FACETRAIN_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// This server's certificate (PEM); with --tls-key, the API is served over TLS only.
+    #[arg(long, env = "FACETRAIN_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "FACETRAIN_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs worker and client certificates: mutual TLS. Worker RPCs then need a
+    /// certificate it signed; job RPCs need one or a bearer token.
+    #[arg(long, env = "FACETRAIN_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Bearer tokens accepted for job RPCs (and worker RPCs without mutual TLS), one per line.
+    #[arg(long, env = "FACETRAIN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Serve an unauthenticated plaintext API on a non-loopback address anyway.
+    #[arg(long, env = "FACETRAIN_INSECURE")]
+    insecure: bool,
+}
+
+impl Args {
+    fn security(&self, listen: std::net::SocketAddr) -> anyhow::Result<Security> {
+        let files = TlsFiles { ca: self.tls_client_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() };
+        let tls = files.server_config(ClientCertificates::Optional)?;
+        let tokens = match &self.token_file {
+            Some(path) => Token::read_all(path).map_err(anyhow::Error::msg)?,
+            None => Vec::new(),
+        };
+        let access = AccessPolicy::new(tokens, self.tls_client_ca.is_some());
+        let exposed = !listen.ip().is_loopback();
+        if exposed && access.is_open() && !self.insecure {
+            anyhow::bail!(
+                "refusing to serve an unauthenticated API on {listen}: give --tls-cert/--tls-key/--tls-client-ca \
+                 (mutual TLS) and/or --token-file, or --insecure to accept anyone who can reach the port"
+            );
+        }
+        match (tls.is_some(), access.is_open()) {
+            (false, true) => tracing::warn!(%listen, "plaintext gRPC without authentication"),
+            (false, false) => {
+                tracing::warn!(%listen, "plaintext gRPC: tokens travel unencrypted; use TLS off loopback")
+            }
+            (true, _) => tracing::info!(%listen, mutual_tls = self.tls_client_ca.is_some(), "TLS on"),
+        }
+        Ok(Security { tls, access })
+    }
 }
 
 #[tokio::main]
@@ -58,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let coordinator = Coordinator::open(store, timing, metrics)?;
     register_job_metrics(&registry, &coordinator)?;
     let listener = TcpListener::bind(&args.listen).await?;
+    let security = args.security(listener.local_addr()?)?;
     let metrics_listener = TcpListener::bind(&args.metrics_listen).await?;
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
@@ -71,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     println!("facetrain-coordinator listening on {}", listener.local_addr()?);
     println!("facetrain-coordinator metrics on {}", metrics_listener.local_addr()?);
     tokio::spawn(facetrain_telemetry::serve_metrics(metrics_listener, registry, until_stopped(stopped.clone())));
-    facetrain_coordinator::server::run(listener, coordinator, until_stopped(stopped)).await
+    facetrain_coordinator::server::run(listener, coordinator, security, until_stopped(stopped)).await
 }
 
 /// SIGINT or SIGTERM (Kubernetes sends SIGTERM, then waits terminationGracePeriodSeconds).

@@ -1,5 +1,6 @@
-//! Serving: the job and worker services, gRPC health and reflection, on a listener the caller
-//! bound (tests pass 127.0.0.1:0), until `shutdown` resolves.
+//! Serving: the job and worker services behind the access policy, gRPC health and reflection,
+//! on a listener the caller bound (tests pass 127.0.0.1:0), over TLS when configured, until
+//! `shutdown` resolves.
 
 use std::future::Future;
 use std::time::Duration;
@@ -9,8 +10,11 @@ use facetrain_proto::pb::worker_service_server::WorkerServiceServer;
 use facetrain_proto::{FILE_DESCRIPTOR_SET, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::ServerTlsConfig;
 use tracing::info;
 
+use crate::access::AccessPolicy;
 use crate::coordinator::Shared;
 use crate::service::jobs::JobApi;
 use crate::service::workers::WorkerApi;
@@ -18,7 +22,19 @@ use crate::service::workers::WorkerApi;
 /// How often lost workers and deadlines are checked.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 
-pub async fn run(listener: TcpListener, coordinator: Shared, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// How the API is protected: TLS (`None`: plaintext) and who may call what.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    pub tls: Option<ServerTlsConfig>,
+    pub access: AccessPolicy,
+}
+
+pub async fn run(
+    listener: TcpListener,
+    coordinator: Shared,
+    security: Security,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -27,9 +43,11 @@ pub async fn run(listener: TcpListener, coordinator: Shared, shutdown: impl Futu
     let jobs = JobServiceServer::new(JobApi { coordinator: coordinator.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let jobs = InterceptedService::new(jobs, security.access.jobs());
     let workers = WorkerServiceServer::new(WorkerApi { coordinator: coordinator.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let workers = InterceptedService::new(workers, security.access.workers());
 
     let supervisor = tokio::spawn({
         let coordinator = coordinator.clone();
@@ -43,8 +61,12 @@ pub async fn run(listener: TcpListener, coordinator: Shared, shutdown: impl Futu
     });
     health.set_serving::<JobServiceServer<JobApi>>().await;
     health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
-    info!(address = %listener.local_addr()?, "coordinator serving");
-    let result = tonic::transport::Server::builder()
+    info!(address = %listener.local_addr()?, tls = security.tls.is_some(), open = security.access.is_open(), "coordinator serving");
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = security.tls {
+        server = server.tls_config(tls)?;
+    }
+    let result = server
         .timeout(Duration::from_secs(60))
         .add_service(health_service)
         .add_service(reflection)

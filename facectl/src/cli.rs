@@ -122,6 +122,9 @@ pub enum Command {
     /// Dataset tools.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// TLS certificates and an API token for a cluster.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Measure step time and input-pipeline throughput (prints `RESULT {json}` lines).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -129,9 +132,41 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct Remote {
-    /// Coordinator gRPC URL.
+    /// Coordinator gRPC URL (https:// with --tls-ca).
     #[arg(long, env = "FACETRAIN_COORDINATOR", default_value = "http://127.0.0.1:7070")]
     pub coordinator: String,
+    /// CA (PEM) that signed the coordinator's certificate.
+    #[arg(long, env = "FACETRAIN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) instead of a token.
+    #[arg(long, env = "FACETRAIN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "FACETRAIN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Name to check on the coordinator's certificate (default: the URL's host).
+    #[arg(long, env = "FACETRAIN_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+    /// File holding the bearer token (first line). FACETRAIN_TOKEN, when set, wins; there is
+    /// no flag for the value itself, so it never shows in `ps` or shell history.
+    #[arg(long, env = "FACETRAIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// A private CA, coordinator/worker/client certificates and an API token, in one folder.
+    Create {
+        dir: PathBuf,
+        /// Extra names (DNS or IP) on the coordinator's certificate, e.g. its Service name.
+        #[arg(long = "coordinator-name")]
+        coordinator_names: Vec<String>,
+        /// Validity of the leaf certificates (the CA gets twice as long).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +212,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::dataset_cmd::synth(&dir, train_per_person, validate_per_person, seed, image_size)
         }
         Command::Bench(command) => crate::bench::run(command).await,
+        Command::Certs(CertsCommand::Create { dir, coordinator_names, days, force }) => {
+            crate::certs::create(&dir, &coordinator_names, days, force)
+        }
         Command::Toil { job_id, since, remote, output } => {
             crate::remote::toil(&remote, job_id.as_deref(), since.as_deref(), output).await
         }

@@ -40,7 +40,10 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_server, server_stopped) = watch::channel(false);
-    let server = tokio::spawn(facetrain_coordinator::server::run(listener, coordinator, async move {
+    // Local mode: plaintext and open, reachable from this machine only.
+    tracing::info!(%url, "embedded coordinator: plaintext gRPC on loopback");
+    let security = facetrain_coordinator::server::Security::default();
+    let server = tokio::spawn(facetrain_coordinator::server::run(listener, coordinator, security, async move {
         let mut stopped = server_stopped;
         let _ = stopped.wait_for(|s| *s).await;
     }));
@@ -55,6 +58,7 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
                 name: format!("local-{i}"),
                 peer_listen: Some("127.0.0.1:0".into()),
                 peer_advertise: None,
+                security: Default::default(),
             };
             tokio::spawn(run_agent(options, worker_metrics.clone(), stop_workers.clone()))
         })

@@ -1,6 +1,7 @@
 //! `facectl`: the facetrain command line.
 
 mod bench;
+mod certs;
 mod cli;
 mod dataset_cmd;
 mod local;

@@ -4,21 +4,56 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use facetrain_proto::auth::{AttachToken, Token};
 use facetrain_proto::job::JobSpec;
 use facetrain_proto::pb::{self, job_service_client::JobServiceClient};
+use facetrain_proto::tls::TlsFiles;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::cli::{Output, Remote};
 use crate::output::print_json;
 
-async fn connect(remote: &Remote) -> anyhow::Result<JobServiceClient<Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(remote.coordinator.clone())
-        .with_context(|| format!("bad coordinator URL `{}`", remote.coordinator))?
+type Client = JobServiceClient<InterceptedService<Channel, AttachToken>>;
+
+/// Every call but `watch` is answered at once; none may hang the CLI.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn connect(remote: &Remote) -> anyhow::Result<Client> {
+    let tls = TlsFiles { ca: remote.tls_ca.clone(), cert: remote.tls_cert.clone(), key: remote.tls_key.clone() };
+    let channel = tls
+        .endpoint(&remote.coordinator, remote.tls_server_name.as_deref())?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .with_context(|| format!("cannot reach the coordinator at {}", remote.coordinator))?;
-    Ok(JobServiceClient::new(channel))
+    Ok(JobServiceClient::with_interceptor(channel, AttachToken::new(token(remote)?.as_ref())))
+}
+
+fn token(remote: &Remote) -> anyhow::Result<Option<Token>> {
+    if let Ok(value) = std::env::var("FACETRAIN_TOKEN") {
+        return Token::new(&value).map(Some).map_err(|e| anyhow::anyhow!("FACETRAIN_TOKEN: {e}"));
+    }
+    remote.token_file.as_deref().map(Token::read).transpose().map_err(anyhow::Error::msg)
+}
+
+/// The coordinator's answer as an error, with the gRPC code when it says more than the text.
+fn refused(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::Unauthenticated => anyhow::anyhow!("unauthenticated: {}", status.message()),
+        tonic::Code::DeadlineExceeded => {
+            anyhow::anyhow!("the coordinator did not answer in time: {}", status.message())
+        }
+        tonic::Code::Unavailable => anyhow::anyhow!("the coordinator is unavailable: {}", status.message()),
+        _ => anyhow::anyhow!("{}", status.message()),
+    }
+}
+
+/// A request that gives up after [`CALL_TIMEOUT`].
+fn bounded<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(CALL_TIMEOUT);
+    request
 }
 
 fn who() -> String {
@@ -30,9 +65,9 @@ pub async fn submit(remote: &Remote, job: &Path) -> anyhow::Result<()> {
     let spec = JobSpec::load(job)?;
     let response = connect(remote)
         .await?
-        .submit_job(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: who() })
+        .submit_job(bounded(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: who() }))
         .await
-        .map_err(|s| anyhow::anyhow!("submit refused: {}", s.message()))?;
+        .map_err(|s| refused(s).context("submit refused"))?;
     println!("{}", response.into_inner().job_id);
     Ok(())
 }
@@ -40,9 +75,9 @@ pub async fn submit(remote: &Remote, job: &Path) -> anyhow::Result<()> {
 pub async fn status(remote: &Remote, job_id: &str, output: Output) -> anyhow::Result<()> {
     let job = connect(remote)
         .await?
-        .get_job(pb::GetJobRequest { job_id: job_id.into() })
+        .get_job(bounded(pb::GetJobRequest { job_id: job_id.into() }))
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(refused)?
         .into_inner();
     match output {
         Output::Json => print_json(&job_json(&job)),
@@ -52,7 +87,8 @@ pub async fn status(remote: &Remote, job_id: &str, output: Output) -> anyhow::Re
 }
 
 pub async fn list(remote: &Remote, output: Output) -> anyhow::Result<()> {
-    let jobs = connect(remote).await?.list_jobs(pb::ListJobsRequest {}).await?.into_inner().jobs;
+    let jobs =
+        connect(remote).await?.list_jobs(bounded(pb::ListJobsRequest {})).await.map_err(refused)?.into_inner().jobs;
     match output {
         Output::Json => print_json(&serde_json::Value::Array(jobs.iter().map(job_json).collect())),
         Output::Text => jobs.iter().for_each(|job| println!("{}", job_line(job))),
@@ -65,7 +101,7 @@ pub async fn watch(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
         .await?
         .watch_job(pb::WatchJobRequest { job_id: job_id.into() })
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(refused)?
         .into_inner();
     let mut last_line = String::new();
     while let Some(event) = stream.message().await? {
@@ -83,9 +119,9 @@ pub async fn watch(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
 pub async fn cancel(remote: &Remote, job_id: &str, hands_on_seconds: f64) -> anyhow::Result<()> {
     let job = connect(remote)
         .await?
-        .cancel_job(pb::CancelJobRequest { job_id: job_id.into(), requested_by: who(), hands_on_seconds })
+        .cancel_job(bounded(pb::CancelJobRequest { job_id: job_id.into(), requested_by: who(), hands_on_seconds }))
         .await
-        .map_err(|s| anyhow::anyhow!("cancel refused: {}", s.message()))?
+        .map_err(|s| refused(s).context("cancel refused"))?
         .into_inner();
     println!("{}", job_line(&job));
     Ok(())
@@ -94,14 +130,10 @@ pub async fn cancel(remote: &Remote, job_id: &str, hands_on_seconds: f64) -> any
 pub async fn toil(remote: &Remote, job_id: Option<&str>, since: Option<&str>, output: Output) -> anyhow::Result<()> {
     let mut client = connect(remote).await?;
     let jobs = match job_id {
-        Some(id) => vec![
-            client
-                .get_job(pb::GetJobRequest { job_id: id.into() })
-                .await
-                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-                .into_inner(),
-        ],
-        None => client.list_jobs(pb::ListJobsRequest {}).await?.into_inner().jobs,
+        Some(id) => {
+            vec![client.get_job(bounded(pb::GetJobRequest { job_id: id.into() })).await.map_err(refused)?.into_inner()]
+        }
+        None => client.list_jobs(bounded(pb::ListJobsRequest {})).await.map_err(refused)?.into_inner().jobs,
     };
     let since_unix_ms = match since {
         Some(text) => {

@@ -7,8 +7,10 @@ pub mod pb {
     tonic::include_proto!("facetrain.v1");
 }
 
+pub mod auth;
 mod error;
 pub mod job;
+pub mod tls;
 
 pub use error::ErrorCode;
 

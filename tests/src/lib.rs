@@ -33,6 +33,11 @@ pub struct Sandbox {
     coordinator_args: Vec<String>,
     /// Extra environment for worker and facectl processes (e.g. S3 credentials).
     pub env: Vec<(String, String)>,
+    /// Extra arguments for every worker (TLS files).
+    worker_args: Vec<String>,
+    /// Environment for facectl only (TLS files, token).
+    pub client_env: Vec<(String, String)>,
+    scheme: &'static str,
 }
 
 impl Sandbox {
@@ -43,6 +48,50 @@ impl Sandbox {
 
     /// As [`Sandbox::start`], with extra environment for every process it starts.
     pub fn start_with_env(env: Vec<(String, String)>) -> Self {
+        let mut sandbox = Self::unstarted(env);
+        sandbox.start_coordinator("127.0.0.1:0");
+        sandbox
+    }
+
+    /// As [`Sandbox::start`], secured: certificates from `facectl certs create` in `certs/`, the
+    /// coordinator on TLS with mutual TLS for workers and the generated token for facectl.
+    pub fn start_secure() -> Self {
+        let mut sandbox = Self::unstarted(Vec::new());
+        let certs = sandbox.certs();
+        let created = Command::new(binary("facectl")).args(["certs", "create"]).arg(&certs).output().unwrap();
+        assert!(created.status.success(), "certs create: {}", String::from_utf8_lossy(&created.stderr));
+        let file = |name: &str| certs.join(name).display().to_string();
+        sandbox.coordinator_args.extend([
+            "--tls-cert".into(),
+            file("coordinator.pem"),
+            "--tls-key".into(),
+            file("coordinator-key.pem"),
+            "--tls-client-ca".into(),
+            file("ca.pem"),
+            "--token-file".into(),
+            file("api-tokens"),
+        ]);
+        sandbox.worker_args = vec![
+            "--tls-ca".into(),
+            file("ca.pem"),
+            "--tls-cert".into(),
+            file("worker.pem"),
+            "--tls-key".into(),
+            file("worker-key.pem"),
+        ];
+        sandbox.client_env =
+            vec![("FACETRAIN_TLS_CA".into(), file("ca.pem")), ("FACETRAIN_TOKEN_FILE".into(), file("api-tokens"))];
+        sandbox.scheme = "https";
+        sandbox.start_coordinator("127.0.0.1:0");
+        sandbox
+    }
+
+    /// Where [`Sandbox::start_secure`] keeps its certificates and token.
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    fn unstarted(env: Vec<(String, String)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let args = vec![
             "--heartbeat-timeout-ms".to_string(),
@@ -52,7 +101,7 @@ impl Sandbox {
             "--start-grace-ms".into(),
             "2000".into(),
         ];
-        let mut sandbox = Self {
+        Self {
             dir,
             address: String::new(),
             metrics_address: String::new(),
@@ -61,13 +110,14 @@ impl Sandbox {
             workers: Vec::new(),
             coordinator_args: args,
             env,
-        };
-        sandbox.start_coordinator("127.0.0.1:0");
-        sandbox
+            worker_args: Vec::new(),
+            client_env: Vec::new(),
+            scheme: "http",
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("{}://{}", self.scheme, self.address)
     }
 
     fn start_coordinator(&mut self, listen: &str) {
@@ -125,6 +175,7 @@ impl Sandbox {
                 "--peer-listen",
                 "127.0.0.1:0",
             ])
+            .args(&self.worker_args)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().cloned())
             .stdout(Stdio::piped())
@@ -151,6 +202,7 @@ impl Sandbox {
         Command::new(binary("facectl"))
             .args(args)
             .env("FACETRAIN_COORDINATOR", self.url())
+            .envs(self.client_env.iter().cloned())
             .output()
             .expect("run facectl")
     }

@@ -1,10 +1,14 @@
 //! `facetrain-worker`: trains whatever the coordinator assigns, until SIGINT/SIGTERM.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use facetrain_worker::agent::{AgentOptions, WorkerMetrics, run_agent};
+
+use facetrain_proto::auth::Token;
+use facetrain_proto::tls::TlsFiles;
+use facetrain_worker::agent::{AgentOptions, AgentSecurity, DEFAULT_PEER_SERVER_NAME, WorkerMetrics, run_agent};
 
 #[derive(Parser, Debug)]
 #[command(name = "facetrain-worker", version, about = "facetrain worker: trains the face CNN for the coordinator")]
@@ -26,10 +30,45 @@ struct Args {
     metrics_listen: String,
     #[arg(long, env = "FACETRAIN_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// CA (PEM) that signed the coordinator's and the other workers' certificates; use an
+    /// https:// coordinator URL with it.
+    #[arg(long, env = "FACETRAIN_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This worker's certificate (PEM), for mutual TLS with the coordinator and ring peers.
+    #[arg(long, env = "FACETRAIN_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "FACETRAIN_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Name to check on the coordinator's certificate (default: the URL's host).
+    #[arg(long, env = "FACETRAIN_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
+    /// Name every worker certificate carries, checked on ring peers.
+    #[arg(long, env = "FACETRAIN_TLS_PEER_NAME", default_value = DEFAULT_PEER_SERVER_NAME)]
+    tls_peer_name: String,
+    /// Bearer token for a coordinator that uses tokens instead of mutual TLS (first line of the file).
+    #[arg(long, env = "FACETRAIN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl Args {
+    fn security(&self) -> anyhow::Result<AgentSecurity> {
+        let token = self.token_file.as_deref().map(Token::read).transpose().map_err(anyhow::Error::msg)?;
+        let security = AgentSecurity {
+            tls: TlsFiles { ca: self.tls_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() },
+            coordinator_server_name: self.tls_server_name.clone(),
+            peer_server_name: self.tls_peer_name.clone(),
+            token,
+        };
+        // Fail at start-up on a bad file or URL, not on the first reconnect.
+        security.coordinator_endpoint(&self.coordinator)?;
+        security.peer_server_tls()?;
+        Ok(security)
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let security = args.security()?;
     let registry = prometheus::Registry::new();
     facetrain_telemetry::register_build_info(&registry, "worker")?;
     let metrics = Arc::new(WorkerMetrics::new(&registry)?);
@@ -62,7 +101,13 @@ fn main() -> anyhow::Result<()> {
             let port = args.peer_listen.rsplit(':').next().unwrap_or("7071");
             args.peer_listen.starts_with("0.0.0.0").then(|| format!("{}:{port}", name))
         });
-        let options = AgentOptions { coordinator: args.coordinator, name, peer_listen: Some(args.peer_listen), peer_advertise };
+        let options = AgentOptions {
+            coordinator: args.coordinator,
+            name,
+            peer_listen: Some(args.peer_listen),
+            peer_advertise,
+            security,
+        };
         run_agent(options, metrics, stop).await
     })
 }

@@ -2,29 +2,48 @@
 
 use std::time::Duration;
 
+use facetrain_proto::auth::AttachToken;
 use facetrain_proto::job::GradientDtype;
 use facetrain_proto::pb::{self, worker_service_client::WorkerServiceClient};
 use facetrain_proto::{
     GRADIENT_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, STATE_CHUNK_BYTES, decode_gradients, encode_gradients,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tracing::warn;
 
+use super::security::AgentSecurity;
+
+/// Calls the coordinator answers at once (register, heartbeat, reports) give up after this.
+const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds every other call, so nothing waits forever even if keep-alives pass: gradients
+/// are pulled once every member pushed, and the coordinator's step deadline abandons a round
+/// long before this.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn unary<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(UNARY_TIMEOUT);
+    request
+}
+
 #[derive(Clone)]
 pub struct CoordinatorClient {
-    inner: WorkerServiceClient<Channel>,
+    inner: WorkerServiceClient<InterceptedService<Channel, AttachToken>>,
 }
 
 impl CoordinatorClient {
-    pub async fn connect(url: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_string())?
+    pub async fn connect(url: &str, security: &AgentSecurity) -> anyhow::Result<Self> {
+        let channel = security
+            .coordinator_endpoint(url)?
             .connect_timeout(Duration::from_secs(3))
+            .timeout(STREAM_TIMEOUT)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .connect()
             .await?;
-        let inner = WorkerServiceClient::new(channel)
+        let inner = WorkerServiceClient::with_interceptor(channel, security.attach_token())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self { inner })
@@ -37,7 +56,7 @@ impl CoordinatorClient {
             backend: "flex".into(),
             peer_address: peer_address.to_string(),
         };
-        let response = self.inner.clone().register(request).await?.into_inner();
+        let response = self.inner.clone().register(unary(request)).await?.into_inner();
         Ok((response.worker_id, Duration::from_millis(response.heartbeat_interval_ms.max(50) as u64)))
     }
 
@@ -46,7 +65,7 @@ impl CoordinatorClient {
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            match self.inner.clone().heartbeat(pb::HeartbeatRequest { worker_id: worker.clone() }).await {
+            match self.inner.clone().heartbeat(unary(pb::HeartbeatRequest { worker_id: worker.clone() })).await {
                 Ok(_) => {}
                 Err(status) if status.code() == Code::NotFound => return,
                 Err(status) => warn!(error = %status.message(), "heartbeat failed"),
@@ -117,7 +136,7 @@ impl CoordinatorClient {
     }
 
     pub async fn report_step(&self, report: pb::StepReport) -> Result<(), Status> {
-        self.inner.clone().report_step(report).await?;
+        self.inner.clone().report_step(unary(report)).await?;
         Ok(())
     }
 
@@ -147,14 +166,14 @@ impl CoordinatorClient {
 
     pub async fn reduce_done(&self, worker: &str, job: &str, step: u64, round: u64) -> Result<(), Status> {
         let request = pb::ReduceDoneRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
-        self.inner.clone().reduce_done(request).await?;
+        self.inner.clone().reduce_done(unary(request)).await?;
         Ok(())
     }
 
     pub async fn report_failure(&self, worker: &str, job: &str, message: &str) -> Result<(), Status> {
         let report =
             pb::FailureReport { worker_id: worker.to_string(), job_id: job.to_string(), message: message.to_string() };
-        self.inner.clone().report_failure(report).await?;
+        self.inner.clone().report_failure(unary(report)).await?;
         Ok(())
     }
 }

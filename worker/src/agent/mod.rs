@@ -5,6 +5,7 @@
 mod client;
 mod metrics;
 pub mod ring;
+mod security;
 mod session;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tracing::{info, warn};
 
 pub use client::CoordinatorClient;
 pub use metrics::WorkerMetrics;
+pub use security::{AgentSecurity, DEFAULT_PEER_SERVER_NAME};
 use session::{JobSession, StepError};
 
 /// NextTask long-poll length.
@@ -30,6 +32,7 @@ pub struct AgentOptions {
     pub peer_listen: Option<String>,
     /// The address peers should dial (defaults to the bound peer address).
     pub peer_advertise: Option<String>,
+    pub security: AgentSecurity,
 }
 
 /// Runs until `stop` is set.
@@ -46,8 +49,15 @@ pub async fn run_agent(
             let api = ring::PeerApi { mailbox: mailbox.clone() };
             let service = facetrain_proto::pb::peer_service_server::PeerServiceServer::new(api)
                 .max_decoding_message_size(facetrain_proto::MAX_MESSAGE_BYTES);
+            // With TLS, the handshake already required a worker certificate.
+            let token = options.security.token.clone().filter(|_| !options.security.tls.is_configured());
+            let service = tonic::service::interceptor::InterceptedService::new(service, security::PeerAccess(token));
+            let mut server = tonic::transport::Server::builder();
+            if let Some(tls) = options.security.peer_server_tls()? {
+                server = server.tls_config(tls)?;
+            }
             tokio::spawn(
-                tonic::transport::Server::builder()
+                server
                     .add_service(service)
                     .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
             );
@@ -56,11 +66,11 @@ pub async fn run_agent(
         }
         None => String::new(),
     };
-    let ring = Arc::new(ring::Ring::new(mailbox));
+    let ring = Arc::new(ring::Ring::new(mailbox, options.security.clone()));
     let mut backoff = Duration::from_millis(100);
     let mut session: Option<JobSession> = None;
     while !stop.load(Ordering::Relaxed) {
-        let client = match CoordinatorClient::connect(&options.coordinator).await {
+        let client = match CoordinatorClient::connect(&options.coordinator, &options.security).await {
             Ok(client) => client,
             Err(e) => {
                 warn!(coordinator = %options.coordinator, error = %e, retry_in_ms = backoff.as_millis() as u64, "coordinator unreachable");

@@ -8,13 +8,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use facetrain_proto::auth::AttachToken;
 use facetrain_proto::job::GradientDtype;
 use facetrain_proto::pb::{self, peer_service_client::PeerServiceClient, peer_service_server::PeerService};
 use facetrain_proto::{MAX_MESSAGE_BYTES, decode_gradients, encode_gradients};
 use tokio::sync::Notify;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::security::AgentSecurity;
 use crate::data::shard::share;
 
 /// Elements per message on the wire.
@@ -88,25 +91,30 @@ pub fn schedule(rank: usize, world: usize) -> Vec<(usize, usize, bool)> {
 /// One worker's end of the ring for one job.
 pub struct Ring {
     pub mailbox: Arc<Mailbox>,
-    clients: Mutex<HashMap<String, PeerServiceClient<Channel>>>,
+    clients: Mutex<HashMap<String, PeerClient>>,
+    security: AgentSecurity,
 }
 
+type PeerClient = PeerServiceClient<InterceptedService<Channel, AttachToken>>;
+
 impl Ring {
-    pub fn new(mailbox: Arc<Mailbox>) -> Self {
-        Self { mailbox, clients: Mutex::new(HashMap::new()) }
+    pub fn new(mailbox: Arc<Mailbox>, security: AgentSecurity) -> Self {
+        Self { mailbox, clients: Mutex::new(HashMap::new()), security }
     }
 
-    async fn client(&self, address: &str) -> Result<PeerServiceClient<Channel>, Status> {
+    async fn client(&self, address: &str) -> Result<PeerClient, Status> {
         if let Some(client) = self.clients.lock().expect("clients").get(address) {
             return Ok(client.clone());
         }
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Status::invalid_argument(format!("bad peer address {address}: {e}")))?
+        let channel = self
+            .security
+            .peer_endpoint(address)
+            .map_err(|e| Status::invalid_argument(format!("peer {address}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(3))
             .connect()
             .await
             .map_err(|e| Status::aborted(format!("ring peer {address} unreachable: {e}")))?;
-        let client = PeerServiceClient::new(channel)
+        let client = PeerServiceClient::with_interceptor(channel, self.security.attach_token())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         self.clients.lock().expect("clients").insert(address.to_string(), client.clone());

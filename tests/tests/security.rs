@@ -1,0 +1,132 @@
+//! Authenticated and encrypted traffic against real processes: certificates from
+//! `facectl certs create`, a coordinator on TLS with mutual TLS for workers and a token for
+//! facectl, and ring all-reduce between workers over mutual TLS.
+
+use std::process::Command;
+use std::time::Duration;
+
+use facetrain_proto::pb::{self, worker_service_client::WorkerServiceClient};
+use facetrain_proto::tls::TlsFiles;
+use facetrain_tests::{Sandbox, binary, small_dataset, small_job};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+#[test]
+fn a_ring_job_trains_over_mutual_tls_and_no_secret_reaches_a_log() {
+    let mut sandbox = Sandbox::start_secure();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "secure", &data, 2, 20, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace("count = 2", "count = 2\nreduction = \"ring\"");
+    std::fs::write(&job, text).unwrap();
+    sandbox.add_worker("a");
+    sandbox.add_worker("b");
+    let id = sandbox.submit(&job);
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", sandbox.log("worker-a.log"));
+    assert_eq!(done["cursor"], 20 * 20);
+
+    let tokens = std::fs::read_to_string(sandbox.certs().join("api-tokens")).unwrap();
+    let token = tokens.lines().find(|l| !l.starts_with('#')).unwrap();
+    for log in ["coordinator.log", "worker-a.log", "worker-b.log"] {
+        assert!(!sandbox.log(log).contains(token), "{log} leaks the API token");
+        assert!(!sandbox.log(log).contains("PRIVATE KEY"), "{log} leaks a private key");
+    }
+}
+
+#[test]
+fn callers_without_credentials_are_refused_with_a_clear_status() {
+    let sandbox = Sandbox::start_secure();
+    let ca = sandbox.certs().join("ca.pem");
+
+    // No token, no client certificate.
+    let output = Command::new(binary("facectl"))
+        .args(["list", "--coordinator", &sandbox.url(), "--tls-ca", ca.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unauthenticated: this coordinator requires authentication"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A wrong token.
+    let output = Command::new(binary("facectl"))
+        .args(["list", "--coordinator", &sandbox.url(), "--tls-ca", ca.to_str().unwrap()])
+        .env("FACETRAIN_TOKEN", "not-the-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(stderr(&output).contains("the bearer token is not valid"), "{}", stderr(&output));
+
+    // Plaintext against the TLS port never reaches a handler.
+    let plaintext = sandbox.url().replace("https://", "http://");
+    let output = Command::new(binary("facectl")).args(["list", "--coordinator", &plaintext]).output().unwrap();
+    assert!(!output.status.success(), "plaintext call answered: {}", String::from_utf8_lossy(&output.stdout));
+
+    // A client certificate works instead of a token.
+    let file = |name: &str| sandbox.certs().join(name).display().to_string();
+    let output = Command::new(binary("facectl"))
+        .args(["list", "--coordinator", &sandbox.url(), "--tls-ca", &file("ca.pem")])
+        .args(["--tls-cert", &file("client.pem"), "--tls-key", &file("client-key.pem")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // The worker protocol needs a client certificate even from a token holder.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tls = TlsFiles { ca: Some(ca.clone()), ..TlsFiles::default() };
+    let channel = runtime.block_on(tls.endpoint(&sandbox.url(), None).unwrap().connect()).unwrap();
+    let token = facetrain_proto::auth::Token::read(&sandbox.certs().join("api-tokens")).unwrap();
+    let mut rogue =
+        WorkerServiceClient::with_interceptor(channel, facetrain_proto::auth::AttachToken::new(Some(&token)));
+    let refused = runtime
+        .block_on(rogue.register(pb::RegisterRequest { name: "rogue".into(), ..Default::default() }))
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("client certificate"), "{}", refused.message());
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_rejected_at_the_handshake() {
+    let sandbox = Sandbox::start_secure();
+    let other = sandbox.dir.path().join("other-ca");
+    let created = Command::new(binary("facectl")).args(["certs", "create"]).arg(&other).output().unwrap();
+    assert!(created.status.success());
+    let file = |name: &str| other.join(name).display().to_string();
+    // Trusting the wrong CA: the coordinator's certificate does not verify.
+    let output = Command::new(binary("facectl"))
+        .args(["list", "--coordinator", &sandbox.url(), "--tls-ca", &file("ca.pem")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    // A worker certificate signed by another CA is refused by the coordinator.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tls = TlsFiles {
+        ca: Some(sandbox.certs().join("ca.pem")),
+        cert: Some(other.join("worker.pem")),
+        key: Some(other.join("worker-key.pem")),
+    };
+    let connected = runtime.block_on(async {
+        let channel = tls.endpoint(&sandbox.url(), None).unwrap().connect().await?;
+        let mut client = WorkerServiceClient::new(channel);
+        client.register(pb::RegisterRequest { name: "forged".into(), ..Default::default() }).await?;
+        anyhow::Ok(())
+    });
+    assert!(connected.is_err(), "a foreign worker certificate was accepted");
+}
+
+#[test]
+fn an_open_coordinator_off_loopback_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(binary("facetrain-coordinator"))
+        .args(["--listen", "0.0.0.0:0", "--metrics-listen", "127.0.0.1:0", "--store"])
+        .arg(dir.path().join("jobs.redb"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("refusing to serve an unauthenticated API"), "{}", stderr(&output));
+}

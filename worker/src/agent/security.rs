@@ -1,0 +1,68 @@
+//! How a worker proves itself and checks the other side: TLS to the coordinator (with a client
+//! certificate for mutual TLS, or a bearer token), and mutual TLS between ring peers, which all
+//! present the cluster's worker certificate and check it under one shared name.
+
+use facetrain_proto::auth::{AttachToken, Token, presented_token};
+use facetrain_proto::tls::{ClientCertificates, TlsError, TlsFiles};
+use tonic::service::Interceptor;
+use tonic::transport::{Endpoint, ServerTlsConfig};
+use tonic::{Request, Status};
+
+/// The name every worker certificate carries, checked by ring peers (pod IPs are not in it).
+pub const DEFAULT_PEER_SERVER_NAME: &str = "facetrain-worker";
+
+#[derive(Debug, Clone)]
+pub struct AgentSecurity {
+    pub tls: TlsFiles,
+    /// Overrides the name checked against the coordinator's certificate (default: URL host).
+    pub coordinator_server_name: Option<String>,
+    pub peer_server_name: String,
+    pub token: Option<Token>,
+}
+
+impl Default for AgentSecurity {
+    fn default() -> Self {
+        Self {
+            tls: TlsFiles::default(),
+            coordinator_server_name: None,
+            peer_server_name: DEFAULT_PEER_SERVER_NAME.into(),
+            token: None,
+        }
+    }
+}
+
+impl AgentSecurity {
+    pub fn coordinator_endpoint(&self, url: &str) -> Result<Endpoint, TlsError> {
+        self.tls.endpoint(url, self.coordinator_server_name.as_deref())
+    }
+
+    pub fn attach_token(&self) -> AttachToken {
+        AttachToken::new(self.token.as_ref())
+    }
+
+    /// Peers speak TLS exactly when this worker has TLS files.
+    pub fn peer_endpoint(&self, address: &str) -> Result<Endpoint, TlsError> {
+        let scheme = if self.tls.is_configured() { "https" } else { "http" };
+        self.tls.endpoint(&format!("{scheme}://{address}"), Some(&self.peer_server_name))
+    }
+
+    /// Only workers of the cluster (a certificate the CA signed) may send ring traffic.
+    pub fn peer_server_tls(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
+        self.tls.server_config(ClientCertificates::Required)
+    }
+}
+
+/// Ring traffic without TLS: when the cluster shares a token, a peer must present it.
+#[derive(Clone, Debug)]
+pub struct PeerAccess(pub Option<Token>);
+
+impl Interceptor for PeerAccess {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        match &self.0 {
+            Some(token) if !presented_token(&request).is_some_and(|p| token.matches(p)) => {
+                Err(Status::unauthenticated("ring traffic needs the cluster's bearer token"))
+            }
+            _ => Ok(request),
+        }
+    }
+}
