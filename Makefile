@@ -8,7 +8,7 @@ CARGO ?= cargo
 FACECTL := $(CARGO_TARGET_DIR)/debug/facectl
 SHARED ?= $(abspath ../shared)
 
-.PHONY: help build demo test test-rust test-tools tools lint fmt bench bench-distributed clean
+.PHONY: help build demo test test-rust test-tools tools lint fmt bench bench-distributed chaos clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ demo: build ## Generate the synthetic faces and train the tutorial CNN on them l
 	@test -f out/demo-data/train.csv || $(FACECTL) dataset synth out/demo-data
 	$(FACECTL) local examples/demo.toml
 
-test: tools test-rust dashboards-validate deploy-validate ## Run every test (installs missing test tools first)
+test: tools test-rust dashboards-validate deploy-validate deny ## Run every test (incl. chaos and fuzz smoke; installs missing test tools first)
 
 test-rust: test-tools ## Rust unit and integration tests (process tests need the binaries built first)
 	$(CARGO) build --workspace --bins
@@ -34,6 +34,12 @@ tools: test-tools dashboards-tools deploy-tools ## Install the tools the tests n
 
 test-tools: ## Install the S3-compatible test server (moto) into .venv-test
 	bash scripts/install-test-tools.sh
+
+chaos: test-tools ## The chaos suite alone (kills, freezes, stragglers, corrupt checkpoints, outages), with its table
+	$(CARGO) build --workspace --bins
+	@mkdir -p out && rm -f out/chaos.jsonl
+	FACETRAIN_CHAOS_REPORT=$(abspath out/chaos.jsonl) $(CARGO) nextest run -p facetrain-tests --test chaos --test-threads 2 --no-fail-fast
+	@python3 scripts/chaos-table.py out/chaos.jsonl
 
 lint: ## rustfmt and clippy
 	$(CARGO) fmt --all -- --check
@@ -52,5 +58,6 @@ bench-distributed: build ## Only the distributed figures: 1/2/4 workers x coordi
 clean: ## Remove generated data and checkpoints (not the build cache)
 	rm -rf out
 
+-include mk/quality.mk
 -include dashboards/dashboards.mk
 -include deploy/deploy.mk

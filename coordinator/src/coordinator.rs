@@ -12,6 +12,7 @@ use facetrain_proto::{ErrorCode, pb};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::conditions::{Condition, StragglerTracker};
 use crate::metrics::CoordinatorMetrics;
 use crate::record::{CheckpointRef, IncidentRecord, JobRecord, JobState, ToilRecord, now_unix_ms};
 use crate::run::{JobRun, Pull, PushError, Report, StateSource, StepOutcome};
@@ -64,6 +65,9 @@ struct State {
     open_incidents: Vec<(String, usize)>,
     /// Wall time of the running job is accumulated from here.
     running_since: Option<Instant>,
+    /// Incidents open while their condition lasts: (job, index, condition).
+    conditions: Vec<(String, usize, Condition)>,
+    stragglers: StragglerTracker,
 }
 
 pub struct Coordinator {
@@ -121,6 +125,8 @@ impl Coordinator {
             next_worker: 1,
             open_incidents,
             running_since: None,
+            conditions: Vec::new(),
+            stragglers: StragglerTracker::default(),
         };
         Ok(Arc::new(Self {
             state: Mutex::new(state),
@@ -225,6 +231,11 @@ impl Coordinator {
                     worker.release = Some(id.to_string());
                 }
             }
+        }
+        let lasting: Vec<Condition> =
+            state.conditions.iter().filter(|(job, _, _)| job == id).map(|(_, _, c)| c.clone()).collect();
+        for condition in lasting {
+            self.close_condition(state, id, &condition);
         }
         let running = state.running_since.take().map_or(0.0, |t| t.elapsed().as_secs_f64());
         let job = state.jobs.get_mut(id).expect("caller checked");
@@ -381,6 +392,7 @@ impl Coordinator {
         let (step, cursor) = job.latest_checkpoint.as_ref().map_or((0, 0), |c| (c.step, c.cursor));
         state.run = Some(JobRun::new(job.id.clone(), spec, job.job_toml.clone(), step, cursor, Instant::now()));
         state.running_since = Some(Instant::now());
+        state.stragglers = StragglerTracker::default();
         let record = state.jobs.get_mut(&job.id).expect("present");
         record.state = JobState::Running;
         record.step = step;
@@ -592,19 +604,15 @@ impl Coordinator {
         let Some(run) = state.run.as_mut().filter(|r| r.job_id == report.job_id) else {
             return Err(ErrorCode::FailedPrecondition.status(format!("job `{}` is not running", report.job_id)));
         };
-        if report.checkpoint_failed {
-            self.metrics.checkpoint_failures.inc();
-            warn!(job = %report.job_id, worker, step = report.step, "checkpoint write failed");
-        } else if !report.checkpoint.is_empty() {
-            self.metrics.checkpoint_duration.observe(report.checkpoint_seconds);
-        }
+        let (batch, keep) = (run.spec.training.batch_size as u64, run.spec.checkpoint.keep);
+        self.note_checkpoint(&mut state, worker, report, batch, keep);
+        let run = state.run.as_mut().expect("checked above");
         let parsed = Report {
             loss_sum: report.loss_sum,
             correct: report.correct,
             samples: report.samples,
             checksum: report.parameter_checksum,
             val_accuracy: report.val_accuracy,
-            checkpoint: report.checkpoint.clone(),
             compute_seconds: report.compute_seconds,
         };
         let outcome = match run.report(worker, report.step, report.round, parsed) {
@@ -628,8 +636,20 @@ impl Coordinator {
         let target = run.spec.training.target_accuracy;
         run.advance(Instant::now());
         let (step, cursor, workers) = (run.step, run.cursor, run.members.len());
-        for straggler in &outcome.stragglers {
-            warn!(job = %job_id, worker = %straggler, step, "straggler: compute time above twice the median");
+        let members: Vec<String> = outcome.compute_seconds.iter().map(|(w, _)| w.clone()).collect();
+        let (slowed, recovered) = state.stragglers.observe(&members, &outcome.stragglers);
+        for worker in slowed {
+            let name = state.workers.get(&worker).map_or(worker.clone(), |w| w.name.clone());
+            let seconds = outcome.compute_seconds.iter().find(|(w, _)| *w == worker).map_or(0.0, |(_, s)| *s);
+            let detail = format!(
+                "{name} ({worker}): compute {seconds:.2} s per step, over twice the others' median for {} steps",
+                crate::conditions::STREAK
+            );
+            warn!(job = %job_id, worker = %worker, step, "straggler");
+            self.open_condition(state, &job_id, Condition::Straggler(worker), detail);
+        }
+        for worker in recovered {
+            self.close_condition(state, &job_id, &Condition::Straggler(worker));
         }
         let now_ms = now_unix_ms();
         let closing: Vec<usize> =
@@ -655,10 +675,6 @@ impl Coordinator {
         if outcome.val_accuracy.is_some() {
             job.val_accuracy = outcome.val_accuracy;
         }
-        if let Some(location) = &outcome.checkpoint {
-            job.latest_checkpoint =
-                Some(CheckpointRef { location: location.clone(), step, cursor, written_unix_ms: now_ms });
-        }
         debug_assert_eq!(cursor, step * batch);
         let job = job.clone();
         self.persist(&job)?;
@@ -677,6 +693,97 @@ impl Coordinator {
             self.finish(state, &job_id, JobState::Succeeded, format!("completed {step} steps with {workers} workers"))?;
         }
         Ok(())
+    }
+
+    /// A checkpoint upload finished (it runs in the background, so it may be of an earlier step)
+    /// or failed: the latest checkpoint moves on, or the storage incident opens.
+    fn note_checkpoint(&self, state: &mut State, worker: &str, report: &pb::StepReport, batch: u64, keep: usize) {
+        if report.checkpoint_failed {
+            self.metrics.checkpoint_failures.inc();
+            warn!(job = %report.job_id, worker, step = report.step, error = %report.checkpoint_error, "checkpoint upload failed");
+            let detail = format!("checkpoint upload failed on {worker}: {}", report.checkpoint_error);
+            self.open_condition(state, &report.job_id, Condition::CheckpointStorage, detail);
+        } else if !report.checkpoint.is_empty() {
+            self.metrics.checkpoint_duration.observe(report.checkpoint_seconds);
+            let step = if report.checkpoint_step > 0 { report.checkpoint_step } else { report.step };
+            let checkpoint = CheckpointRef {
+                location: report.checkpoint.clone(),
+                step,
+                cursor: step * batch,
+                written_unix_ms: now_unix_ms(),
+            };
+            if let Some(job) = state.jobs.get_mut(&report.job_id) {
+                job.record_checkpoint(checkpoint, keep);
+            }
+            self.close_condition(state, &report.job_id, &Condition::CheckpointStorage);
+        }
+    }
+
+    /// Records an incident for `condition` unless one is already open.
+    fn open_condition(&self, state: &mut State, job_id: &str, condition: Condition, detail: String) {
+        if state.conditions.iter().any(|(job, _, c)| job == job_id && *c == condition) {
+            return;
+        }
+        let Some(job) = state.jobs.get_mut(job_id) else { return };
+        job.incidents.push(IncidentRecord {
+            cause: condition.cause().into(),
+            detail,
+            detected_unix_ms: now_unix_ms(),
+            resolved_unix_ms: 0,
+            resolved_by: String::new(),
+            lost_work_seconds: 0.0,
+        });
+        state.conditions.push((job_id.to_string(), job.incidents.len() - 1, condition));
+    }
+
+    fn close_condition(&self, state: &mut State, job_id: &str, condition: &Condition) {
+        let Some(position) = state.conditions.iter().position(|(job, _, c)| job == job_id && c == condition) else {
+            return;
+        };
+        let (_, index, _) = state.conditions.remove(position);
+        let Some(incident) = state.jobs.get_mut(job_id).and_then(|j| j.incidents.get_mut(index)) else { return };
+        let now_ms = now_unix_ms();
+        incident.resolved_unix_ms = now_ms;
+        incident.resolved_by = "automation".into();
+        let seconds = now_ms.saturating_sub(incident.detected_unix_ms) as f64 / 1000.0;
+        self.metrics.recovery_duration.with_label_values(&[&incident.cause]).observe(seconds);
+        info!(job = %job_id, cause = %incident.cause, recovery_ms = (seconds * 1000.0) as u64, "incident resolved");
+    }
+
+    /// A worker could not read the checkpoint it was told to load: that checkpoint is forgotten
+    /// and everyone restarts from the one before it (or from scratch if none is left).
+    pub fn reject_checkpoint(&self, worker: &str, job_id: &str, location: &str, reason: &str) {
+        let mut state = self.lock();
+        let Some(job) = state.jobs.get_mut(job_id).filter(|j| !j.state.is_terminal()) else { return };
+        if !job.checkpoints.iter().any(|c| c.location == location)
+            && job.latest_checkpoint.as_ref().is_none_or(|c| c.location != location)
+        {
+            return; // already rejected on another worker's word
+        }
+        job.reject_checkpoint(location);
+        let fallback = job.latest_checkpoint.as_ref().map_or("the start".to_string(), |c| format!("step {}", c.step));
+        warn!(job = %job_id, worker, location, reason, %fallback, "checkpoint unreadable");
+        job.incidents.push(IncidentRecord {
+            cause: "corrupt_checkpoint".into(),
+            detail: format!("{location}: {reason}; resuming from {fallback}"),
+            detected_unix_ms: now_unix_ms(),
+            resolved_unix_ms: 0,
+            resolved_by: String::new(),
+            lost_work_seconds: 0.0,
+        });
+        let index = job.incidents.len() - 1;
+        state.open_incidents.push((job_id.to_string(), index));
+        if let Some(run) = state.run.as_mut().filter(|r| r.job_id == job_id) {
+            let everyone: Vec<String> = run.members.iter().chain(&run.joining).cloned().collect();
+            let now = Instant::now();
+            for member in everyone {
+                run.remove(&member, now);
+            }
+            run.joining.clear();
+        }
+        self.fill_members(&mut state);
+        drop(state);
+        self.changed();
     }
 
     /// Fails the running job (a worker reported a problem that retrying cannot fix).

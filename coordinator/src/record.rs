@@ -78,6 +78,10 @@ pub struct JobRecord {
     pub train_accuracy: Option<f64>,
     pub message: String,
     pub latest_checkpoint: Option<CheckpointRef>,
+    /// The checkpoints kept (oldest first, at most the job's `keep`), so a corrupt latest can be
+    /// skipped for the one before it.
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointRef>,
     pub created_unix_ms: u64,
     pub started_unix_ms: u64,
     pub finished_unix_ms: u64,
@@ -88,6 +92,26 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// A newer checkpoint becomes the latest; older ones beyond `keep` are forgotten (the
+    /// worker's store deletes their files).
+    pub fn record_checkpoint(&mut self, checkpoint: CheckpointRef, keep: usize) {
+        if self.latest_checkpoint.as_ref().is_some_and(|c| c.step >= checkpoint.step) {
+            return;
+        }
+        self.checkpoints.push(checkpoint.clone());
+        let excess = self.checkpoints.len().saturating_sub(keep.max(1));
+        self.checkpoints.drain(..excess);
+        self.latest_checkpoint = Some(checkpoint);
+    }
+
+    /// Forgets an unreadable checkpoint; the one before it (if any) becomes the latest.
+    pub fn reject_checkpoint(&mut self, location: &str) {
+        self.checkpoints.retain(|c| c.location != location);
+        if self.latest_checkpoint.as_ref().is_some_and(|c| c.location == location) {
+            self.latest_checkpoint = self.checkpoints.last().cloned();
+        }
+    }
+
     /// A job just submitted: queued, nothing trained.
     pub fn queued(
         id: String,
@@ -111,6 +135,7 @@ impl JobRecord {
             train_accuracy: None,
             message: String::new(),
             latest_checkpoint: None,
+            checkpoints: Vec::new(),
             created_unix_ms,
             started_unix_ms: 0,
             finished_unix_ms: 0,
@@ -173,4 +198,29 @@ impl JobRecord {
 
 pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(step: u64) -> CheckpointRef {
+        CheckpointRef { location: format!("ckpt-{step}"), step, cursor: step * 10, written_unix_ms: 0 }
+    }
+
+    #[test]
+    fn a_rejected_latest_checkpoint_falls_back_to_the_one_before() {
+        let mut job = JobRecord::queued("j".into(), "n".into(), String::new(), "t".into(), 100, 0);
+        for step in [5, 10, 15, 20] {
+            job.record_checkpoint(checkpoint(step), 3);
+        }
+        job.record_checkpoint(checkpoint(15), 3);
+        assert_eq!(job.latest_checkpoint.as_ref().unwrap().step, 20, "an older upload never replaces a newer one");
+        assert_eq!(job.checkpoints.iter().map(|c| c.step).collect::<Vec<_>>(), vec![10, 15, 20]);
+        job.reject_checkpoint("ckpt-20");
+        assert_eq!(job.latest_checkpoint.as_ref().unwrap().step, 15);
+        job.reject_checkpoint("ckpt-15");
+        job.reject_checkpoint("ckpt-10");
+        assert_eq!(job.latest_checkpoint, None, "nothing readable left: start over");
+    }
 }

@@ -38,7 +38,6 @@ pub struct Report {
     pub samples: u64,
     pub checksum: u32,
     pub val_accuracy: Option<f64>,
-    pub checkpoint: String,
     pub compute_seconds: f64,
 }
 
@@ -50,11 +49,10 @@ pub struct StepOutcome {
     pub train_accuracy: f64,
     pub samples: u64,
     pub val_accuracy: Option<f64>,
-    pub checkpoint: Option<String>,
     pub seconds: f64,
     /// Replicas disagree on their parameters: a bug, never expected.
     pub diverged: bool,
-    /// Members whose compute time was more than twice the median (stragglers).
+    /// Members whose gradient came more than twice as late as the others' median (stragglers).
     pub stragglers: Vec<String>,
     pub compute_seconds: Vec<(String, f64)>,
 }
@@ -92,6 +90,9 @@ pub struct JobRun {
     ring_done: BTreeSet<String>,
     reduced: Option<Arc<Vec<f32>>>,
     reports: BTreeMap<String, Report>,
+    /// Seconds from the round's start to each member's gradient (first chunk, or the end of its
+    /// all-reduce): a worker the others wait for is late here whatever slowed it.
+    arrivals: BTreeMap<String, f64>,
     pub round_started: Instant,
     step_seconds: VecDeque<f64>,
     state_blob: Option<(u64, Arc<Vec<u8>>)>,
@@ -114,6 +115,7 @@ impl JobRun {
             ring_done: BTreeSet::new(),
             reduced: None,
             reports: BTreeMap::new(),
+            arrivals: BTreeMap::new(),
             round_started: now,
             step_seconds: VecDeque::new(),
             state_blob: None,
@@ -156,6 +158,7 @@ impl JobRun {
         self.ring_done.clear();
         self.reduced = None;
         self.reports.clear();
+        self.arrivals.clear();
         self.round_started = now;
     }
 
@@ -227,6 +230,7 @@ impl JobRun {
     /// which releases the step (PullGradients then answers with an empty sum).
     pub fn mark_reduced(&mut self, worker: &str, step: u64, round: u64) -> Result<bool, PushError> {
         self.check_current(worker, step, round)?;
+        self.arrived(worker);
         self.ring_done.insert(worker.to_string());
         if self.members.iter().all(|m| self.ring_done.contains(m)) {
             self.reduced = Some(Arc::new(Vec::new()));
@@ -239,6 +243,7 @@ impl JobRun {
     /// Coordinator strategy: one chunk of `worker`'s gradient, already decoded to f32.
     pub fn add_chunk(&mut self, worker: &str, chunk: &pb::GradientChunk, values: &[f32]) -> Result<bool, PushError> {
         self.check_current(worker, chunk.step, chunk.round)?;
+        self.arrived(worker);
         let sum = self.sum.get_or_insert_with(|| GradientSum::new(chunk.total as usize));
         sum.add_values(worker, chunk.total, chunk.offset, values)?;
         if sum.completed() == self.members.len() && self.members.iter().all(|m| sum.is_complete_for(m)) {
@@ -249,6 +254,11 @@ impl JobRun {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    fn arrived(&mut self, worker: &str) {
+        let seconds = self.round_started.elapsed().as_secs_f64();
+        self.arrivals.entry(worker.to_string()).or_insert(seconds);
     }
 
     pub fn pull(&self, step: u64, round: u64) -> Pull {
@@ -306,29 +316,20 @@ impl JobRun {
         let correct: u64 = reports.iter().map(|(_, r)| r.correct).sum();
         let first = reports.first().map(|(_, r)| r.checksum);
         let diverged = reports.iter().any(|(_, r)| Some(r.checksum) != first);
-        let mut times: Vec<f64> = reports.iter().map(|(_, r)| r.compute_seconds).collect();
-        times.sort_by(f64::total_cmp);
-        let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
-        let stragglers = if reports.len() > 1 {
-            reports
-                .iter()
-                .filter(|(_, r)| r.compute_seconds > 2.0 * median && median > 0.0)
-                .map(|(w, _)| (*w).clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let times: Vec<(String, f64)> = reports.iter().map(|(w, r)| ((*w).clone(), r.compute_seconds)).collect();
+        let arrivals: Vec<(String, f64)> =
+            self.members.iter().filter_map(|m| self.arrivals.get(m).map(|s| (m.clone(), *s))).collect();
+        let stragglers = stragglers(if arrivals.len() == self.members.len() { &arrivals } else { &times });
         StepOutcome {
             step: self.step + 1,
             loss: if samples == 0 { 0.0 } else { loss_sum / samples as f64 },
             train_accuracy: if samples == 0 { 0.0 } else { correct as f64 / samples as f64 },
             samples,
             val_accuracy: reports.iter().find_map(|(_, r)| r.val_accuracy),
-            checkpoint: reports.iter().find(|(_, r)| !r.checkpoint.is_empty()).map(|(_, r)| r.checkpoint.clone()),
             seconds: self.round_started.elapsed().as_secs_f64(),
             diverged,
             stragglers,
-            compute_seconds: reports.iter().map(|(w, r)| ((*w).clone(), r.compute_seconds)).collect(),
+            compute_seconds: times,
         }
     }
 
@@ -386,6 +387,26 @@ impl JobRun {
         let p99 = times.get(((times.len() as f64) * 0.99) as usize).or(times.last()).copied().unwrap_or(0.0);
         floor.max(Duration::from_secs_f64(p99 * factor))
     }
+}
+
+/// A straggler is also this much slower than the others' median: on millisecond steps,
+/// scheduling noise alone doubles compute times.
+pub const STRAGGLER_MIN_EXCESS_SECONDS: f64 = 0.05;
+
+/// Members whose time (gradient arrival, else compute) is more than twice the median of the
+/// other members' (the others, so that with two workers the slow one is not its own yardstick).
+pub fn stragglers(times: &[(String, f64)]) -> Vec<String> {
+    times
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, seconds))| {
+            let mut others: Vec<f64> = times.iter().enumerate().filter(|(j, _)| j != i).map(|(_, (_, s))| *s).collect();
+            others.sort_by(f64::total_cmp);
+            let median = others.get(others.len().saturating_sub(1) / 2).copied().unwrap_or(0.0);
+            median > 0.0 && *seconds > 2.0 * median && *seconds - median > STRAGGLER_MIN_EXCESS_SECONDS
+        })
+        .map(|(_, (worker, _))| worker.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -510,14 +531,26 @@ mod tests {
             run.admit(w, StateSource::Fresh, now);
         }
         let round = run.round;
-        for w in ["a", "b", "c"] {
+        for w in ["a", "b"] {
             run.add_chunk(w, &chunk(0, round, &[1.0]), &[1.0]).unwrap();
         }
+        // c's gradient comes late: the others wait for it.
+        std::thread::sleep(Duration::from_millis(120));
+        run.add_chunk("c", &chunk(0, round, &[1.0]), &[1.0]).unwrap();
         run.report("a", 1, round, Report { compute_seconds: 1.0, ..report(1) }).unwrap();
         run.report("b", 1, round, Report { compute_seconds: 1.1, ..report(1) }).unwrap();
         let outcome = run.report("c", 1, round, Report { compute_seconds: 5.0, ..report(2) }).unwrap().unwrap();
         assert!(outcome.diverged);
         assert_eq!(outcome.stragglers, vec!["c".to_string()]);
+    }
+
+    #[test]
+    fn with_two_workers_the_slow_one_is_a_straggler_and_even_speeds_are_not() {
+        let times = |a: f64, b: f64| vec![("a".to_string(), a), ("b".to_string(), b)];
+        assert_eq!(stragglers(&times(1.0, 4.0)), vec!["b".to_string()]);
+        assert!(stragglers(&times(1.0, 1.5)).is_empty());
+        assert!(stragglers(&times(0.01, 0.04)).is_empty(), "millisecond noise is not straggling");
+        assert!(stragglers(&[("a".to_string(), 9.0)]).is_empty(), "one worker has nobody to lag behind");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use facetrain_worker::data::synth::{SynthOptions, write_synthetic_dataset};
 
+pub mod chaos;
 pub mod prometheus;
+pub mod proxy;
 pub mod s3;
 
 /// Where cargo put the workspace binaries (next to the test executable's `deps/`).
@@ -38,6 +40,7 @@ pub struct Sandbox {
     /// Environment for facectl only (TLS files, token).
     pub client_env: Vec<(String, String)>,
     scheme: &'static str,
+    coordinator_url_override: Option<String>,
 }
 
 impl Sandbox {
@@ -113,6 +116,7 @@ impl Sandbox {
             worker_args: Vec::new(),
             client_env: Vec::new(),
             scheme: "http",
+            coordinator_url_override: None,
         }
     }
 
@@ -167,7 +171,7 @@ impl Sandbox {
         let mut child = Command::new(binary("facetrain-worker"))
             .args([
                 "--coordinator",
-                &self.url(),
+                &self.coordinator_url_override.clone().unwrap_or_else(|| self.url()),
                 "--name",
                 name,
                 "--metrics-listen",
@@ -196,6 +200,17 @@ impl Sandbox {
         self.worker_metrics.retain(|(n, _)| n != name);
         child.kill().expect("SIGKILL worker");
         child.wait().ok();
+    }
+
+    pub fn worker_pid(&self, name: &str) -> u32 {
+        self.workers.iter().find(|(n, _)| n == name).map(|(_, child)| child.id()).expect("known worker")
+    }
+
+    /// Adds a worker that reaches the coordinator at `url` (e.g. through a fault proxy).
+    pub fn add_worker_via(&mut self, name: &str, url: &str) {
+        let direct = self.coordinator_url_override.replace(url.to_string());
+        self.add_worker(name);
+        self.coordinator_url_override = direct;
     }
 
     pub fn facectl(&self, args: &[&str]) -> Output {

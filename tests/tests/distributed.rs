@@ -85,8 +85,8 @@ fn a_killed_worker_is_detected_and_the_job_trains_on_then_a_replacement_rejoins(
     sandbox.kill_worker("b");
     let after = sandbox
         .wait_for_job(&id, LONG, |s| !s["incidents"].as_array().unwrap().is_empty() && step(s) > step(&before) + 5);
-    let incident = &after["incidents"][0];
-    assert_eq!(incident["cause"], "worker_lost", "{after}");
+    let incident = after["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == "worker_lost");
+    let incident = incident.unwrap_or_else(|| panic!("no worker_lost incident: {after}"));
     assert_eq!(incident["resolved_by"], "automation", "{after}");
     let detected = incident["detected_unix_ms"].as_u64().unwrap();
     let resolved = incident["resolved_unix_ms"].as_u64().unwrap();
@@ -108,7 +108,8 @@ fn a_killed_worker_is_detected_and_the_job_trains_on_then_a_replacement_rejoins(
     let toil = sandbox.facectl(&["toil", &id, "--output", "json"]);
     let toil: serde_json::Value = serde_json::from_slice(&toil.stdout).unwrap();
     let ledger = &toil["ledger"];
-    assert_eq!((ledger["incidents"].as_u64(), ledger["resolved_by_automation"].as_u64()), (Some(1), Some(1)), "{toil}");
+    assert!(ledger["incidents"].as_u64() >= Some(1), "{toil}");
+    assert_eq!(ledger["incidents"], ledger["resolved_by_automation"], "{toil}");
     assert_eq!((ledger["manual_actions"].as_u64(), ledger["toil_ratio"].as_f64()), (Some(0), Some(0.0)), "{toil}");
 }
 

@@ -44,7 +44,7 @@ impl Location {
         let bad = |message: String| Error::storage(text, message);
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, key) = split_bucket(rest).ok_or_else(|| bad("expected s3://BUCKET/KEY".into()))?;
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry());
             let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"));
             if endpoint.is_ok_and(|e| e.starts_with("http://")) {
                 builder = builder.with_allow_http(true);
@@ -56,6 +56,7 @@ impl Location {
             let (bucket, key) = split_bucket(rest).ok_or_else(|| bad("expected gs://BUCKET/KEY".into()))?;
             let store = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
+                .with_retry(retry())
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
             return Ok(Self { store: Arc::new(store), root: format!("gs://{bucket}"), key: key.into() });
@@ -134,6 +135,17 @@ impl Location {
 
 /// The absolute form of `path` with `.` and `..` resolved by name (as a shell would, without
 /// following links), because object_store keys may not contain them.
+/// Retries for cloud stores, bounded well below the default 3 minutes: a checkpoint upload that
+/// cannot finish in this time is reported failed (the storage incident opens) and the next one
+/// tries again, rather than one upload hanging on through a long outage.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 5,
+        retry_timeout: std::time::Duration::from_secs(15),
+        ..Default::default()
+    }
+}
+
 fn lexical_absolute(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
     use std::path::Component;
     let mut out = std::path::PathBuf::new();

@@ -160,7 +160,13 @@ impl WorkerService for WorkerApi {
     async fn report_failure(&self, request: Request<pb::FailureReport>) -> Result<Response<pb::FailureAck>, Status> {
         observed(&self.coordinator.metrics, "ReportFailure", true, async move {
             let report = request.into_inner();
-            self.coordinator.fail_job(&report.job_id, format!("worker {}: {}", report.worker_id, report.message))?;
+            if report.unreadable_checkpoint.is_empty() {
+                self.coordinator
+                    .fail_job(&report.job_id, format!("worker {}: {}", report.worker_id, report.message))?;
+            } else {
+                let (worker, job) = (&report.worker_id, &report.job_id);
+                self.coordinator.reject_checkpoint(worker, job, &report.unreadable_checkpoint, &report.message);
+            }
             Ok(Response::new(pb::FailureAck {}))
         })
         .await

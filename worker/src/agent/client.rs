@@ -170,9 +170,20 @@ impl CoordinatorClient {
         Ok(())
     }
 
-    pub async fn report_failure(&self, worker: &str, job: &str, message: &str) -> Result<(), Status> {
-        let report =
-            pb::FailureReport { worker_id: worker.to_string(), job_id: job.to_string(), message: message.to_string() };
+    /// `unreadable_checkpoint`: the checkpoint this worker could not load (empty otherwise).
+    pub async fn report_failure(
+        &self,
+        worker: &str,
+        job: &str,
+        message: &str,
+        unreadable_checkpoint: &str,
+    ) -> Result<(), Status> {
+        let report = pb::FailureReport {
+            worker_id: worker.to_string(),
+            job_id: job.to_string(),
+            message: message.to_string(),
+            unreadable_checkpoint: unreadable_checkpoint.to_string(),
+        };
         self.inner.clone().report_failure(unary(report)).await?;
         Ok(())
     }

@@ -7,6 +7,7 @@ mod metrics;
 pub mod ring;
 mod security;
 mod session;
+mod upload;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,7 +123,12 @@ async fn serve_tasks(
                     Err(StepError::JobFailed(reason)) => {
                         warn!(job = %job_id, reason, "cannot run this job");
                         *session = None;
-                        client.report_failure(worker, &job_id, &reason).await?;
+                        client.report_failure(worker, &job_id, &reason, "").await?;
+                    }
+                    Err(StepError::UnreadableCheckpoint { location, reason }) => {
+                        warn!(job = %job_id, location, reason, "checkpoint unreadable; the coordinator picks an older one");
+                        *session = None;
+                        client.report_failure(worker, &job_id, &reason, &location).await?;
                     }
                     Err(StepError::Coordinator(status)) => return Err(status.into()),
                 }

@@ -13,8 +13,9 @@ use tonic::{Code, Status};
 use super::client::CoordinatorClient;
 use super::metrics::WorkerMetrics;
 use super::ring::Ring;
+use super::upload::{UploadNews, Uploader};
 use crate::backend::training_device;
-use crate::checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, read_checkpoint};
+use crate::checkpoint::{Checkpoint, CheckpointMeta, read_checkpoint};
 use crate::data::batch::build_batch;
 use crate::data::dataset::Dataset;
 use crate::data::shard::{ShardPlan, share};
@@ -34,6 +35,8 @@ pub enum StepError {
     JobFailed(String),
     /// The coordinator is gone or forgot us: reconnect.
     Coordinator(Status),
+    /// The checkpoint this worker was told to load is corrupt: the coordinator falls back.
+    UnreadableCheckpoint { location: String, reason: String },
 }
 
 impl From<Status> for StepError {
@@ -52,17 +55,17 @@ pub struct JobSession {
     validate: Arc<Dataset>,
     /// `None` until state is loaded (and while a step runs on the training thread).
     trainer: Option<Trainer>,
+    uploads: Uploader,
 }
 
 struct StepResult {
     stats: crate::train::trainer::StepStats,
     timings: crate::train::trainer::StepTimings,
     reduce_bytes: u64,
-    checkpoint_seconds: f64,
-    checkpoint_failed: bool,
     checksum: u32,
     val_accuracy: Option<f64>,
-    checkpoint: String,
+    /// A checkpoint due at this step, to upload in the background.
+    checkpoint: Option<Checkpoint>,
     state: Option<Vec<u8>>,
     data_seconds: f64,
     compute_seconds: f64,
@@ -79,6 +82,7 @@ impl JobSession {
             train: Arc::new(train),
             validate: Arc::new(validate),
             trainer: None,
+            uploads: Uploader::default(),
         })
     }
 
@@ -107,6 +111,7 @@ impl JobSession {
         if let Some(state) = result.state {
             client.push_state(worker, &task.job_id, task.step + 1, state).await?;
         }
+        let upload = session.checkpoint(result.checkpoint, task.step + 1).await;
         client
             .report_step(pb::StepReport {
                 worker_id: worker.to_string(),
@@ -118,15 +123,33 @@ impl JobSession {
                 samples: result.stats.count as u64,
                 parameter_checksum: result.checksum,
                 val_accuracy: result.val_accuracy,
-                checkpoint: result.checkpoint,
+                checkpoint: upload.as_ref().and_then(|u| u.result.clone().ok()).unwrap_or_default(),
                 compute_seconds: result.compute_seconds,
                 reduce_seconds: result.reduce_seconds,
                 data_seconds: result.data_seconds,
-                checkpoint_seconds: result.checkpoint_seconds,
-                checkpoint_failed: result.checkpoint_failed,
+                checkpoint_seconds: upload.as_ref().map_or(0.0, |u| u.seconds),
+                checkpoint_failed: upload.as_ref().is_some_and(|u| u.result.is_err()),
+                checkpoint_step: upload.as_ref().map_or(0, |u| u.step),
+                checkpoint_error: upload.and_then(|u| u.result.err()).unwrap_or_default(),
             })
             .await?;
         Ok(())
+    }
+
+    /// Starts uploading a due checkpoint and collects a finished upload for the report. The
+    /// job's last step waits for its checkpoint, so a finished job always has its final one.
+    async fn checkpoint(&mut self, due: Option<Checkpoint>, step: u64) -> Option<UploadNews> {
+        let last = step >= self.spec.training.max_steps;
+        let mut news = self.uploads.finished(last && due.is_some()).await;
+        if let Some(checkpoint) = due
+            && !self.uploads.start(checkpoint, &self.spec.checkpoint.dir, self.spec.checkpoint.keep)
+        {
+            tracing::info!(step, "checkpoint skipped: the previous upload is still running");
+        }
+        if last {
+            news = self.uploads.finished(true).await.or(news);
+        }
+        news
     }
 
     async fn ensure_state(
@@ -143,11 +166,16 @@ impl JobSession {
             pb::StateSource::Keep | pb::StateSource::Unspecified => None,
             pb::StateSource::Fresh => Some(Trainer::new(arch, &self.spec.training, device)),
             pb::StateSource::Checkpoint => {
-                let (location, checkpoint) =
-                    read_checkpoint(&task.checkpoint).await.map_err(|e| StepError::JobFailed(e.to_string()))?;
+                let unreadable =
+                    |reason: String| StepError::UnreadableCheckpoint { location: task.checkpoint.clone(), reason };
+                let (location, checkpoint) = read_checkpoint(&task.checkpoint).await.map_err(|e| match e {
+                    // The store may come back: redo the step (the load deadline bounds this).
+                    Error::Storage { .. } => StepError::Abandoned(e.to_string()),
+                    other => unreadable(other.to_string()),
+                })?;
                 Some(
                     Trainer::from_checkpoint(&checkpoint, &location.to_string(), device)
-                        .map_err(|e| StepError::JobFailed(e.to_string()))?,
+                        .map_err(|e| unreadable(e.to_string()))?,
                 )
             }
             pb::StateSource::Peer => {
@@ -251,35 +279,14 @@ fn step_on_thread(
     } else {
         None
     };
-    let mut checkpoint = String::new();
-    let mut checkpoint_failed = false;
-    let checkpoint_started = Instant::now();
-    if task.write_checkpoint
-        && let Some(state) = &state
-    {
-        // A failed write does not stop training: the previous checkpoint stays the latest, the
-        // coordinator counts the failure and the checkpoint alert fires if it keeps failing.
-        let saved = CheckpointStore::new(&spec.checkpoint.dir, spec.checkpoint.keep)
-            .and_then(|store| exchange.handle.block_on(store.save(state)));
-        match saved {
-            Ok(location) => checkpoint = location.to_string(),
-            Err(e) => {
-                tracing::warn!(error = %e, step = trainer.step, "checkpoint write failed");
-                checkpoint_failed = true;
-            }
-        }
-    }
-    let checkpoint_seconds = checkpoint_started.elapsed().as_secs_f64();
     Ok(StepResult {
         stats,
         timings: trainer.last_timings,
         reduce_bytes: exchange.bytes,
-        checkpoint_seconds,
-        checkpoint_failed,
         checksum: params::checksum(&trainer.parameters()),
         val_accuracy,
-        checkpoint,
-        state: state.filter(|_| task.push_state).map(|s| s.encode()),
+        state: state.as_ref().filter(|_| task.push_state).map(|s| s.encode()),
+        checkpoint: state.filter(|_| task.write_checkpoint),
         data_seconds,
         compute_seconds,
         reduce_seconds: exchange.seconds,

@@ -10,6 +10,9 @@ use crate::job::OnBadRow;
 /// Bounds that stop a hostile or mistaken CSV from exhausting memory.
 pub const MAX_ROWS: usize = 5_000_000;
 pub const MAX_LINE_BYTES: usize = 4096;
+/// Labels index the class names and the model's output layer, so a mistyped label (`10^12`)
+/// must be a bad row rather than a class count that allocates terabytes.
+pub const MAX_CLASSES: usize = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
@@ -35,6 +38,10 @@ pub struct ParsedCsv {
 
 /// Parses the CSV text. `num_classes`, when known, bounds the labels.
 pub fn parse_rows(file: &str, text: &str, num_classes: Option<usize>, on_bad_row: OnBadRow) -> Result<ParsedCsv> {
+    if let Some(n) = num_classes.filter(|&n| n > MAX_CLASSES) {
+        let message = format!("num_classes = {n} is more than the {MAX_CLASSES} classes a dataset may have");
+        return Err(Error::BadDataset { file: file.into(), message });
+    }
     let mut parsed = ParsedCsv::default();
     // label -> (name, first line), to catch a label used for two people.
     let mut names_by_label: BTreeMap<usize, (String, usize)> = BTreeMap::new();
@@ -98,6 +105,11 @@ fn parse_row(line: usize, raw: &str, num_classes: Option<usize>) -> std::result:
         && label >= n
     {
         return Err(err(format!("label {label} out of range: expected 0..{n} (num_classes = {n})")));
+    }
+    if label >= MAX_CLASSES {
+        return Err(err(format!(
+            "label {label} too large: expected 0..{MAX_CLASSES} (the most classes a dataset may have)"
+        )));
     }
     Ok(Row { line, path: path.clone(), name: name.clone(), label })
 }
@@ -200,6 +212,8 @@ mod tests {
         assert_eq!(err, "t.csv:2: label 0 is `Bob` here but `Ann` on line 1");
         let err = parse("a.jpg,Ann,0\nb.jpg,Ann,1\n").unwrap_err().to_string();
         assert_eq!(err, "t.csv:2: `Ann` has label 1 here but 0 on line 1");
+        let err = parse("a.jpg,Ann,1000000\n").unwrap_err().to_string();
+        assert!(err.starts_with("t.csv:1: label 1000000 too large"), "{err}");
     }
 
     #[test]

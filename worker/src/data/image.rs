@@ -3,10 +3,12 @@
 use std::io::Cursor;
 
 use image::imageops::FilterType;
-use image::{ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits};
 
 /// Refuse images larger than this on either side before decoding them (decompression bombs).
 pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// Refuse images whose decoded pixels would take more than this (an 8192x8192 RGB8 fits).
+pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
 
 /// An RGB image, `side x side`, row-major HWC bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,16 +32,37 @@ pub fn decode_rgb(bytes: &[u8], side: usize) -> Result<(RgbImage, Decoded), Stri
         return Err("not a JPEG or PNG image (unrecognised file signature)".into());
     }
     let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(256 * 1024 * 1024);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
     reader.limits(limits);
-    let decoded = reader.decode().map_err(|e| format!("corrupt or undecodable image: {e}"))?;
+    // The header alone gives the size: check it before a single pixel is allocated.
+    let decoder = reader.into_decoder().map_err(undecodable)?;
+    let (width, height) = decoder.dimensions();
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+        return Err(format!("image is {width}x{height} pixels: more than the limit of {MAX_IMAGE_SIDE} on a side"));
+    }
+    if decoder.total_bytes() > MAX_DECODED_BYTES {
+        return Err(format!(
+            "image is {width}x{height} pixels of {:?}: decoding needs more than the limit of {} MiB",
+            decoder.color_type(),
+            MAX_DECODED_BYTES >> 20
+        ));
+    }
+    let decoded = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
     let rgb = decoded.into_rgb8();
     let target = side as u32;
     let resized = rgb.width() != target || rgb.height() != target;
     let rgb = if resized { image::imageops::resize(&rgb, target, target, FilterType::Triangle) } else { rgb };
     Ok((RgbImage { side, pixels: rgb.into_raw() }, Decoded { resized }))
+}
+
+fn undecodable(error: ImageError) -> String {
+    match error {
+        ImageError::Limits(_) => format!(
+            "image too large to decode ({error}): the limits are {MAX_IMAGE_SIDE} pixels on a side and {} MiB",
+            MAX_DECODED_BYTES >> 20
+        ),
+        _ => format!("corrupt or undecodable image: {error}"),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""Prints the chaos suite's scenario table from the JSON lines the tests append."""
+import json
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+header = ("scenario", "detect (ms)", "recover (ms)", "samples lost", "manual actions")
+cells = [header] + [
+    (r["scenario"], str(r["detect_ms"] or "-"), str(r["recover_ms"] or "-"), str(r["samples_lost"]), str(r["manual_actions"]))
+    for r in rows
+]
+widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+for i, row in enumerate(cells):
+    print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |")
+    if i == 0:
+        print("|" + "|".join("-" * (width + 2) for width in widths) + "|")

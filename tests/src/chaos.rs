@@ -1,0 +1,138 @@
+//! Chaos helpers: signals to real processes (freeze, throttle), the assertions every scenario
+//! shares, and the scenario table `make chaos` prints.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::{Sandbox, scrape};
+
+/// Sends a signal (`STOP`, `CONT`, `KILL`) with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid} failed");
+}
+
+/// Slows a process down as a throttled CPU or a noisy neighbour would: stopped `stopped` out of
+/// every `period`, until the returned guard is dropped.
+pub struct Throttle {
+    running: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Throttle {
+    pub fn start(pid: u32, stopped: Duration, period: Duration) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        let thread = std::thread::spawn(move || {
+            while flag.load(Ordering::SeqCst) {
+                signal(pid, "STOP");
+                std::thread::sleep(stopped);
+                signal(pid, "CONT");
+                std::thread::sleep(period.saturating_sub(stopped));
+            }
+        });
+        Self { running, thread: Some(thread) }
+    }
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One scenario's figures, for the table.
+#[derive(Debug)]
+pub struct Outcome {
+    pub scenario: &'static str,
+    pub detect_ms: Option<u64>,
+    pub recover_ms: Option<u64>,
+    pub samples_lost: i64,
+    pub manual_actions: u64,
+}
+
+/// The assertions every scenario shares: the job succeeded with every step done once, each
+/// global batch consumed exactly once (the data cursor is steps x batch), validation accuracy
+/// in the band, each expected incident recorded and resolved by automation, visible in
+/// /metrics and in the toil ledger, and no manual action.
+pub fn assert_recovered(
+    sandbox: &Sandbox,
+    job: &str,
+    done: &serde_json::Value,
+    (max_steps, batch): (u64, u64),
+    causes: &[&str],
+) -> (u64, i64) {
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", sandbox.log("coordinator.log"));
+    assert_eq!(done["step"].as_u64(), Some(max_steps), "{done}");
+    let cursor = done["cursor"].as_u64().unwrap_or(0) as i64;
+    let samples_lost = (max_steps * batch) as i64 - cursor;
+    assert_eq!(samples_lost, 0, "the epoch accounting lost or repeated samples: {done}");
+    let accuracy = done["val_accuracy"].as_f64().unwrap_or(0.0);
+    assert!(accuracy >= ACCURACY_FLOOR, "validation accuracy {accuracy} below {ACCURACY_FLOOR}: {done}");
+    let incidents = done["incidents"].as_array().unwrap();
+    for cause in causes {
+        assert!(incidents.iter().any(|i| i["cause"] == *cause), "no {cause} incident: {done}");
+    }
+    for incident in incidents {
+        assert_eq!(incident["resolved_by"], "automation", "{incident}");
+    }
+    let metrics = scrape(&sandbox.metrics_address);
+    for cause in causes {
+        let labels = [format!("cause=\"{cause}\""), "resolved_by=\"automation\"".to_string()];
+        let counted = metrics
+            .lines()
+            .any(|l| l.starts_with("facetrain_incidents_total{") && labels.iter().all(|label| l.contains(label)));
+        assert!(
+            counted,
+            "facetrain_incidents_total{{cause=\"{cause}\",resolved_by=\"automation\"}} missing from /metrics"
+        );
+    }
+    let toil = sandbox.facectl(&["toil", job, "--output", "json"]);
+    let toil: serde_json::Value = serde_json::from_slice(&toil.stdout).expect("toil JSON");
+    let ledger = &toil["ledger"];
+    assert_eq!(ledger["incidents"].as_u64(), Some(incidents.len() as u64), "{toil}");
+    assert_eq!(ledger["resolved_by_automation"].as_u64(), Some(incidents.len() as u64), "{toil}");
+    assert_eq!(ledger["manual_actions"].as_u64(), Some(0), "{toil}");
+    (0, samples_lost)
+}
+
+/// Chance is 0.2 on five classes; the small model reaches well above this in the steps run.
+pub const ACCURACY_FLOOR: f64 = 0.5;
+
+/// Detection and recovery of the first incident with `cause`, from when the fault was injected.
+pub fn timings(done: &serde_json::Value, cause: &str, injected_unix_ms: u64) -> (u64, u64) {
+    let incident = done["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == cause).cloned();
+    let incident = incident.unwrap_or_else(|| panic!("no {cause} incident: {done}"));
+    let detected = incident["detected_unix_ms"].as_u64().unwrap();
+    let resolved = incident["resolved_unix_ms"].as_u64().unwrap();
+    (detected.saturating_sub(injected_unix_ms), resolved.saturating_sub(detected))
+}
+
+/// Prints the scenario's row and appends it to `$FACETRAIN_CHAOS_REPORT` (JSON lines) when set.
+pub fn report(outcome: &Outcome) {
+    let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    eprintln!(
+        "CHAOS {} detect_ms={} recover_ms={} samples_lost={} manual_actions={}",
+        outcome.scenario,
+        ms(outcome.detect_ms),
+        ms(outcome.recover_ms),
+        outcome.samples_lost,
+        outcome.manual_actions
+    );
+    if let Ok(path) = std::env::var("FACETRAIN_CHAOS_REPORT") {
+        use std::io::Write;
+        let line = serde_json::json!({
+            "scenario": outcome.scenario,
+            "detect_ms": outcome.detect_ms,
+            "recover_ms": outcome.recover_ms,
+            "samples_lost": outcome.samples_lost,
+            "manual_actions": outcome.manual_actions,
+        });
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("chaos report");
+        writeln!(file, "{line}").expect("write chaos report");
+    }
+}
