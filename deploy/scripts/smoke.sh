@@ -5,7 +5,8 @@
 #   2. coordinator and worker-0 /metrics answer and export facetrain_* series (a worker's only
 #      other endpoint is its ring all-reduce peer port 7071, which only other workers may reach)
 # Needs kubectl and curl; for (1) grpc_health_probe or grpcurl locally, else it runs the
-# grpc_health_probe shipped in the coordinator image inside the pod.
+# grpc_health_probe shipped in the coordinator image inside the pod. The port speaks TLS; the smoke
+# check only asks whether it serves (certificate checks are the tests' business), so it does not verify.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -39,13 +40,13 @@ forward pod/facetrain-worker-0 19465:9465
 for service in facetrain.v1.JobService facetrain.v1.WorkerService; do
   log "gRPC health of $service"
   if command -v grpc_health_probe >/dev/null 2>&1; then
-    grpc_health_probe -addr=127.0.0.1:17070 -service="$service"
+    grpc_health_probe -addr=127.0.0.1:17070 -tls -tls-no-verify -service="$service"
   elif command -v grpcurl >/dev/null 2>&1; then
-    grpcurl -plaintext -d "{\"service\":\"$service\"}" 127.0.0.1:17070 grpc.health.v1.Health/Check |
+    grpcurl -insecure -d "{\"service\":\"$service\"}" 127.0.0.1:17070 grpc.health.v1.Health/Check |
       grep -q '"SERVING"' || die "$service is not SERVING"
   else
     warn "no grpc_health_probe/grpcurl here: checking from inside the coordinator pod instead"
-    "${kube[@]}" exec facetrain-coordinator-0 -- grpc_health_probe -addr=127.0.0.1:7070 -service="$service"
+    "${kube[@]}" exec facetrain-coordinator-0 -- grpc_health_probe -addr=127.0.0.1:7070 -tls -tls-no-verify -service="$service"
   fi
   ok "coordinator gRPC health of $service: SERVING"
 done
