@@ -3,10 +3,14 @@
 import json
 import sys
 
+def cell(value):
+    return "-" if value is None else str(value)
+
+
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 header = ("scenario", "detect (ms)", "recover (ms)", "samples lost", "manual actions")
 cells = [header] + [
-    (r["scenario"], str(r["detect_ms"] or "-"), str(r["recover_ms"] or "-"), str(r["samples_lost"]), str(r["manual_actions"]))
+    (r["scenario"], cell(r["detect_ms"]), cell(r["recover_ms"]), str(r["samples_lost"]), str(r["manual_actions"]))
     for r in rows
 ]
 widths = [max(len(row[i]) for row in cells) for i in range(len(header))]

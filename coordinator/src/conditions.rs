@@ -1,5 +1,5 @@
 //! Incidents that last while a condition holds (a straggling worker, checkpoint storage that
-//! refuses writes), closed by the condition's own signal rather than by the next completed
+//! refuses writes, a job store that cannot be written), closed by the condition's own signal rather than by the next completed
 //! step, as worker losses are.
 
 use std::collections::{HashMap, HashSet};
@@ -8,6 +8,8 @@ use std::collections::{HashMap, HashSet};
 pub enum Condition {
     Straggler(String),
     CheckpointStorage,
+    /// The job's record could not be saved (a full disk): progress lives in memory until it can.
+    JobStore,
 }
 
 impl Condition {
@@ -15,6 +17,7 @@ impl Condition {
         match self {
             Self::Straggler(_) => "straggler",
             Self::CheckpointStorage => "checkpoint_storage",
+            Self::JobStore => "job_store",
         }
     }
 }

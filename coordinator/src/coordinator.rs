@@ -2,7 +2,7 @@
 //! running job's [`JobRun`]. Services call in here; waiting is done on a version counter that
 //! every change bumps, so a waiter never misses a change between checking and sleeping.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -68,6 +68,8 @@ struct State {
     /// Incidents open while their condition lasts: (job, index, condition).
     conditions: Vec<(String, usize, Condition)>,
     stragglers: StragglerTracker,
+    /// Jobs whose latest change is not in the store yet (it refused the write).
+    unsaved: BTreeSet<String>,
 }
 
 pub struct Coordinator {
@@ -95,6 +97,7 @@ impl Coordinator {
     pub fn open(store: JobStore, timing: Timing, metrics: Arc<CoordinatorMetrics>) -> Result<Shared, StoreError> {
         let mut jobs = BTreeMap::new();
         let mut open_incidents = Vec::new();
+        let mut unsaved = BTreeSet::new();
         for mut job in store.all()? {
             if job.state == JobState::Running {
                 let rewind = job.latest_checkpoint.as_ref().map_or(0, |c| c.step);
@@ -111,7 +114,10 @@ impl Coordinator {
                 open_incidents.push((job.id.clone(), job.incidents.len() - 1));
                 job.state = JobState::Queued;
                 job.message = "resuming after a coordinator restart".into();
-                store.put(&job)?;
+                if let Err(e) = store.put(&job) {
+                    warn!(job = %job.id, error = %e, "job store write failed; will retry");
+                    unsaved.insert(job.id.clone());
+                }
                 info!(job = %job.id, step = job.step, rewind, "job will resume after restart");
             }
             jobs.insert(job.id.clone(), job);
@@ -127,6 +133,7 @@ impl Coordinator {
             running_since: None,
             conditions: Vec::new(),
             stragglers: StragglerTracker::default(),
+            unsaved,
         };
         Ok(Arc::new(Self {
             state: Mutex::new(state),
@@ -155,8 +162,39 @@ impl Coordinator {
         self.changes.subscribe()
     }
 
+    /// Saves a new job; refused when the store cannot take it (nothing was accepted).
     fn persist(&self, job: &JobRecord) -> Result<(), tonic::Status> {
         self.store.put(job).map_err(store_error)
+    }
+
+    /// Saves a job's progress. A store that refuses (a full disk) must not stop training: the
+    /// change stays in memory, a `job_store` incident opens, and [`Self::supervise`] retries.
+    fn persist_or_defer(&self, state: &mut State, job_id: &str) {
+        let Some(job) = state.jobs.get(job_id).cloned() else { return };
+        match self.store.put(&job) {
+            Ok(()) => {
+                state.unsaved.remove(job_id);
+            }
+            Err(e) => {
+                if state.unsaved.insert(job_id.to_string()) {
+                    warn!(job = %job_id, error = %e, "job store write failed; keeping the job in memory and retrying");
+                }
+                self.open_condition(state, job_id, Condition::JobStore, e.to_string());
+            }
+        }
+    }
+
+    /// Retries the saves the store refused; closes the incident once a job is saved.
+    fn retry_unsaved(&self, state: &mut State) {
+        for job_id in state.unsaved.clone() {
+            let Some(job) = state.jobs.get(&job_id).cloned() else { continue };
+            if self.store.put(&job).is_err() {
+                return; // still refused: try again on the next tick
+            }
+            state.unsaved.remove(&job_id);
+            self.close_condition(state, &job_id, &Condition::JobStore);
+            self.persist_or_defer(state, &job_id); // with the incident closed
+        }
     }
 
     // ---- jobs ----
@@ -244,8 +282,8 @@ impl Coordinator {
         job.message = message;
         job.finished_unix_ms = now_unix_ms();
         info!(job = %id, state = to.name(), step = job.step, "job finished");
-        let job = job.clone();
-        self.persist(&job)
+        self.persist_or_defer(state, id);
+        Ok(())
     }
 
     // ---- workers ----
@@ -401,8 +439,7 @@ impl Coordinator {
         if record.started_unix_ms == 0 {
             record.started_unix_ms = now_unix_ms();
         }
-        let record = record.clone();
-        self.persist(&record)?;
+        self.persist_or_defer(state, &job.id);
         info!(job = %job.id, step, workers = state.workers.len(), "job started");
         self.fill_members(state);
         Ok(())
@@ -432,6 +469,9 @@ impl Coordinator {
                 let detail = format!("no gradient within the {:.1} s step deadline", deadline.as_secs_f64());
                 self.lose_worker(&mut state, &worker, "stalled_step", &detail);
             }
+        }
+        if !state.unsaved.is_empty() {
+            self.retry_unsaved(&mut state);
         }
         if let Err(e) = self.maybe_start(&mut state) {
             warn!(error = %e, "cannot start a queued job");
@@ -676,8 +716,7 @@ impl Coordinator {
             job.val_accuracy = outcome.val_accuracy;
         }
         debug_assert_eq!(cursor, step * batch);
-        let job = job.clone();
-        self.persist(&job)?;
+        self.persist_or_defer(state, &job_id);
         if outcome.diverged {
             self.finish(
                 state,

@@ -1,8 +1,11 @@
 //! The embedded job store: one redb file (crash-safe, copy-on-write B-trees with atomic
 //! commits) on a persistent volume, so jobs, their progress and their incidents survive a
-//! coordinator restart.
+//! coordinator restart. After an I/O error (a full disk) redb refuses every later call until the
+//! file is reopened, so a failed call drops the handle and the next call reopens it: once space is
+//! back, writes work again without a restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
@@ -18,7 +21,8 @@ pub struct StoreError {
 }
 
 pub struct JobStore {
-    db: Database,
+    db: Mutex<Option<Database>>,
+    file: PathBuf,
     path: String,
 }
 
@@ -33,7 +37,21 @@ impl JobStore {
         let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
         txn.open_table(JOBS).map_err(|e| fail(e.to_string()))?;
         txn.commit().map_err(|e| fail(e.to_string()))?;
-        Ok(Self { db, path: display })
+        Ok(Self { db: Mutex::new(Some(db)), file: path.to_path_buf(), path: display })
+    }
+
+    /// Runs `operation` on the open database (reopening it first if an error closed it); an
+    /// error closes it so the next call starts from a fresh handle.
+    fn with_db<T>(&self, operation: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut slot: MutexGuard<'_, Option<Database>> = self.db.lock().expect("job store lock");
+        if slot.is_none() {
+            *slot = Some(Database::create(&self.file).map_err(|e| self.fail(format!("cannot reopen: {e}")))?);
+        }
+        let result = operation(slot.as_ref().expect("just opened"));
+        if result.is_err() {
+            *slot = None;
+        }
+        result
     }
 
     fn fail(&self, message: impl std::fmt::Display) -> StoreError {
@@ -42,24 +60,29 @@ impl JobStore {
 
     pub fn put(&self, job: &JobRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(job).expect("job records serialise");
-        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
-        {
-            let mut table = txn.open_table(JOBS).map_err(|e| self.fail(e))?;
-            table.insert(job.id.as_str(), bytes.as_slice()).map_err(|e| self.fail(e))?;
-        }
-        txn.commit().map_err(|e| self.fail(format!("commit failed: {e}")))
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| self.fail(e))?;
+            {
+                let mut table = txn.open_table(JOBS).map_err(|e| self.fail(e))?;
+                table.insert(job.id.as_str(), bytes.as_slice()).map_err(|e| self.fail(e))?;
+            }
+            txn.commit().map_err(|e| self.fail(format!("commit failed: {e}")))
+        })
     }
 
     pub fn all(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let table = txn.open_table(JOBS).map_err(|e| self.fail(e))?;
-        let mut jobs = Vec::new();
-        for entry in table.range::<&str>(..).map_err(|e| self.fail(e))? {
-            let (key, value) = entry.map_err(|e| self.fail(e))?;
-            let job: JobRecord = serde_json::from_slice(value.value())
-                .map_err(|e| self.fail(format!("job {} unreadable: {e}", key.value())))?;
-            jobs.push(job);
-        }
+        let mut jobs = self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| self.fail(e))?;
+            let table = txn.open_table(JOBS).map_err(|e| self.fail(e))?;
+            let mut jobs = Vec::new();
+            for entry in table.range::<&str>(..).map_err(|e| self.fail(e))? {
+                let (key, value) = entry.map_err(|e| self.fail(e))?;
+                let job: JobRecord = serde_json::from_slice(value.value())
+                    .map_err(|e| self.fail(format!("job {} unreadable: {e}", key.value())))?;
+                jobs.push(job);
+            }
+            Ok(jobs)
+        })?;
         jobs.sort_by_key(|j| j.created_unix_ms);
         Ok(jobs)
     }

@@ -136,3 +136,42 @@ pub fn report(outcome: &Outcome) {
         writeln!(file, "{line}").expect("write chaos report");
     }
 }
+
+/// A small tmpfs (root only), unmounted on drop: a disk that can really fill up.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
+        }
+        Ok(Self { dir })
+    }
+
+    /// Writes `name` until the file system is full; returns the bytes written.
+    pub fn fill(&self, name: &str) -> u64 {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.dir.path().join(name)).expect("create filler");
+        let chunk = vec![0u8; 16 * 1024];
+        let mut written = 0;
+        while file.write_all(&chunk).is_ok() {
+            written += chunk.len() as u64;
+        }
+        let _ = file.flush();
+        written
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}

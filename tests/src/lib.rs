@@ -41,6 +41,8 @@ pub struct Sandbox {
     pub client_env: Vec<(String, String)>,
     scheme: &'static str,
     coordinator_url_override: Option<String>,
+    /// The coordinator's job store file (default: `store/jobs.redb` in `dir`).
+    store: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -89,6 +91,14 @@ impl Sandbox {
         sandbox
     }
 
+    /// As [`Sandbox::start`], with the job store at `store` (e.g. on a small tmpfs).
+    pub fn start_with_store(store: PathBuf) -> Self {
+        let mut sandbox = Self::unstarted(Vec::new());
+        sandbox.store = Some(store);
+        sandbox.start_coordinator("127.0.0.1:0");
+        sandbox
+    }
+
     /// Where [`Sandbox::start_secure`] keeps its certificates and token.
     pub fn certs(&self) -> PathBuf {
         self.dir.path().join("certs")
@@ -117,6 +127,7 @@ impl Sandbox {
             client_env: Vec::new(),
             scheme: "http",
             coordinator_url_override: None,
+            store: None,
         }
     }
 
@@ -125,7 +136,7 @@ impl Sandbox {
     }
 
     fn start_coordinator(&mut self, listen: &str) {
-        let store = self.dir.path().join("store/jobs.redb");
+        let store = self.store.clone().unwrap_or_else(|| self.dir.path().join("store/jobs.redb"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use facetrain_tests::chaos::{Outcome, Throttle, assert_recovered, report, signal, timings};
+use facetrain_tests::chaos::{Outcome, Throttle, Tmpfs, assert_recovered, report, signal, timings};
 use facetrain_tests::proxy::Proxy;
 use facetrain_tests::s3::S3Server;
 use facetrain_tests::{Sandbox, small_dataset, small_job, unix_ms};
@@ -314,6 +314,77 @@ fn soak_with_seeded_random_kills() {
         scenario: "soak: seeded random kills",
         detect_ms: None,
         recover_ms: None,
+        samples_lost: lost,
+        manual_actions: 0,
+    });
+}
+
+/// The job store's disk fills up mid-job (a 3 MiB tmpfs, filled to the last byte): a submission
+/// that needs space is refused with the reason, the running job trains on with its progress in
+/// memory (a `job_store` incident), and once space is back every change reaches the store
+/// without a restart, so a coordinator killed afterwards comes back with the job as it was.
+#[test]
+fn the_job_store_disk_fills_up_mid_job() {
+    // Needs root for the tmpfs; FACETRAIN_CHAOS_NO_MOUNT=1 skips it where that is impossible.
+    let disk = match Tmpfs::mount("3m") {
+        Ok(disk) => disk,
+        Err(e) if std::env::var("FACETRAIN_CHAOS_NO_MOUNT").is_ok() => {
+            eprintln!("skipped: cannot mount a tmpfs: {e}");
+            return;
+        }
+        Err(e) => panic!("cannot mount a tmpfs ({e}): run as root, or set FACETRAIN_CHAOS_NO_MOUNT=1 to skip"),
+    };
+    let mut sandbox = Sandbox::start_with_store(disk.dir.path().join("jobs.redb"));
+    let data = small_dataset(sandbox.dir.path());
+    let max_steps = 300;
+    let job = small_job(sandbox.dir.path(), "disk", &data, 2, max_steps, "");
+    sandbox.add_worker("w0");
+    sandbox.add_worker("w1");
+    let id = sandbox.submit(&job);
+    sandbox.wait_for_job(&id, LONG, |s| step(s) >= 20);
+    let injected = unix_ms();
+    disk.fill("filler");
+    // redb reuses the pages it owns, so a few small submissions may still fit; sooner or later
+    // one needs new space and is refused with the reason (tiny probe jobs, run after the main one).
+    let probe = small_job(sandbox.dir.path(), "probe", &data, 1, 2, "");
+    let refusal = (0..50).find_map(|_| {
+        let output = sandbox.facectl(&["submit", probe.to_str().unwrap()]);
+        (!output.status.success()).then(|| String::from_utf8_lossy(&output.stderr).to_string())
+    });
+    let refusal = refusal.expect("50 submissions fit on a full disk");
+    assert!(refusal.contains("No space left on device"), "{refusal}");
+    let refused_at = unix_ms();
+    // The running job's own writes may fit in pages the store owns, or fail (then its progress
+    // stays in memory under a `job_store` incident); either way it must train on.
+    let before = step(&sandbox.status(&id));
+    let trained = sandbox.wait_for_job(&id, LONG, |s| step(s) >= before + 20 || facetrain_tests::is_terminal(s));
+    assert!(
+        step(&trained) >= before + 20 || trained["state"] == "succeeded",
+        "training stopped on a full disk: {trained}"
+    );
+    std::fs::remove_file(disk.dir.path().join("filler")).unwrap();
+    let freed = Instant::now();
+    // Space is back: the store takes writes again without a coordinator restart.
+    let accepted = (0..100).any(|_| {
+        let ok = sandbox.facectl(&["submit", probe.to_str().unwrap()]).status.success();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(accepted, "the store still refuses writes after space came back");
+    let recover = freed.elapsed().as_millis() as u64;
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    let (_, lost) = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &[]);
+    // Durable again: a coordinator killed now comes back with the finished job as it was.
+    std::thread::sleep(Duration::from_millis(500));
+    sandbox.restart_coordinator();
+    let after = sandbox.status(&id);
+    assert_eq!((after["state"].clone(), step(&after)), (done["state"].clone(), max_steps), "{after}");
+    report(&Outcome {
+        scenario: "job store disk full (tmpfs), then freed",
+        detect_ms: Some(refused_at - injected),
+        recover_ms: Some(recover),
         samples_lost: lost,
         manual_actions: 0,
     });
