@@ -111,7 +111,10 @@ impl Coordinator {
                     resolved_by: String::new(),
                     lost_work_seconds: lost_steps as f64 * per_step,
                 });
-                open_incidents.push((job.id.clone(), job.incidents.len() - 1));
+                // Open incidents of any kind close when the job trains again: the conditions that
+                // kept them open (stragglers, storage) were in the old process's memory.
+                let unresolved = job.incidents.iter().enumerate().filter(|(_, i)| i.resolved_unix_ms == 0);
+                open_incidents.extend(unresolved.map(|(index, _)| (job.id.clone(), index)));
                 job.state = JobState::Queued;
                 job.message = "resuming after a coordinator restart".into();
                 if let Err(e) = store.put(&job) {
@@ -173,7 +176,12 @@ impl Coordinator {
         let Some(job) = state.jobs.get(job_id).cloned() else { return };
         match self.store.put(&job) {
             Ok(()) => {
-                state.unsaved.remove(job_id);
+                if state.unsaved.remove(job_id)
+                    && state.conditions.iter().any(|(j, _, c)| j == job_id && *c == Condition::JobStore)
+                {
+                    self.close_condition(state, job_id, &Condition::JobStore);
+                    self.persist_or_defer(state, job_id); // with the incident closed
+                }
             }
             Err(e) => {
                 if state.unsaved.insert(job_id.to_string()) {
@@ -821,6 +829,7 @@ impl Coordinator {
             run.joining.clear();
         }
         self.fill_members(&mut state);
+        self.persist_or_defer(&mut state, job_id);
         drop(state);
         self.changed();
     }

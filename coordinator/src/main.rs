@@ -68,6 +68,11 @@ impl Args {
         };
         let access = AccessPolicy::new(tokens, self.tls_client_ca.is_some());
         let exposed = !listen.ip().is_loopback();
+        if exposed && tls.is_none() && !access.is_open() && !self.insecure {
+            anyhow::bail!(
+                "refusing to accept tokens in clear text on {listen}: give --tls-cert/--tls-key, or --insecure"
+            );
+        }
         if exposed && access.is_open() && !self.insecure {
             anyhow::bail!(
                 "refusing to serve an unauthenticated API on {listen}: give --tls-cert/--tls-key/--tls-client-ca \

@@ -319,7 +319,10 @@ impl JobRun {
         let times: Vec<(String, f64)> = reports.iter().map(|(w, r)| ((*w).clone(), r.compute_seconds)).collect();
         let arrivals: Vec<(String, f64)> =
             self.members.iter().filter_map(|m| self.arrivals.get(m).map(|s| (m.clone(), *s))).collect();
-        let stragglers = stragglers(if arrivals.len() == self.members.len() { &arrivals } else { &times });
+        // Ring members all finish the all-reduce together (after the slowest), so only gradients
+        // pushed to the coordinator tell who was late; rings fall back to reported compute time.
+        let by_arrival = arrivals.len() == self.members.len() && self.ring_done.is_empty();
+        let stragglers = stragglers(if by_arrival { &arrivals } else { &times });
         StepOutcome {
             step: self.step + 1,
             loss: if samples == 0 { 0.0 } else { loss_sum / samples as f64 },

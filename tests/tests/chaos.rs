@@ -126,7 +126,7 @@ fn a_frozen_worker_is_evicted_and_rejoins_when_it_thaws() {
 
 #[test]
 fn a_straggler_is_detected_reported_and_cleared_when_it_speeds_up() {
-    let (sandbox, id) = running("straggler", 2, 400, "");
+    let (sandbox, id) = running("straggler", 2, 800, "");
     sandbox.wait_for_job(&id, LONG, |s| step(s) >= 10 && s["workers"] == 2);
     let injected = unix_ms();
     let throttle = Throttle::start(sandbox.worker_pid("w1"), Duration::from_millis(45), Duration::from_millis(50));
@@ -135,8 +135,18 @@ fn a_straggler_is_detected_reported_and_cleared_when_it_speeds_up() {
     });
     drop(throttle);
     assert_eq!(reported["state"], "running", "the job ended before the straggler was reported: {reported}");
+    // Cleared by its own signal (5 steps at speed), not by the job's end.
+    let cleared = sandbox.wait_for_job(&id, LONG, |s| {
+        facetrain_tests::is_terminal(s)
+            || s["incidents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["cause"] == "straggler" && i["resolved_unix_ms"] != 0)
+    });
+    assert_eq!(cleared["state"], "running", "the straggler incident was not cleared while the job ran: {cleared}");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (400, BATCH), &["straggler"]);
+    let (_, lost) = assert_recovered(&sandbox, &id, &done, (800, BATCH), &["straggler"]);
     let straggler = done["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == "straggler").unwrap().clone();
     assert!(straggler["detail"].as_str().unwrap().contains("w1"), "{straggler}");
     let (detect, recover) = timings(&done, "straggler", injected);
@@ -162,8 +172,16 @@ fn a_corrupt_latest_checkpoint_is_skipped_for_the_one_before() {
     sandbox.wait_for_job(&id, LONG, |s| step(s) >= 40);
     let injected = unix_ms();
     sandbox.kill_coordinator();
+    // Freeze the workers so no upload in flight adds (or rotates away) a checkpoint meanwhile.
+    let workers = [sandbox.worker_pid("w0"), sandbox.worker_pid("w1")];
+    workers.iter().for_each(|pid| signal(*pid, "STOP"));
     let folder = sandbox.dir.path().join("checkpoints-corrupt");
-    let mut files: Vec<_> = std::fs::read_dir(&folder).unwrap().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ftck"))
+        .collect();
     files.sort();
     assert!(files.len() >= 3, "expected several checkpoints in {}", folder.display());
     for file in files.iter().rev().take(2) {
@@ -173,6 +191,7 @@ fn a_corrupt_latest_checkpoint_is_skipped_for_the_one_before() {
         std::fs::write(file, bytes).unwrap();
     }
     sandbox.restart_coordinator();
+    workers.iter().for_each(|pid| signal(*pid, "CONT"));
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
     let (_, lost) =
         assert_recovered(&sandbox, &id, &done, (150, BATCH), &["coordinator_restart", "corrupt_checkpoint"]);

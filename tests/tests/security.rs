@@ -130,3 +130,19 @@ fn an_open_coordinator_off_loopback_refuses_to_start() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("refusing to serve an unauthenticated API"), "{}", stderr(&output));
 }
+
+#[test]
+fn tokens_in_clear_text_off_loopback_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "0123456789abcdef-token\n").unwrap();
+    let output = Command::new(binary("facetrain-coordinator"))
+        .args(["--listen", "0.0.0.0:0", "--metrics-listen", "127.0.0.1:0", "--store"])
+        .arg(dir.path().join("jobs.redb"))
+        .arg("--token-file")
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("refusing to accept tokens in clear text"), "{}", stderr(&output));
+}

@@ -40,14 +40,24 @@ impl AgentSecurity {
         AttachToken::new(self.token.as_ref())
     }
 
-    /// Peers speak TLS exactly when this worker has TLS files.
+    /// Ring peers speak mutual TLS when workers have their own certificate; a worker that only
+    /// trusts the coordinator's CA (and uses a token) talks to peers in plaintext with the token.
+    pub fn peer_tls(&self) -> bool {
+        self.tls.cert.is_some()
+    }
+
     pub fn peer_endpoint(&self, address: &str) -> Result<Endpoint, TlsError> {
-        let scheme = if self.tls.is_configured() { "https" } else { "http" };
-        self.tls.endpoint(&format!("{scheme}://{address}"), Some(&self.peer_server_name))
+        if !self.peer_tls() {
+            return TlsFiles::default().endpoint(&format!("http://{address}"), None);
+        }
+        self.tls.endpoint(&format!("https://{address}"), Some(&self.peer_server_name))
     }
 
     /// Only workers of the cluster (a certificate the CA signed) may send ring traffic.
     pub fn peer_server_tls(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
+        if !self.peer_tls() {
+            return Ok(None);
+        }
         self.tls.server_config(ClientCertificates::Required)
     }
 }

@@ -56,6 +56,8 @@ pub struct JobSession {
     /// `None` until state is loaded (and while a step runs on the training thread).
     trainer: Option<Trainer>,
     uploads: Uploader,
+    /// Upload news not yet acknowledged by the coordinator (kept if a report fails).
+    unreported: Option<UploadNews>,
 }
 
 struct StepResult {
@@ -83,6 +85,7 @@ impl JobSession {
             validate: Arc::new(validate),
             trainer: None,
             uploads: Uploader::default(),
+            unreported: None,
         })
     }
 
@@ -133,6 +136,7 @@ impl JobSession {
                 checkpoint_error: upload.and_then(|u| u.result.err()).unwrap_or_default(),
             })
             .await?;
+        session.unreported = None;
         Ok(())
     }
 
@@ -147,9 +151,10 @@ impl JobSession {
             tracing::info!(step, "checkpoint skipped: the previous upload is still running");
         }
         if last {
-            news = self.uploads.finished(true).await.or(news);
+            news = newer(news, self.uploads.finished(true).await);
         }
-        news
+        self.unreported = newer(self.unreported.take(), news);
+        self.unreported.clone()
     }
 
     async fn ensure_state(
@@ -169,8 +174,9 @@ impl JobSession {
                 let unreadable =
                     |reason: String| StepError::UnreadableCheckpoint { location: task.checkpoint.clone(), reason };
                 let (location, checkpoint) = read_checkpoint(&task.checkpoint).await.map_err(|e| match e {
-                    // The store may come back: redo the step (the load deadline bounds this).
-                    Error::Storage { .. } => StepError::Abandoned(e.to_string()),
+                    // A missing file will not come back; an unreachable store may: redo the step
+                    // (the load deadline bounds this).
+                    Error::Storage { ref message, .. } if message != "not found" => StepError::Abandoned(e.to_string()),
                     other => unreadable(other.to_string()),
                 })?;
                 Some(
@@ -242,6 +248,14 @@ impl JobSession {
             Err(Error::Exchange { retry: false, message }) => Err(StepError::Coordinator(Status::unavailable(message))),
             Err(other) => Err(StepError::JobFailed(other.to_string())),
         }
+    }
+}
+
+/// The news worth reporting: a success over a failure, the later of two alike.
+fn newer(old: Option<UploadNews>, new: Option<UploadNews>) -> Option<UploadNews> {
+    match (old, new) {
+        (Some(old), Some(new)) if old.result.is_ok() && new.result.is_err() => Some(old),
+        (old, new) => new.or(old),
     }
 }
 
