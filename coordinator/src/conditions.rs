@@ -2,7 +2,7 @@
 //! refuses writes, a job store that cannot be written), closed by the condition's own signal rather than by the next completed
 //! step, as worker losses are.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
@@ -22,15 +22,18 @@ impl Condition {
     }
 }
 
-/// Consecutive steps a worker must be slow (or normal again) before it is reported (or cleared),
-/// so one slow step (a GC pause, a noisy neighbour) is not an incident.
-pub const STREAK: u32 = 5;
+/// A worker is judged on its last `WINDOW` steps: reported when at least `SLOW_TO_REPORT` of them
+/// were slow, cleared when at most `SLOW_TO_CLEAR` were. A window rather than a streak, because
+/// on a busy machine one lucky step would otherwise restart the count; one slow step (a GC pause,
+/// a noisy neighbour) is still not an incident.
+pub const WINDOW: usize = 8;
+pub const SLOW_TO_REPORT: usize = 5;
+pub const SLOW_TO_CLEAR: usize = 1;
 
-/// Per worker: consecutive slow and normal steps, and who is currently reported.
+/// Per worker: its recent steps (slow or not), and who is currently reported.
 #[derive(Debug, Default)]
 pub struct StragglerTracker {
-    slow: HashMap<String, u32>,
-    normal: HashMap<String, u32>,
+    recent: HashMap<String, VecDeque<bool>>,
     flagged: HashSet<String>,
 }
 
@@ -43,18 +46,17 @@ impl StragglerTracker {
         for worker in &ended {
             self.flagged.remove(worker);
         }
-        self.slow.retain(|w, _| members.contains(w));
-        self.normal.retain(|w, _| members.contains(w));
+        self.recent.retain(|w, _| members.contains(w));
         for worker in members {
-            let slow = stragglers.contains(worker);
-            let (grow, reset) =
-                if slow { (&mut self.slow, &mut self.normal) } else { (&mut self.normal, &mut self.slow) };
-            *grow.entry(worker.clone()).or_default() += 1;
-            reset.remove(worker);
-            let streak = grow[worker];
-            if slow && streak >= STREAK && self.flagged.insert(worker.clone()) {
+            let recent = self.recent.entry(worker.clone()).or_default();
+            recent.push_back(stragglers.contains(worker));
+            if recent.len() > WINDOW {
+                recent.pop_front();
+            }
+            let slow = recent.iter().filter(|s| **s).count();
+            if slow >= SLOW_TO_REPORT && self.flagged.insert(worker.clone()) {
                 started.push(worker.clone());
-            } else if !slow && streak >= STREAK && self.flagged.remove(worker) {
+            } else if recent.len() == WINDOW && slow <= SLOW_TO_CLEAR && self.flagged.remove(worker) {
                 ended.push(worker.clone());
             }
         }
@@ -71,26 +73,38 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_is_reported_after_a_streak_and_cleared_after_another() {
+    fn a_worker_is_reported_when_mostly_slow_and_cleared_when_mostly_fast() {
         let mut tracker = StragglerTracker::default();
         let members = names(&["a", "b"]);
-        assert_eq!(tracker.observe(&members, &names(&["b"])), (vec![], vec![]));
-        assert_eq!(tracker.observe(&members, &[]), (vec![], vec![]), "one slow step is noise");
-        for _ in 0..STREAK - 1 {
-            assert_eq!(tracker.observe(&members, &names(&["b"])), (vec![], vec![]));
+        // A fast step in between (noise) does not restart the count: the 5th slow of 6 reports.
+        for slow in [true, true, false, true, true] {
+            let stragglers = if slow { names(&["b"]) } else { vec![] };
+            assert_eq!(tracker.observe(&members, &stragglers), (vec![], vec![]));
         }
         assert_eq!(tracker.observe(&members, &names(&["b"])), (names(&["b"]), vec![]));
         assert_eq!(tracker.observe(&members, &names(&["b"])), (vec![], vec![]), "reported once");
-        for _ in 0..STREAK - 1 {
-            assert_eq!(tracker.observe(&members, &[]), (vec![], vec![]));
+        let mut cleared = Vec::new();
+        for _ in 0..WINDOW {
+            let (_, ended) = tracker.observe(&members, &[]);
+            cleared.extend(ended);
         }
-        assert_eq!(tracker.observe(&members, &[]), (vec![], names(&["b"])));
+        assert_eq!(cleared, names(&["b"]));
+    }
+
+    #[test]
+    fn one_slow_step_now_and_then_is_not_a_straggler() {
+        let mut tracker = StragglerTracker::default();
+        let members = names(&["a", "b"]);
+        for step in 0..40 {
+            let stragglers = if step % 3 == 0 { names(&["b"]) } else { vec![] };
+            assert_eq!(tracker.observe(&members, &stragglers).0, Vec::<String>::new());
+        }
     }
 
     #[test]
     fn a_reported_worker_that_leaves_is_cleared() {
         let mut tracker = StragglerTracker::default();
-        for _ in 0..STREAK {
+        for _ in 0..SLOW_TO_REPORT {
             tracker.observe(&names(&["a", "b"]), &names(&["b"]));
         }
         assert_eq!(tracker.observe(&names(&["a"]), &[]), (vec![], names(&["b"])));

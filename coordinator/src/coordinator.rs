@@ -690,8 +690,10 @@ impl Coordinator {
             let name = state.workers.get(&worker).map_or(worker.clone(), |w| w.name.clone());
             let seconds = outcome.compute_seconds.iter().find(|(w, _)| *w == worker).map_or(0.0, |(_, s)| *s);
             let detail = format!(
-                "{name} ({worker}): compute {seconds:.2} s per step, over twice the others' median for {} steps",
-                crate::conditions::STREAK
+                "{name} ({worker}): {seconds:.2} s compute in the last step; behind the others (over twice their \
+                 median) in {} of the last {} steps",
+                crate::conditions::SLOW_TO_REPORT,
+                crate::conditions::WINDOW
             );
             warn!(job = %job_id, worker = %worker, step, "straggler");
             self.open_condition(state, &job_id, Condition::Straggler(worker), detail);

@@ -135,7 +135,7 @@ fn a_straggler_is_detected_reported_and_cleared_when_it_speeds_up() {
     });
     drop(throttle);
     assert_eq!(reported["state"], "running", "the job ended before the straggler was reported: {reported}");
-    // Cleared by its own signal (5 steps at speed), not by the job's end.
+    // Cleared by its own signal (mostly at speed again), not by the job's end.
     let cleared = sandbox.wait_for_job(&id, LONG, |s| {
         facetrain_tests::is_terminal(s)
             || s["incidents"]
@@ -150,8 +150,8 @@ fn a_straggler_is_detected_reported_and_cleared_when_it_speeds_up() {
     let straggler = done["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == "straggler").unwrap().clone();
     assert!(straggler["detail"].as_str().unwrap().contains("w1"), "{straggler}");
     let (detect, recover) = timings(&done, "straggler", injected);
-    // Reported after 5 slow steps in a row; on a loaded 2-core machine noise can break a few
-    // streaks first, so the bound is loose: what matters is that it is reported while it lasts.
+    // Reported once 5 of its last 8 steps were slow; the bound is loose for loaded machines: what
+    // matters is that it is reported while it lasts.
     assert!(detect < 120_000, "straggler reported after {detect} ms");
     report(&Outcome {
         scenario: "straggler (worker stopped 90% of the time)",
