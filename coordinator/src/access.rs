@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use facetrain_proto::auth::{Token, presented_token};
+use facetrain_proto::tls::presents_name;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 use tracing::warn;
@@ -15,11 +16,14 @@ pub struct AccessPolicy {
     tokens: Arc<Vec<Token>>,
     /// Client certificates are verified against the cluster CA.
     mutual_tls: bool,
+    /// The name a worker certificate carries: any other certificate of the CA (facectl's) may
+    /// call the job API but not act as a worker.
+    worker_name: String,
 }
 
 impl AccessPolicy {
-    pub fn new(tokens: Vec<Token>, mutual_tls: bool) -> Self {
-        Self { tokens: Arc::new(tokens), mutual_tls }
+    pub fn new(tokens: Vec<Token>, mutual_tls: bool, worker_name: &str) -> Self {
+        Self { tokens: Arc::new(tokens), mutual_tls, worker_name: worker_name.to_string() }
     }
 
     /// Anyone who can reach the port may call anything.
@@ -37,6 +41,10 @@ impl AccessPolicy {
 
     fn has_certificate<T>(request: &Request<T>) -> bool {
         request.peer_certs().is_some_and(|certs| !certs.is_empty())
+    }
+
+    fn has_worker_certificate<T>(&self, request: &Request<T>) -> bool {
+        request.peer_certs().is_some_and(|certs| presents_name(&certs, &self.worker_name))
     }
 
     fn check_token<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -81,9 +89,15 @@ pub struct WorkerAccess(AccessPolicy);
 impl Interceptor for WorkerAccess {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         if self.0.mutual_tls {
-            return match AccessPolicy::has_certificate(&request) {
+            return match self.0.has_worker_certificate(&request) {
                 true => Ok(request),
-                false => Err(refuse(&request, "worker RPCs need a client certificate signed by the cluster CA")),
+                false => {
+                    let message = format!(
+                        "worker RPCs need a client certificate signed by the cluster CA for `{}`",
+                        self.0.worker_name
+                    );
+                    Err(refuse(&request, &message))
+                }
             };
         }
         if self.0.tokens.is_empty() {
@@ -117,7 +131,7 @@ mod tests {
 
     #[test]
     fn tokens_guard_both_services_without_mutual_tls() {
-        let policy = AccessPolicy::new(vec![token()], false);
+        let policy = AccessPolicy::new(vec![token()], false, "facetrain-worker");
         let refused = policy.jobs().call(request_with(None)).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unauthenticated);
         assert!(refused.message().contains("FACETRAIN_TOKEN"), "{}", refused.message());
@@ -130,7 +144,7 @@ mod tests {
 
     #[test]
     fn with_mutual_tls_a_token_does_not_make_a_worker() {
-        let policy = AccessPolicy::new(vec![token()], true);
+        let policy = AccessPolicy::new(vec![token()], true, "facetrain-worker");
         assert!(policy.jobs().call(request_with(Some(&token()))).is_ok());
         let refused = policy.workers().call(request_with(Some(&token()))).unwrap_err();
         assert!(refused.message().contains("client certificate"), "{}", refused.message());

@@ -58,6 +58,9 @@ struct Args {
     /// Bearer tokens accepted for job RPCs (and worker RPCs without mutual TLS), one per line.
     #[arg(long, env = "FACETRAIN_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// The name (DNS SAN) a worker's client certificate must carry under mutual TLS.
+    #[arg(long, env = "FACETRAIN_TLS_WORKER_NAME", default_value = "facetrain-worker")]
+    tls_worker_name: String,
     /// Serve an unauthenticated plaintext API on a non-loopback address anyway.
     #[arg(long, env = "FACETRAIN_INSECURE")]
     insecure: bool,
@@ -71,7 +74,7 @@ impl Args {
             Some(path) => Token::read_all(path).map_err(anyhow::Error::msg)?,
             None => Vec::new(),
         };
-        let access = AccessPolicy::new(tokens, self.tls_client_ca.is_some());
+        let access = AccessPolicy::new(tokens, self.tls_client_ca.is_some(), &self.tls_worker_name);
         let exposed = !listen.ip().is_loopback();
         if exposed && tls.is_none() && !access.is_open() && !self.insecure {
             anyhow::bail!(

@@ -107,6 +107,15 @@ impl TlsFiles {
     }
 }
 
+/// Whether the first (end-entity) certificate a peer presented names `name` (a DNS name in its
+/// subject alternative names). The TLS handshake already verified the chain to the CA; this
+/// tells which role the certificate was issued for.
+pub fn presents_name(certificates: &[rustls_pki_types::CertificateDer<'static>], name: &str) -> bool {
+    let Some(first) = certificates.first() else { return false };
+    let Ok(server_name) = rustls_pki_types::ServerName::try_from(name) else { return false };
+    webpki::EndEntityCert::try_from(first).is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&server_name).is_ok())
+}
+
 #[derive(Clone, Copy)]
 enum Pem {
     Certificate,

@@ -88,6 +88,22 @@ fn callers_without_credentials_are_refused_with_a_clear_status() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     assert!(refused.message().contains("client certificate"), "{}", refused.message());
+
+    // facectl's own certificate (same CA, another name) may use the job API but not act as a worker.
+    let operator = TlsFiles {
+        ca: Some(ca.clone()),
+        cert: Some(sandbox.certs().join("client.pem")),
+        key: Some(sandbox.certs().join("client-key.pem")),
+    };
+    let channel = runtime.block_on(operator.endpoint(&sandbox.url(), None).unwrap().connect()).unwrap();
+    let refused = runtime
+        .block_on(
+            WorkerServiceClient::new(channel)
+                .register(pb::RegisterRequest { name: "impostor".into(), ..Default::default() }),
+        )
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("facetrain-worker"), "{}", refused.message());
 }
 
 #[test]

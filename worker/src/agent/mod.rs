@@ -50,9 +50,8 @@ pub async fn run_agent(
             let api = ring::PeerApi { mailbox: mailbox.clone() };
             let service = facetrain_proto::pb::peer_service_server::PeerServiceServer::new(api)
                 .max_decoding_message_size(facetrain_proto::MAX_MESSAGE_BYTES);
-            // With TLS, the handshake already required a worker certificate.
-            let token = options.security.token.clone().filter(|_| !options.security.peer_tls());
-            let service = tonic::service::interceptor::InterceptedService::new(service, security::PeerAccess(token));
+            let access = security::PeerAccess::for_agent(&options.security);
+            let service = tonic::service::interceptor::InterceptedService::new(service, access);
             let mut server = tonic::transport::Server::builder();
             if let Some(tls) = options.security.peer_server_tls()? {
                 server = server.tls_config(tls)?;

@@ -3,7 +3,7 @@
 //! present the cluster's worker certificate and check it under one shared name.
 
 use facetrain_proto::auth::{AttachToken, Token, presented_token};
-use facetrain_proto::tls::{ClientCertificates, TlsError, TlsFiles};
+use facetrain_proto::tls::{ClientCertificates, TlsError, TlsFiles, presents_name};
 use tonic::service::Interceptor;
 use tonic::transport::{Endpoint, ServerTlsConfig};
 use tonic::{Request, Status};
@@ -62,14 +62,30 @@ impl AgentSecurity {
     }
 }
 
-/// Ring traffic without TLS: when the cluster shares a token, a peer must present it.
+/// Who may send ring traffic: with TLS, a certificate issued for the workers' name (the
+/// handshake verified the chain); without, the cluster's token when there is one.
 #[derive(Clone, Debug)]
-pub struct PeerAccess(pub Option<Token>);
+pub enum PeerAccess {
+    WorkerCertificate(String),
+    Token(Option<Token>),
+}
+
+impl PeerAccess {
+    pub fn for_agent(security: &AgentSecurity) -> Self {
+        match security.peer_tls() {
+            true => Self::WorkerCertificate(security.peer_server_name.clone()),
+            false => Self::Token(security.token.clone()),
+        }
+    }
+}
 
 impl Interceptor for PeerAccess {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        match &self.0 {
-            Some(token) if !presented_token(&request).is_some_and(|p| token.matches(p)) => {
+        match self {
+            Self::WorkerCertificate(name) if !request.peer_certs().is_some_and(|c| presents_name(&c, name)) => {
+                Err(Status::unauthenticated(format!("ring traffic needs a worker certificate for `{name}`")))
+            }
+            Self::Token(Some(token)) if !presented_token(&request).is_some_and(|p| token.matches(p)) => {
                 Err(Status::unauthenticated("ring traffic needs the cluster's bearer token"))
             }
             _ => Ok(request),
