@@ -103,14 +103,11 @@ impl Coordinator {
                 let rewind = job.latest_checkpoint.as_ref().map_or(0, |c| c.step);
                 let lost_steps = job.step.saturating_sub(rewind);
                 let per_step = if job.step > 0 { job.running_seconds / job.step as f64 } else { 0.0 };
-                job.incidents.push(IncidentRecord {
-                    cause: "coordinator_restart".into(),
-                    detail: format!("coordinator restarted at step {}; resuming from step {rewind}", job.step),
-                    detected_unix_ms: now_unix_ms(),
-                    resolved_unix_ms: 0,
-                    resolved_by: String::new(),
-                    lost_work_seconds: lost_steps as f64 * per_step,
-                });
+                job.incidents.push(IncidentRecord::detected(
+                    "coordinator_restart",
+                    format!("coordinator restarted at step {}; resuming from step {rewind}", job.step),
+                    lost_steps as f64 * per_step,
+                ));
                 // Open incidents of any kind close when the job trains again: the conditions that
                 // kept them open (stragglers, storage) were in the old process's memory.
                 let unresolved = job.incidents.iter().enumerate().filter(|(_, i)| i.resolved_unix_ms == 0);
@@ -176,10 +173,7 @@ impl Coordinator {
         let Some(job) = state.jobs.get(job_id).cloned() else { return };
         match self.store.put(&job) {
             Ok(()) => {
-                if state.unsaved.remove(job_id)
-                    && state.conditions.iter().any(|(j, _, c)| j == job_id && *c == Condition::JobStore)
-                {
-                    self.close_condition(state, job_id, &Condition::JobStore);
+                if state.unsaved.remove(job_id) && self.close_condition(state, job_id, &Condition::JobStore) {
                     self.persist_or_defer(state, job_id); // with the incident closed
                 }
             }
@@ -195,13 +189,10 @@ impl Coordinator {
     /// Retries the saves the store refused; closes the incident once a job is saved.
     fn retry_unsaved(&self, state: &mut State) {
         for job_id in state.unsaved.clone() {
-            let Some(job) = state.jobs.get(&job_id).cloned() else { continue };
-            if self.store.put(&job).is_err() {
+            self.persist_or_defer(state, &job_id);
+            if state.unsaved.contains(&job_id) {
                 return; // still refused: try again on the next tick
             }
-            state.unsaved.remove(&job_id);
-            self.close_condition(state, &job_id, &Condition::JobStore);
-            self.persist_or_defer(state, &job_id); // with the incident closed
         }
     }
 
@@ -344,16 +335,10 @@ impl Coordinator {
         }
         let job_id = run.job_id.clone();
         let job = state.jobs.get_mut(&job_id).expect("running job is known");
-        job.incidents.push(IncidentRecord {
-            cause: cause.into(),
-            detail: format!("{} ({}): {detail}", entry.name, worker),
-            detected_unix_ms: now_unix_ms(),
-            resolved_unix_ms: 0,
-            resolved_by: String::new(),
-            // Since the last completed step the job made no progress: the stall, plus the
-            // partial step thrown away when the round was abandoned.
-            lost_work_seconds: lost_seconds,
-        });
+        // Since the last completed step the job made no progress: the stall, plus the partial
+        // step thrown away when the round was abandoned.
+        let detail = format!("{} ({}): {detail}", entry.name, worker);
+        job.incidents.push(IncidentRecord::detected(cause, detail, lost_seconds));
         let index = job.incidents.len() - 1;
         state.open_incidents.push((job_id, index));
         self.after_membership_change(state);
@@ -707,12 +692,7 @@ impl Coordinator {
         state.open_incidents.retain(|(job, _)| *job != job_id);
         let job = state.jobs.get_mut(&job_id).expect("running job is known");
         for index in closing {
-            let incident = &mut job.incidents[index];
-            incident.resolved_unix_ms = now_ms;
-            incident.resolved_by = "automation".into();
-            let seconds = now_ms.saturating_sub(incident.detected_unix_ms) as f64 / 1000.0;
-            self.metrics.recovery_duration.with_label_values(&[&incident.cause]).observe(seconds);
-            info!(job = %job_id, cause = %incident.cause, recovery_ms = now_ms.saturating_sub(incident.detected_unix_ms), "incident resolved");
+            self.resolve_by_automation(&job_id, &mut job.incidents[index], now_ms);
         }
         job.step = step;
         job.cursor = cursor;
@@ -774,29 +754,28 @@ impl Coordinator {
             return;
         }
         let Some(job) = state.jobs.get_mut(job_id) else { return };
-        job.incidents.push(IncidentRecord {
-            cause: condition.cause().into(),
-            detail,
-            detected_unix_ms: now_unix_ms(),
-            resolved_unix_ms: 0,
-            resolved_by: String::new(),
-            lost_work_seconds: 0.0,
-        });
+        job.incidents.push(IncidentRecord::detected(condition.cause(), detail, 0.0));
         state.conditions.push((job_id.to_string(), job.incidents.len() - 1, condition));
     }
 
-    fn close_condition(&self, state: &mut State, job_id: &str, condition: &Condition) {
+    /// Resolves the incident open for `condition`; false when none was open.
+    fn close_condition(&self, state: &mut State, job_id: &str, condition: &Condition) -> bool {
         let Some(position) = state.conditions.iter().position(|(job, _, c)| job == job_id && c == condition) else {
-            return;
+            return false;
         };
         let (_, index, _) = state.conditions.remove(position);
-        let Some(incident) = state.jobs.get_mut(job_id).and_then(|j| j.incidents.get_mut(index)) else { return };
-        let now_ms = now_unix_ms();
+        if let Some(incident) = state.jobs.get_mut(job_id).and_then(|j| j.incidents.get_mut(index)) {
+            self.resolve_by_automation(job_id, incident, now_unix_ms());
+        }
+        true
+    }
+
+    fn resolve_by_automation(&self, job_id: &str, incident: &mut IncidentRecord, now_ms: u64) {
         incident.resolved_unix_ms = now_ms;
         incident.resolved_by = "automation".into();
-        let seconds = now_ms.saturating_sub(incident.detected_unix_ms) as f64 / 1000.0;
-        self.metrics.recovery_duration.with_label_values(&[&incident.cause]).observe(seconds);
-        info!(job = %job_id, cause = %incident.cause, recovery_ms = (seconds * 1000.0) as u64, "incident resolved");
+        let recovery_ms = now_ms.saturating_sub(incident.detected_unix_ms);
+        self.metrics.recovery_duration.with_label_values(&[&incident.cause]).observe(recovery_ms as f64 / 1000.0);
+        info!(job = %job_id, cause = %incident.cause, recovery_ms, "incident resolved");
     }
 
     /// A worker could not read the checkpoint it was told to load: that checkpoint is forgotten
@@ -812,14 +791,8 @@ impl Coordinator {
         job.reject_checkpoint(location);
         let fallback = job.latest_checkpoint.as_ref().map_or("the start".to_string(), |c| format!("step {}", c.step));
         warn!(job = %job_id, worker, location, reason, %fallback, "checkpoint unreadable");
-        job.incidents.push(IncidentRecord {
-            cause: "corrupt_checkpoint".into(),
-            detail: format!("{location}: {reason}; resuming from {fallback}"),
-            detected_unix_ms: now_unix_ms(),
-            resolved_unix_ms: 0,
-            resolved_by: String::new(),
-            lost_work_seconds: 0.0,
-        });
+        let detail = format!("{location}: {reason}; resuming from {fallback}");
+        job.incidents.push(IncidentRecord::detected("corrupt_checkpoint", detail, 0.0));
         let index = job.incidents.len() - 1;
         state.open_incidents.push((job_id.to_string(), index));
         if let Some(run) = state.run.as_mut().filter(|r| r.job_id == job_id) {
@@ -841,14 +814,7 @@ impl Coordinator {
         let mut state = self.lock();
         if let Some(record) = state.jobs.get_mut(job).filter(|j| !j.state.is_terminal()) {
             // Bad data needs a person: the incident stays open until someone fixes and resubmits.
-            record.incidents.push(IncidentRecord {
-                cause: "bad_data".into(),
-                detail: reason.clone(),
-                detected_unix_ms: now_unix_ms(),
-                resolved_unix_ms: 0,
-                resolved_by: String::new(),
-                lost_work_seconds: 0.0,
-            });
+            record.incidents.push(IncidentRecord::detected("bad_data", reason.clone(), 0.0));
             self.finish(&mut state, job, JobState::Failed, reason)?;
         }
         drop(state);

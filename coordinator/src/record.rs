@@ -43,6 +43,20 @@ pub struct IncidentRecord {
     pub lost_work_seconds: f64,
 }
 
+impl IncidentRecord {
+    /// An incident detected now, still open.
+    pub fn detected(cause: &str, detail: String, lost_work_seconds: f64) -> Self {
+        Self {
+            cause: cause.into(),
+            detail,
+            detected_unix_ms: now_unix_ms(),
+            resolved_unix_ms: 0,
+            resolved_by: String::new(),
+            lost_work_seconds,
+        }
+    }
+}
+
 /// A manual action a person took on a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToilRecord {

@@ -44,7 +44,7 @@ fn kill_9_one_worker_mid_step() {
     let injected = unix_ms();
     sandbox.kill_worker("w1");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (200, BATCH), &["worker_lost"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (200, BATCH), &["worker_lost"]);
     let times = timings(&done, "worker_lost", injected);
     within_targets("kill one worker", times);
     report(&Outcome {
@@ -64,7 +64,7 @@ fn kill_9_two_workers_at_once() {
     sandbox.kill_worker("w1");
     sandbox.kill_worker("w2");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (200, BATCH), &["worker_lost"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (200, BATCH), &["worker_lost"]);
     let lost_workers = done["incidents"].as_array().unwrap().iter().filter(|i| i["cause"] == "worker_lost").count();
     assert_eq!(lost_workers, 2, "{done}");
     let times = timings(&done, "worker_lost", injected);
@@ -85,7 +85,7 @@ fn kill_9_the_coordinator_mid_step_and_restart_it() {
     let injected = unix_ms();
     sandbox.restart_coordinator();
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (150, BATCH), &["coordinator_restart"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (150, BATCH), &["coordinator_restart"]);
     let times = timings(&done, "coordinator_restart", injected);
     within_targets("coordinator restart", times);
     report(&Outcome {
@@ -112,7 +112,7 @@ fn a_frozen_worker_is_evicted_and_rejoins_when_it_thaws() {
     let rejoined = sandbox.wait_for_job(&id, LONG, |s| s["workers"] == 2 || facetrain_tests::is_terminal(s));
     assert_eq!(rejoined["workers"], 2, "the thawed worker re-registered and rejoined: {rejoined}");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (250, BATCH), &["worker_lost"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (250, BATCH), &["worker_lost"]);
     let times = timings(&done, "worker_lost", injected);
     within_targets("frozen worker", times);
     report(&Outcome {
@@ -146,7 +146,7 @@ fn a_straggler_is_detected_reported_and_cleared_when_it_speeds_up() {
     });
     assert_eq!(cleared["state"], "running", "the straggler incident was not cleared while the job ran: {cleared}");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (800, BATCH), &["straggler"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (800, BATCH), &["straggler"]);
     let straggler = done["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == "straggler").unwrap().clone();
     assert!(straggler["detail"].as_str().unwrap().contains("w1"), "{straggler}");
     let (detect, recover) = timings(&done, "straggler", injected);
@@ -193,8 +193,7 @@ fn a_corrupt_latest_checkpoint_is_skipped_for_the_one_before() {
     sandbox.restart_coordinator();
     workers.iter().for_each(|pid| signal(*pid, "CONT"));
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let (_, lost) =
-        assert_recovered(&sandbox, &id, &done, (150, BATCH), &["coordinator_restart", "corrupt_checkpoint"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (150, BATCH), &["coordinator_restart", "corrupt_checkpoint"]);
     let (detect, recover) = timings(&done, "corrupt_checkpoint", injected);
     within_targets("corrupt checkpoint", (detect, recover));
     report(&Outcome {
@@ -240,7 +239,7 @@ fn the_object_store_unreachable_for_30_seconds() {
     let trained_during_outage = step(&sandbox.status(&id)) > step_when_reported;
     proxy.restore();
     let done = sandbox.wait_for_state(&id, Duration::from_secs(600), "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &["checkpoint_storage"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &["checkpoint_storage"]);
     assert!(trained_during_outage, "training stopped while the store was down");
     assert!(
         done["latest_checkpoint"].as_str().unwrap().ends_with(&format!("ckpt-{max_steps:010}.ftck")),
@@ -276,7 +275,7 @@ fn network_delay_and_a_dropped_connection_between_workers_and_coordinator() {
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
     // A half-second cut is shorter than the heartbeat timeout: no worker need be lost, but if
     // one was, it must have been recovered by automation like any other loss.
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (80, BATCH), &[]);
+    let lost = assert_recovered(&sandbox, &id, &done, (80, BATCH), &[]);
     report(&Outcome {
         scenario: "20 ms delay + 0.5 s connection cut",
         detect_ms: None,
@@ -327,7 +326,7 @@ fn soak_with_seeded_random_kills() {
         }
     }
     let done = sandbox.wait_for_state(&id, Duration::from_secs(600), "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &[]);
+    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &[]);
     assert!(!done["incidents"].as_array().unwrap().is_empty(), "the soak injected faults: {done}");
     report(&Outcome {
         scenario: "soak: seeded random kills",
@@ -344,15 +343,7 @@ fn soak_with_seeded_random_kills() {
 /// without a restart, so a coordinator killed afterwards comes back with the job as it was.
 #[test]
 fn the_job_store_disk_fills_up_mid_job() {
-    // Needs root for the tmpfs; FACETRAIN_CHAOS_NO_MOUNT=1 skips it where that is impossible.
-    let disk = match Tmpfs::mount("3m") {
-        Ok(disk) => disk,
-        Err(e) if std::env::var("FACETRAIN_CHAOS_NO_MOUNT").is_ok() => {
-            eprintln!("skipped: cannot mount a tmpfs: {e}");
-            return;
-        }
-        Err(e) => panic!("cannot mount a tmpfs ({e}): run as root, or set FACETRAIN_CHAOS_NO_MOUNT=1 to skip"),
-    };
+    let Some(disk) = Tmpfs::mount_or_skip("3m") else { return };
     let mut sandbox = Sandbox::start_with_store(disk.dir.path().join("jobs.redb"));
     let data = small_dataset(sandbox.dir.path());
     let max_steps = 300;
@@ -394,7 +385,7 @@ fn the_job_store_disk_fills_up_mid_job() {
     assert!(accepted, "the store still refuses writes after space came back");
     let recover = freed.elapsed().as_millis() as u64;
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let (_, lost) = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &[]);
+    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &[]);
     // Durable again: a coordinator killed now comes back with the finished job as it was.
     std::thread::sleep(Duration::from_millis(500));
     sandbox.restart_coordinator();

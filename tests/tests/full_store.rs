@@ -3,45 +3,18 @@
 //! store works again without reopening the coordinator. Needs root for the tmpfs
 //! (FACETRAIN_CHAOS_NO_MOUNT=1 skips it where mounting is impossible).
 
-use std::io::Write;
-use std::path::Path;
-use std::process::Command;
-
 use facetrain_coordinator::coordinator::{Coordinator, Timing};
 use facetrain_coordinator::metrics::CoordinatorMetrics;
 use facetrain_coordinator::store::JobStore;
+use facetrain_tests::chaos::Tmpfs;
 
 const JOB: &str =
     "name = \"t\"\n[dataset]\ntrain = \"t.csv\"\nvalidate = \"v.csv\"\n[training]\nbatch_size = 10\nmax_steps = 5\n";
 
-struct Tmpfs(tempfile::TempDir);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
-    }
-}
-
-fn mount_tmpfs() -> Option<Tmpfs> {
-    let dir = tempfile::tempdir().unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(dir.path()).output();
-    match mounted {
-        Ok(output) if output.status.success() => Some(Tmpfs(dir)),
-        _ if std::env::var("FACETRAIN_CHAOS_NO_MOUNT").is_ok() => None,
-        other => panic!("cannot mount a tmpfs ({other:?}): run as root, or set FACETRAIN_CHAOS_NO_MOUNT=1 to skip"),
-    }
-}
-
-fn fill(dir: &Path) {
-    let mut file = std::fs::File::create(dir.join("filler")).unwrap();
-    let chunk = vec![0u8; 16 * 1024];
-    while file.write_all(&chunk).is_ok() {}
-}
-
 #[test]
 fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {
-    let Some(disk) = mount_tmpfs() else { return };
-    let path = disk.0.path().join("jobs.redb");
+    let Some(disk) = Tmpfs::mount_or_skip("8m") else { return };
+    let path = disk.dir.path().join("jobs.redb");
     let registry = prometheus::Registry::new();
     let coordinator = Coordinator::open(
         JobStore::open(&path).unwrap(),
@@ -50,7 +23,7 @@ fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {
     )
     .unwrap();
     let id = coordinator.submit(JOB, "test").unwrap();
-    fill(disk.0.path());
+    disk.fill("filler");
 
     // A cancel whose toil record (a long name) needs new pages: accepted, kept in memory.
     let who = "x".repeat(300_000);
@@ -64,7 +37,7 @@ fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {
 
     coordinator.supervise();
     assert!(coordinator.job(&id).unwrap().incidents.iter().any(|i| i.cause == "job_store" && i.resolved_by.is_empty()));
-    std::fs::remove_file(disk.0.path().join("filler")).unwrap();
+    std::fs::remove_file(disk.dir.path().join("filler")).unwrap();
     coordinator.supervise();
     let job = coordinator.job(&id).unwrap();
     let incident = job.incidents.iter().find(|i| i.cause == "job_store").unwrap();
