@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod conv_block;
 pub mod data;
 pub mod error;
 pub mod init;

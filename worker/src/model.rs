@@ -12,6 +12,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::conv_block::conv_relu_pool;
 use crate::job::ModelSpec;
 
 #[derive(Module, Debug)]
@@ -91,7 +92,7 @@ impl FaceCnn {
     pub fn forward(&self, images: Tensor<4>, dropout_mask: Option<Tensor<2>>) -> Tensor<2> {
         let mut x = images;
         for conv in &self.convs {
-            x = self.pool.forward(relu(conv.forward(x)));
+            x = conv_relu_pool(x, conv, &self.pool);
         }
         let mut x: Tensor<2> = x.flatten(1, 3);
         for layer in &self.hidden {

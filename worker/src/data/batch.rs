@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use crate::data::augment::{Draws, augment_into, sample_seed};
+use crate::data::augment::{Jitter, augment_into, draw, sample_seed};
 use crate::data::dataset::Dataset;
 use crate::data::image::RgbImage;
 use crate::data::shard::{Pick, ShardPlan, share};
@@ -36,8 +36,8 @@ impl Batch {
 pub fn build_batch(dataset: &Dataset, picks: Vec<Pick>, augment: Option<(&AugmentSpec, u64)>) -> Batch {
     let sources: Vec<&RgbImage> = picks.iter().map(|p| &dataset.images[p.row]).collect();
     let images = chw_images(&sources, |i| match augment {
-        Some((spec, seed)) => Draws::sample(spec, sample_seed(&[seed, picks[i].epoch, picks[i].row as u64])),
-        None => Draws::identity(),
+        Some((spec, seed)) => draw(spec, sample_seed(&[seed, picks[i].epoch, picks[i].row as u64])),
+        None => Jitter::identity(),
     });
     let labels = picks.iter().map(|p| dataset.label(p.row)).collect();
     Batch { images, labels, picks, side: sources.first().map_or(0, |img| img.side) }
@@ -47,7 +47,7 @@ pub fn build_batch(dataset: &Dataset, picks: Vec<Pick>, augment: Option<(&Augmen
 pub fn unlabelled_batch(images: &[RgbImage]) -> Batch {
     let sources: Vec<&RgbImage> = images.iter().collect();
     Batch {
-        images: chw_images(&sources, |_| Draws::identity()),
+        images: chw_images(&sources, |_| Jitter::identity()),
         labels: vec![0; images.len()],
         picks: (0..images.len()).map(|row| Pick { position: row as u64, epoch: 0, row }).collect(),
         side: images.first().map_or(0, |img| img.side),
@@ -55,7 +55,7 @@ pub fn unlabelled_batch(images: &[RgbImage]) -> Batch {
 }
 
 /// Writes each image, with the draws for its index, into one CHW f32 buffer, in parallel.
-fn chw_images(sources: &[&RgbImage], draws: impl Fn(usize) -> Draws + Sync) -> Vec<f32> {
+fn chw_images(sources: &[&RgbImage], draws: impl Fn(usize) -> Jitter + Sync) -> Vec<f32> {
     let side = sources.first().map_or(0, |img| img.side);
     let per_image = 3 * side * side;
     let mut images = vec![0.0f32; sources.len() * per_image];
