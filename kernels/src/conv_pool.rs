@@ -198,12 +198,15 @@ pub fn backward(
         .map_init(Scratch::default, |scratch, ((dx_tile, x_tile), (grad_tile, won_tile))| {
             let samples = x_tile.len() / geometry.sample_len();
             let columns = samples * geometry.pixels();
+            let cols = resized(&mut scratch.cols, geometry.patch_len() * columns);
+            im2col(x_tile, samples, geometry, cols);
+            let Some(dx_tile) = dx_tile else {
+                let rows = resized(&mut scratch.input_cols, geometry.patch_len() * columns);
+                return sparse_weight_grad(shape, samples, cols, rows, grad_tile, won_tile);
+            };
             let grad_conv = resized(&mut scratch.conv, shape.out_channels * columns);
             let bias_grad = unpool(shape, samples, grad_tile, won_tile, grad_conv);
             let grad_conv = View::row_major(grad_conv, shape.out_channels, columns);
-
-            let cols = resized(&mut scratch.cols, geometry.patch_len() * columns);
-            im2col(x_tile, samples, geometry, cols);
             let mut weight_grad = vec![0.0; shape.weight_len()];
             matmul(
                 &mut weight_grad,
@@ -213,12 +216,10 @@ pub fn backward(
                 threads,
             );
 
-            if let Some(dx_tile) = dx_tile {
-                let input_cols = resized(&mut scratch.input_cols, geometry.patch_len() * columns);
-                let weights_t = View::row_major(weight, shape.out_channels, geometry.patch_len()).t();
-                matmul(input_cols, weights_t, grad_conv, false, threads);
-                col2im_add(input_cols, samples, geometry, dx_tile);
-            }
+            let input_cols = resized(&mut scratch.input_cols, geometry.patch_len() * columns);
+            let weights_t = View::row_major(weight, shape.out_channels, geometry.patch_len()).t();
+            matmul(input_cols, weights_t, grad_conv, false, threads);
+            col2im_add(input_cols, samples, geometry, dx_tile);
             (weight_grad, bias_grad)
         })
         .collect();
@@ -230,6 +231,58 @@ pub fn backward(
         bias.iter_mut().zip(bias_part).for_each(|(acc, g)| *acc += g);
     }
     BlockGradients { input, weight, bias }
+}
+
+/// Weight and bias gradients of a tile straight from the pooled gradient, for a block whose input
+/// gradient nobody needs (the first: images are constants). Each pooled value reaches exactly
+/// one conv output, so this does a quarter of the dense product's multiply-adds and never builds
+/// the mostly-zero conv gradient. `cols` is the tile's im2col; `rows` receives its transpose, so
+/// each conv output's patch is contiguous.
+fn sparse_weight_grad(
+    shape: BlockShape,
+    samples: usize,
+    cols: &[f32],
+    rows: &mut [f32],
+    grad: &[f32],
+    won: &[u8],
+) -> (Vec<f32>, Vec<f32>) {
+    let patch = shape.in_channels * shape.kernel * shape.kernel;
+    let (w, pixels) = (shape.width, shape.height * shape.width);
+    let columns = samples * pixels;
+    // Transposed in blocks of 16 columns, so the block being written and the cache lines being
+    // read stay in L1 (block 1's backward: 24-26 ms against 27 ms column by column).
+    for first in (0..columns).step_by(16) {
+        let last = (first + 16).min(columns);
+        for (i, col_row) in cols.chunks_exact(columns).enumerate() {
+            for (p, &value) in (first..last).zip(&col_row[first..last]) {
+                rows[p * patch + i] = value;
+            }
+        }
+    }
+    let (ph, pw) = (shape.pooled_height(), shape.pooled_width());
+    let mut weight_grad = vec![0.0; shape.weight_len()];
+    let mut bias_grad = vec![0.0; shape.out_channels];
+    for s in 0..samples {
+        for (c, (weights, bias)) in weight_grad.chunks_exact_mut(patch).zip(&mut bias_grad).enumerate() {
+            let at = (s * shape.out_channels + c) * ph * pw;
+            for py in 0..ph {
+                for px in 0..pw {
+                    let winner = won[at + py * pw + px];
+                    if winner == CUT_BY_RELU {
+                        continue;
+                    }
+                    let g = grad[at + py * pw + px];
+                    let (dy, dx) = (usize::from(winner / 2), usize::from(winner % 2));
+                    let p = s * pixels + (2 * py + dy) * w + 2 * px + dx;
+                    for (acc, &v) in weights.iter_mut().zip(&rows[p * patch..(p + 1) * patch]) {
+                        *acc += g * v;
+                    }
+                    *bias += g;
+                }
+            }
+        }
+    }
+    (weight_grad, bias_grad)
 }
 
 /// Routes each pooled gradient to its window's winner in `grad_conv` (`[out, samples * pixels]`)

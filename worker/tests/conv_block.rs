@@ -77,3 +77,23 @@ fn a_block_the_kernels_do_not_cover_still_runs_burns_ops() {
     assert_eq!(path, BlockPath::BurnOps);
     assert!(max_difference(fused, burn_ops(x, &conv, &pool)) < 1e-6);
 }
+
+#[test]
+fn a_first_block_over_constant_images_gets_the_same_weight_gradients() {
+    // No input gradient is wanted, so the kernels take their sparse weight-gradient route.
+    let device = Device::flex().autodiff();
+    let (conv, pool) = block(&device, 3, 4, 3);
+    let images = Tensor::<4>::random([5, 3, 12, 12], Distribution::Default, &device);
+    let upstream = Tensor::<4>::random([5, 4, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+    let bias = conv.bias.as_ref().unwrap();
+    let gradients = |out: Tensor<4>| {
+        let grads = (out * upstream.clone()).sum().backward();
+        (conv.weight.val().grad(&grads).unwrap(), bias.val().grad(&grads).unwrap())
+    };
+    let (fused, path) = conv_relu_pool_via(images.clone(), &conv, &pool);
+    assert_eq!(path, BlockPath::Fused);
+    let (weight_a, bias_a) = gradients(fused);
+    let (weight_b, bias_b) = gradients(burn_ops(images, &conv, &pool));
+    assert!(max_difference(weight_a, weight_b) < 1e-4);
+    assert!(max_difference(bias_a, bias_b) < 1e-4);
+}
