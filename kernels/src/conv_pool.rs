@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::im2col::{Geometry, col2im_add, im2col};
 use crate::matmul::{View, matmul};
+use crate::winograd::{self, Tiles};
 
 /// Marks a pooled value whose maximum was <= 0: ReLU passed no gradient through it.
 const CUT_BY_RELU: u8 = 4;
@@ -122,6 +123,8 @@ pub fn forward(shape: BlockShape, x: &[f32], weight: &[f32], bias: &[f32]) -> Po
     let geometry = shape.input_geometry();
     let per_tile = shape.tile_samples();
     let threads = gemm_threads(shape.batch.div_ceil(per_tile));
+    let winograd_weights = (shape.kernel == 3 && shape.in_channels >= winograd::MIN_CHANNELS)
+        .then(|| winograd::transform_weights(weight, shape.out_channels, shape.in_channels));
     let mut output = vec![0.0; shape.output_len()];
     let mut winners = vec![0; shape.output_len()];
     output
@@ -130,6 +133,25 @@ pub fn forward(shape: BlockShape, x: &[f32], weight: &[f32], bias: &[f32]) -> Po
         .zip(x.par_chunks(per_tile * geometry.sample_len()))
         .for_each_init(Scratch::default, |scratch, ((out, won), x_tile)| {
             let samples = x_tile.len() / geometry.sample_len();
+            if let Some(u) = &winograd_weights {
+                let tiles = Tiles {
+                    samples,
+                    in_channels: shape.in_channels,
+                    out_channels: shape.out_channels,
+                    height: shape.height,
+                    width: shape.width,
+                };
+                let v = resized(&mut scratch.cols, 16 * shape.in_channels * tiles.count());
+                winograd::transform_input(x_tile, tiles, v);
+                let m = resized(&mut scratch.conv, 16 * shape.out_channels * tiles.count());
+                winograd::multiply(u, v, tiles, m, threads);
+                let per_sample = shape.pooled_height() * shape.pooled_width();
+                winograd::output_windows(m, tiles, |c, tile, window| {
+                    let at = ((tile / per_sample) * shape.out_channels + c) * per_sample + tile % per_sample;
+                    (out[at], won[at]) = pool_window(window, bias[c]);
+                });
+                return;
+            }
             let columns = samples * geometry.pixels();
             let cols = resized(&mut scratch.cols, geometry.patch_len() * columns);
             im2col(x_tile, samples, geometry, cols);
@@ -139,6 +161,19 @@ pub fn forward(shape: BlockShape, x: &[f32], weight: &[f32], bias: &[f32]) -> Po
             pool_relu(shape, samples, conv, bias, out, won);
         });
     PooledBlock { output, winners }
+}
+
+/// `relu(max(window) + bias)` and which window position won (first of equals), or
+/// [`CUT_BY_RELU`].
+fn pool_window(window: [f32; 4], bias: f32) -> (f32, u8) {
+    let (mut best, mut value) = (0, window[0]);
+    for (i, &v) in window.iter().enumerate().skip(1) {
+        if v > value {
+            (best, value) = (i, v);
+        }
+    }
+    let value = value + bias;
+    if value > 0.0 { (value, best as u8) } else { (0.0, CUT_BY_RELU) }
 }
 
 /// Pools `conv` (`[out_channels, samples * pixels]`) into NCHW `out`, adding bias and ReLU.
@@ -156,14 +191,7 @@ fn pool_relu(shape: BlockShape, samples: usize, conv: &[f32], bias: &[f32], out:
                 let won_row = &mut won[at + py * pw..][..pw];
                 for px in 0..pw {
                     let window = [top[2 * px], top[2 * px + 1], bottom[2 * px], bottom[2 * px + 1]];
-                    let (mut best, mut value) = (0, window[0]);
-                    for (i, &v) in window.iter().enumerate().skip(1) {
-                        if v > value {
-                            (best, value) = (i, v);
-                        }
-                    }
-                    let value = value + b;
-                    (out_row[px], won_row[px]) = if value > 0.0 { (value, best as u8) } else { (0.0, CUT_BY_RELU) };
+                    (out_row[px], won_row[px]) = pool_window(window, b);
                 }
             }
         }

@@ -15,5 +15,6 @@ pub mod augment;
 mod conv_pool;
 mod im2col;
 mod matmul;
+mod winograd;
 
 pub use conv_pool::{BlockGradients, BlockShape, PooledBlock, backward, forward};

@@ -134,6 +134,14 @@ fn the_models_first_block_at_a_small_batch() {
 }
 
 #[test]
+fn blocks_with_64_or_more_input_channels_take_winograd_and_still_match() {
+    // F(2x2, 3x3) forward from 64 input channels; odd and even sides (the pool drops an odd edge).
+    check(BlockShape { batch: 3, in_channels: 64, out_channels: 8, height: 10, width: 9, kernel: 3 }, 4);
+    check(BlockShape { batch: 2, in_channels: 70, out_channels: 5, height: 7, width: 12, kernel: 3 }, 5);
+    check(BlockShape { batch: 9, in_channels: 64, out_channels: 24, height: 6, width: 6, kernel: 3 }, 6);
+}
+
+#[test]
 fn many_tiles_and_a_short_last_tile() {
     // 4x4 pixels => many samples per tile; a batch of 37 leaves a partial last tile.
     check(BlockShape { batch: 37, in_channels: 5, out_channels: 7, height: 4, width: 4, kernel: 3 }, 2);
