@@ -55,8 +55,10 @@ fn fused_shape(x: &Tensor<4>, conv: &Conv2d, pool: &MaxPool2d) -> Option<BlockSh
         && !pool.ceil_mode
         && matches!(pool.padding, PaddingConfig2d::Valid);
     let shape = BlockShape { batch, in_channels, out_channels, height, width, kernel };
-    (plain_conv && same && pool_2x2 && conv.bias.is_some() && x.dtype() == DType::F32 && shape.is_supported())
-        .then_some(shape)
+    let f32_only = x.dtype() == DType::F32
+        && conv.weight.val().dtype() == DType::F32
+        && conv.bias.as_ref().is_some_and(|bias| bias.val().dtype() == DType::F32);
+    (plain_conv && same && pool_2x2 && f32_only && shape.is_supported()).then_some(shape)
 }
 
 fn fused(x: Tensor<4>, conv: &Conv2d, pool: &MaxPool2d, shape: BlockShape) -> (Tensor<4>, BlockPath) {
