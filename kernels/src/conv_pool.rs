@@ -2,7 +2,7 @@
 //!
 //! ReLU and max commute, so the block pools the raw conv output and applies bias and ReLU once
 //! per pooled value. The backward pass needs only the block's input and, per pooled value, which
-//! of its 4 window positions won (or that ReLU cut it): the conv output is recomputed by nobody.
+//! of its 4 window positions won (or that ReLU cut it); the conv output is neither kept nor recomputed.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -34,9 +34,10 @@ pub struct BlockShape {
 
 impl BlockShape {
     /// Whether these kernels compute this block: "same" padding is symmetric only for an odd
-    /// kernel, and the pool needs a 2x2 window.
+    /// kernel, the pool needs a 2x2 window, and an empty dimension leaves nothing to tile.
     pub fn is_supported(&self) -> bool {
-        self.kernel % 2 == 1 && self.height >= 2 && self.width >= 2 && self.batch > 0 && self.in_channels > 0
+        let non_empty = self.batch > 0 && self.in_channels > 0 && self.out_channels > 0;
+        self.kernel % 2 == 1 && self.height >= 2 && self.width >= 2 && non_empty
     }
 
     pub fn pooled_height(&self) -> usize {
