@@ -198,12 +198,40 @@ pub enum GradientDtype {
     Bf16,
 }
 
+impl GradientDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::F32, Self::Bf16].into_iter().find(|d| d.name() == name)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     #[default]
     Flex,
     Tch,
+}
+
+impl Backend {
+    pub const ALL: [Self; 2] = [Self::Flex, Self::Tch];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Tch => "tch",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -316,4 +344,70 @@ fn resolve_relative(base: &Path, location: &str) -> String {
         return location.to_string();
     }
     base.join(location).display().to_string()
+}
+
+/// What a model needs to train on one worker: its parameter count and an estimate of the memory
+/// a step takes (a bound to refuse absurd jobs before they are scheduled, not a prediction of
+/// RSS: the fused CPU kernels need less).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSize {
+    pub parameters: u64,
+    pub training_bytes: u64,
+}
+
+impl ModelSpec {
+    /// Sizes for `num_classes` outputs and a per-worker batch of `batch` samples. Saturates
+    /// instead of overflowing, so any spec that parses can be sized.
+    pub fn size(&self, num_classes: usize, batch: usize) -> ModelSize {
+        let k = self.kernel_size as u128;
+        let (mut parameters, mut activations) = (0u128, 3 * (self.image_size as u128).pow(2));
+        let (mut channels, mut side) = (3u128, self.image_size as u128);
+        for &out in &self.conv_channels {
+            let out = out as u128;
+            parameters += channels * out * k * k + out;
+            // The conv output at full size, then the pooled map.
+            activations += out * side * side + out * (side / 2) * (side / 2);
+            channels = out;
+            side /= 2;
+        }
+        let mut features = channels * side * side;
+        for &units in self.fc_units.iter().chain(std::iter::once(&num_classes)) {
+            let units = units as u128;
+            parameters += features * units + units;
+            activations += units;
+            features = units;
+        }
+        // Parameters, their gradients, Adam's two moments and the flat exchange buffer; the
+        // activations kept for backward, their gradients and temporaries.
+        let bytes = parameters * 4 * 5 + activations * batch as u128 * 4 * 3;
+        let clamp = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+        ModelSize { parameters: clamp(parameters), training_bytes: clamp(bytes) }
+    }
+}
+
+/// Refuses a model that needs more than `max_bytes` to train a batch of `batch` on one worker;
+/// the message gives the numbers and the keys to change.
+pub fn check_model_fits(model: &ModelSpec, num_classes: usize, batch: usize, max_bytes: u64) -> Result<ModelSize> {
+    let size = model.size(num_classes, batch);
+    if size.training_bytes > max_bytes {
+        return Err(JobError::Invalid(format!(
+            "the model is too large: {} parameters and about {} to train a batch of {batch} with {num_classes} \
+             classes on one worker, over the limit of {}; reduce `model.conv_channels`, `model.fc_units`, \
+             `model.image_size` or `training.batch_size` (or the class count)",
+            size.parameters,
+            human_bytes(size.training_bytes),
+            human_bytes(max_bytes)
+        )));
+    }
+    Ok(size)
+}
+
+/// `1.5 GiB`, `512 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    match bytes as f64 {
+        b if b >= GIB => format!("{:.1} GiB", b / GIB),
+        b => format!("{:.0} MiB", b / MIB),
+    }
 }

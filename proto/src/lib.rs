@@ -9,7 +9,10 @@ pub mod pb {
 
 pub mod auth;
 mod error;
+pub mod incidents;
 pub mod job;
+pub mod ledger;
+pub mod plan;
 pub mod tls;
 
 pub use error::ErrorCode;
