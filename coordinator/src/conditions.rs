@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use facetrain_proto::incidents::IncidentCause;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
     Straggler(String),
@@ -13,13 +15,33 @@ pub enum Condition {
 }
 
 impl Condition {
-    pub fn cause(&self) -> &'static str {
+    pub fn cause(&self) -> IncidentCause {
         match self {
-            Self::Straggler(_) => "straggler",
-            Self::CheckpointStorage => "checkpoint_storage",
-            Self::JobStore => "job_store",
+            Self::Straggler(_) => IncidentCause::Straggler,
+            Self::CheckpointStorage => IncidentCause::CheckpointStorage,
+            Self::JobStore => IncidentCause::JobStore,
         }
     }
+}
+
+/// A straggler is also this much slower than the others' median: on millisecond steps,
+/// scheduling noise alone doubles compute times.
+pub const STRAGGLER_MIN_EXCESS_SECONDS: f64 = 0.05;
+
+/// Members whose time (gradient arrival, else compute) is more than twice the median of the
+/// other members' (the others, so that with two workers the slow one is not its own yardstick).
+pub fn stragglers(times: &[(String, f64)]) -> Vec<String> {
+    times
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, seconds))| {
+            let mut others: Vec<f64> = times.iter().enumerate().filter(|(j, _)| j != i).map(|(_, (_, s))| *s).collect();
+            others.sort_by(f64::total_cmp);
+            let median = others.get(others.len().saturating_sub(1) / 2).copied().unwrap_or(0.0);
+            median > 0.0 && *seconds > 2.0 * median && *seconds - median > STRAGGLER_MIN_EXCESS_SECONDS
+        })
+        .map(|(_, (worker, _))| worker.clone())
+        .collect()
 }
 
 /// A worker is judged on its last `WINDOW` steps: reported when at least `SLOW_TO_REPORT` of them
@@ -99,6 +121,15 @@ mod tests {
             let stragglers = if step % 3 == 0 { names(&["b"]) } else { vec![] };
             assert_eq!(tracker.observe(&members, &stragglers).0, Vec::<String>::new());
         }
+    }
+
+    #[test]
+    fn with_two_workers_the_slow_one_is_a_straggler_and_even_speeds_are_not() {
+        let times = |a: f64, b: f64| vec![("a".to_string(), a), ("b".to_string(), b)];
+        assert_eq!(stragglers(&times(1.0, 4.0)), vec!["b".to_string()]);
+        assert!(stragglers(&times(1.0, 1.5)).is_empty());
+        assert!(stragglers(&times(0.01, 0.04)).is_empty(), "millisecond noise is not straggling");
+        assert!(stragglers(&[("a".to_string(), 9.0)]).is_empty(), "one worker has nobody to lag behind");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! from its own restarts without a person.
 
 pub mod access;
+pub mod cluster;
 pub mod conditions;
 pub mod coordinator;
 pub mod metrics;

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use facetrain_coordinator::access::AccessPolicy;
-use facetrain_coordinator::coordinator::{Coordinator, Timing};
+use facetrain_coordinator::cluster::{Limits, Timing};
+use facetrain_coordinator::coordinator::Coordinator;
 use facetrain_coordinator::metrics::{CoordinatorMetrics, register_job_metrics};
 use facetrain_coordinator::server::Security;
 use facetrain_coordinator::store::JobStore;
@@ -44,6 +45,11 @@ struct Args {
     /// How long a queued job waits for all its workers before starting with fewer.
     #[arg(long, default_value = "5000")]
     start_grace_ms: u64,
+    /// Refuse jobs whose model needs more than this much memory on one worker (GiB, estimated
+    /// from the job's model, class count and per-worker batch at submit).
+    #[arg(long, env = "FACETRAIN_MAX_JOB_MEMORY_GIB", default_value = "64",
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_job_memory_gib: u64,
     #[arg(long, env = "FACETRAIN_LOG_FORMAT", default_value = "text")]
     log_format: String,
     /// This server's certificate (PEM); with --tls-key, the API is served over TLS only.
@@ -114,8 +120,9 @@ async fn main() -> anyhow::Result<()> {
     facetrain_telemetry::register_build_info(&registry, "coordinator")?;
     let metrics = CoordinatorMetrics::new(&registry)?;
     let store = JobStore::open(&args.store)?;
-    let coordinator = Coordinator::open(store, timing, metrics)?;
-    register_job_metrics(&registry, &coordinator)?;
+    let limits = Limits { max_job_bytes: args.max_job_memory_gib << 30 };
+    let coordinator = Coordinator::open(store, timing, limits, metrics)?;
+    register_job_metrics(&registry, coordinator.clone())?;
     let listener = TcpListener::bind(&args.listen).await?;
     let security = args.security(listener.local_addr()?)?;
     let metrics_listener = TcpListener::bind(&args.metrics_listen).await?;

@@ -4,9 +4,10 @@
 //! cost nothing per step; events (step and recovery durations, reduction bytes, RPCs) are
 //! counted as they happen. Names follow dashboards/METRICS.md.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
+use facetrain_proto::incidents::{IncidentCause, Resolver, ToilKind};
 use facetrain_telemetry::{RECOVERY_BUCKETS, STEP_BUCKETS, grpc_code_name};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -15,12 +16,14 @@ use prometheus::{
     Registry,
 };
 
-use crate::coordinator::Coordinator;
+use crate::cluster::Snapshot;
 use crate::record::JobState;
 
-pub const INCIDENT_CAUSES: [&str; 6] =
-    ["worker_lost", "coordinator_restart", "bad_data", "stalled_step", "bad_gradient", "checkpoint_corrupt"];
-pub const TOIL_KINDS: [&str; 5] = ["cancel", "resume", "restart", "scale", "evict"];
+/// Where the job-record metrics come from at scrape time (the coordinator; a fixed snapshot in
+/// tests).
+pub trait SnapshotSource: Send + Sync {
+    fn snapshot(&self) -> Snapshot;
+}
 
 pub struct CoordinatorMetrics {
     pub step_duration: HistogramVec,
@@ -70,8 +73,8 @@ impl CoordinatorMetrics {
             &["rpc"],
         )?;
         // Known label values start at 0, so a first increment is visible to rate() and alerts.
-        for cause in INCIDENT_CAUSES {
-            recovery_duration.with_label_values(&[cause]);
+        for cause in IncidentCause::ALL {
+            recovery_duration.with_label_values(&[cause.name()]);
         }
         for collector in [
             Box::new(step_duration.clone()) as Box<dyn Collector>,
@@ -97,6 +100,19 @@ impl CoordinatorMetrics {
         }))
     }
 
+    /// A step of `job` completed in `seconds`; `compute`: each member's compute time, by name.
+    pub fn step_applied(&self, job: &str, seconds: f64, compute: &[(String, f64)]) {
+        self.step_duration.with_label_values(&[job, "total"]).observe(seconds);
+        for (worker, seconds) in compute {
+            self.worker_compute.with_label_values(&[job, worker]).set(*seconds);
+        }
+    }
+
+    /// `worker` no longer trains `job`: its series goes, so a flapping worker cannot grow them.
+    pub fn member_left(&self, job: &str, worker: &str) {
+        let _ = self.worker_compute.remove_label_values(&[job, worker]);
+    }
+
     /// Counts one finished RPC; unary calls also observe their duration.
     pub fn rpc<T>(&self, rpc: &str, started: Instant, unary: bool, result: &Result<T, tonic::Status>) {
         let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
@@ -107,21 +123,21 @@ impl CoordinatorMetrics {
     }
 }
 
-/// Registers the collector of job-record metrics for `coordinator`.
-pub fn register_job_metrics(registry: &Registry, coordinator: &Arc<Coordinator>) -> prometheus::Result<()> {
-    registry.register(Box::new(JobCollector::new(Arc::downgrade(coordinator))?))
+/// Registers the collector of job-record metrics, read from `source` at every scrape.
+pub fn register_job_metrics(registry: &Registry, source: Arc<dyn SnapshotSource>) -> prometheus::Result<()> {
+    registry.register(Box::new(JobCollector::new(source)?))
 }
 
 struct JobCollector {
-    coordinator: Weak<Coordinator>,
+    source: Arc<dyn SnapshotSource>,
     descs: Vec<Desc>,
 }
 
 impl JobCollector {
-    fn new(coordinator: Weak<Coordinator>) -> prometheus::Result<Self> {
+    fn new(source: Arc<dyn SnapshotSource>) -> prometheus::Result<Self> {
         let descs =
             Families::new()?.all().iter().flat_map(|c| c.desc().into_iter().cloned().collect::<Vec<_>>()).collect();
-        Ok(Self { coordinator, descs })
+        Ok(Self { source, descs })
     }
 }
 
@@ -153,7 +169,7 @@ impl Families {
                 &["job_id"],
             )?,
             samples: IntCounterVec::new(
-                Opts::new("facetrain_samples_total", "Training samples consumed"),
+                Opts::new("facetrain_samples_total", "Training samples trained in applied steps (never decreases)"),
                 &["job_id"],
             )?,
             loss: GaugeVec::new(Opts::new("facetrain_loss", "Training loss of the last step"), &["job_id"])?,
@@ -210,29 +226,30 @@ impl Collector for JobCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Some(coordinator) = self.coordinator.upgrade() else { return Vec::new() };
         let Ok(f) = Families::new() else { return Vec::new() };
-        let (jobs, registered, training) = coordinator.snapshot();
+        let snapshot = self.source.snapshot();
+        let jobs = &snapshot.jobs;
         for state in JobState::ALL {
             f.jobs.with_label_values(&[state.name()]).set(jobs.iter().filter(|j| j.state == state).count() as i64);
         }
+        let training = snapshot.workers_training;
         f.workers.with_label_values(&["training"]).set(training as i64);
-        f.workers.with_label_values(&["idle"]).set(registered.saturating_sub(training) as i64);
-        f.workers.with_label_values(&["lost"]).set(coordinator.lost_workers() as i64);
+        f.workers.with_label_values(&["idle"]).set(snapshot.workers_registered.saturating_sub(training) as i64);
+        f.workers.with_label_values(&["lost"]).set(snapshot.workers_lost as i64);
         // Every kind starts at 0, so the first manual action is visible to rate() and alerts.
-        for kind in TOIL_KINDS {
-            f.toil_events.with_label_values(&[kind]);
-            f.toil_seconds.with_label_values(&[kind]);
+        for kind in ToilKind::ALL {
+            f.toil_events.with_label_values(&[kind.name()]);
+            f.toil_seconds.with_label_values(&[kind.name()]);
         }
-        for job in &jobs {
+        for job in jobs {
             let id = job.id.as_str();
             for toil in &job.toil {
-                f.toil_events.with_label_values(&[&toil.kind]).inc();
-                f.toil_seconds.with_label_values(&[&toil.kind]).inc_by(toil.hands_on_seconds);
+                f.toil_events.with_label_values(&[toil.kind.name()]).inc();
+                f.toil_seconds.with_label_values(&[toil.kind.name()]).inc_by(toil.hands_on_seconds);
             }
             f.step.with_label_values(&[id]).set(job.step as i64);
             f.running_seconds.with_label_values(&[id]).inc_by(job.running_seconds);
-            f.samples.with_label_values(&[id]).inc_by(job.cursor);
+            f.samples.with_label_values(&[id]).inc_by(job.samples_trained);
             f.loss.with_label_values(&[id]).set(job.train_loss);
             if let Some(accuracy) = job.val_accuracy {
                 f.accuracy.with_label_values(&[id, "validate"]).set(accuracy);
@@ -240,10 +257,19 @@ impl Collector for JobCollector {
             if let Some(accuracy) = job.train_accuracy {
                 f.accuracy.with_label_values(&[id, "train"]).set(accuracy);
             }
-            let open = job.incidents.iter().filter(|i| i.resolved_unix_ms == 0).count();
+            let open = job.incidents.iter().filter(|i| i.is_open()).count();
             f.incidents_open.with_label_values(&[id]).set(open as i64);
-            for incident in job.incidents.iter().filter(|i| i.resolved_unix_ms != 0) {
-                f.incidents.with_label_values(&[id, &incident.cause, &incident.resolved_by]).inc();
+            // Every cause and resolver starts at 0 for each job: dashboards show 0, not "No data",
+            // and increase() sees the first incident.
+            for cause in IncidentCause::ALL {
+                for resolver in Resolver::ALL {
+                    f.incidents.with_label_values(&[id, cause.name(), resolver.name()]);
+                }
+            }
+            for incident in &job.incidents {
+                if let Some(resolver) = incident.resolved_by {
+                    f.incidents.with_label_values(&[id, incident.cause.name(), resolver.name()]).inc();
+                }
             }
             f.lost_work.with_label_values(&[id]).inc_by(job.incidents.iter().map(|i| i.lost_work_seconds).sum());
             if let Some(checkpoint) = job.latest_checkpoint.as_ref().filter(|c| c.written_unix_ms > 0) {

@@ -1,8 +1,8 @@
-//! What the coordinator remembers about a job, in the store and on the wire.
+//! What the coordinator remembers about a job, in the store.
 
-use serde::{Deserialize, Serialize};
-
-use facetrain_proto::pb;
+use facetrain_proto::incidents::{IncidentCause, Resolver, ToilKind};
+use facetrain_proto::ledger::SampleLedger;
+use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,33 +34,50 @@ impl JobState {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentRecord {
-    pub cause: String,
+    pub cause: IncidentCause,
     pub detail: String,
     pub detected_unix_ms: u64,
     /// 0 while open.
     pub resolved_unix_ms: u64,
-    pub resolved_by: String,
+    /// `None` while open (stores written before the enum hold "" there).
+    #[serde(default, deserialize_with = "resolver_or_empty")]
+    pub resolved_by: Option<Resolver>,
     pub lost_work_seconds: f64,
+    /// The step the job was computing when it struck (0 in records from older stores).
+    #[serde(default)]
+    pub step: u64,
 }
 
 impl IncidentRecord {
-    /// An incident detected now, still open.
-    pub fn detected(cause: &str, detail: String, lost_work_seconds: f64) -> Self {
-        Self {
-            cause: cause.into(),
-            detail,
-            detected_unix_ms: now_unix_ms(),
-            resolved_unix_ms: 0,
-            resolved_by: String::new(),
-            lost_work_seconds,
-        }
+    /// An incident detected at `unix_ms` while the job computed `step`, still open.
+    pub fn detected(cause: IncidentCause, detail: String, step: u64, unix_ms: u64, lost_work_seconds: f64) -> Self {
+        Self { cause, detail, detected_unix_ms: unix_ms, resolved_unix_ms: 0, resolved_by: None, lost_work_seconds, step }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.resolved_by.is_none()
+    }
+
+    /// Closes it; returns the seconds from detection to resolution.
+    pub fn resolve(&mut self, by: Resolver, unix_ms: u64) -> f64 {
+        self.resolved_unix_ms = unix_ms;
+        self.resolved_by = Some(by);
+        unix_ms.saturating_sub(self.detected_unix_ms) as f64 / 1000.0
+    }
+}
+
+fn resolver_or_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Resolver>, D::Error> {
+    let name = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
+    match name.as_str() {
+        "" => Ok(None),
+        other => Resolver::parse(other).map(Some).ok_or_else(|| serde::de::Error::custom(format!("resolver `{other}`"))),
     }
 }
 
 /// A manual action a person took on a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToilRecord {
-    pub kind: String,
+    pub kind: ToilKind,
     pub by: String,
     pub unix_ms: u64,
     pub hands_on_seconds: f64,
@@ -73,6 +90,10 @@ pub struct CheckpointRef {
     pub cursor: u64,
     #[serde(default)]
     pub written_unix_ms: u64,
+    /// The sample ledger at `step`, restored when the job rewinds here (`None` in records from
+    /// older stores: checking then starts afresh at the cursor).
+    #[serde(default)]
+    pub ledger: Option<SampleLedger>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +124,15 @@ pub struct JobRecord {
     pub incidents: Vec<IncidentRecord>,
     #[serde(default)]
     pub toil: Vec<ToilRecord>,
+    /// Samples trained in applied steps (steps redone after a rewind count again): only grows.
+    #[serde(default)]
+    pub samples_trained: u64,
+    /// What the current model was trained on (follows rewinds).
+    #[serde(default)]
+    pub ledger: SampleLedger,
+    /// The highest step the job ever completed: incidents at or below it recur, not progress.
+    #[serde(default)]
+    pub high_water_step: u64,
 }
 
 impl JobRecord {
@@ -124,6 +154,11 @@ impl JobRecord {
         if self.latest_checkpoint.as_ref().is_some_and(|c| c.location == location) {
             self.latest_checkpoint = self.checkpoints.last().cloned();
         }
+    }
+
+    pub fn knows_checkpoint(&self, location: &str) -> bool {
+        self.checkpoints.iter().any(|c| c.location == location)
+            || self.latest_checkpoint.as_ref().is_some_and(|c| c.location == location)
     }
 
     /// A job just submitted: queued, nothing trained.
@@ -156,62 +191,15 @@ impl JobRecord {
             running_seconds: 0.0,
             incidents: Vec::new(),
             toil: Vec::new(),
+            samples_trained: 0,
+            ledger: SampleLedger::default(),
+            high_water_step: 0,
         }
     }
 
-    pub fn to_proto(&self, workers: u32) -> pb::Job {
-        let state = match self.state {
-            JobState::Queued => pb::JobState::Queued,
-            JobState::Running => pb::JobState::Running,
-            JobState::Succeeded => pb::JobState::Succeeded,
-            JobState::Failed => pb::JobState::Failed,
-            JobState::Cancelled => pb::JobState::Cancelled,
-        };
-        pb::Job {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            state: state as i32,
-            step: self.step,
-            max_steps: self.max_steps,
-            cursor: self.cursor,
-            val_accuracy: self.val_accuracy,
-            train_loss: self.train_loss,
-            workers,
-            message: self.message.clone(),
-            latest_checkpoint: self.latest_checkpoint.as_ref().map(|c| c.location.clone()).unwrap_or_default(),
-            created_unix_ms: self.created_unix_ms,
-            started_unix_ms: self.started_unix_ms,
-            finished_unix_ms: self.finished_unix_ms,
-            incidents: self
-                .incidents
-                .iter()
-                .map(|i| pb::Incident {
-                    cause: i.cause.clone(),
-                    detail: i.detail.clone(),
-                    detected_unix_ms: i.detected_unix_ms,
-                    resolved_unix_ms: i.resolved_unix_ms,
-                    resolved_by: i.resolved_by.clone(),
-                    lost_work_seconds: i.lost_work_seconds,
-                })
-                .collect(),
-            job_toml: self.job_toml.clone(),
-            running_seconds: self.running_seconds,
-            toil: self
-                .toil
-                .iter()
-                .map(|t| pb::ToilEvent {
-                    kind: t.kind.clone(),
-                    by: t.by.clone(),
-                    unix_ms: t.unix_ms,
-                    hands_on_seconds: t.hands_on_seconds,
-                })
-                .collect(),
-        }
+    pub fn open_incidents(&self) -> impl Iterator<Item = (usize, &IncidentRecord)> {
+        self.incidents.iter().enumerate().filter(|(_, i)| i.is_open())
     }
-}
-
-pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -219,7 +207,7 @@ mod tests {
     use super::*;
 
     fn checkpoint(step: u64) -> CheckpointRef {
-        CheckpointRef { location: format!("ckpt-{step}"), step, cursor: step * 10, written_unix_ms: 0 }
+        CheckpointRef { location: format!("ckpt-{step}"), step, cursor: step * 10, written_unix_ms: 0, ledger: None }
     }
 
     #[test]
@@ -236,5 +224,15 @@ mod tests {
         job.reject_checkpoint("ckpt-15");
         job.reject_checkpoint("ckpt-10");
         assert_eq!(job.latest_checkpoint, None, "nothing readable left: start over");
+    }
+
+    #[test]
+    fn records_from_an_older_store_still_load() {
+        let old = r#"{"cause":"worker_lost","detail":"d","detected_unix_ms":1,"resolved_unix_ms":0,"resolved_by":"","lost_work_seconds":0.0}"#;
+        let incident: IncidentRecord = serde_json::from_str(old).unwrap();
+        assert!(incident.is_open());
+        let resolved = old.replace(r#""resolved_by":"""#, r#""resolved_by":"automation""#);
+        let incident: IncidentRecord = serde_json::from_str(&resolved).unwrap();
+        assert_eq!(incident.resolved_by, Some(Resolver::Automation));
     }
 }

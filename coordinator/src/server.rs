@@ -15,7 +15,10 @@ use tonic::transport::ServerTlsConfig;
 use tracing::info;
 
 use crate::access::AccessPolicy;
-use crate::coordinator::Shared;
+use crate::cluster::{Limits, Timing};
+use crate::coordinator::{Coordinator, Shared};
+use crate::metrics::CoordinatorMetrics;
+use crate::store::JobStore;
 use crate::service::jobs::JobApi;
 use crate::service::workers::WorkerApi;
 
@@ -77,4 +80,23 @@ pub async fn run(
     supervisor.abort();
     result?;
     Ok(())
+}
+
+/// A coordinator for one process's own use (`facectl local` with several workers): a job store
+/// in `scratch`, default timing, no metrics endpoint, and an open plaintext API, which is why
+/// `listener` must be on loopback. Serves until `shutdown` resolves.
+pub async fn embedded(
+    listener: TcpListener,
+    scratch: &std::path::Path,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        listener.local_addr()?.ip().is_loopback(),
+        "an embedded coordinator serves an open API: bind it to loopback"
+    );
+    let metrics = CoordinatorMetrics::new(&prometheus::Registry::new())?;
+    let store = JobStore::open(&scratch.join("jobs.redb"))?;
+    let coordinator = Coordinator::open(store, Timing::default(), Limits::default(), metrics)?;
+    tracing::info!(address = %listener.local_addr()?, "embedded coordinator: plaintext gRPC on loopback");
+    run(listener, coordinator, Security::default(), shutdown).await
 }

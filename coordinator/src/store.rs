@@ -1,17 +1,28 @@
 //! The embedded job store: one redb file (crash-safe, copy-on-write B-trees with atomic
 //! commits) on a persistent volume, so jobs, their progress and their incidents survive a
-//! coordinator restart. After an I/O error (a full disk) redb refuses every later call until the
-//! file is reopened, so a failed call drops the handle and the next call reopens it: once space is
-//! back, writes work again without a restart.
+//! coordinator restart.
+//!
+//! - After an I/O error (a full disk) redb refuses every later call until the file is reopened,
+//!   so a failed call drops the handle and the next call reopens it: once space is back, writes
+//!   work again without a restart.
+//! - A damaged file must not take the coordinator down with a panic: opening checks the file's
+//!   integrity (redb repairs what it can) and a file it cannot repair is an error that names the
+//!   file and what to do. redb can panic on some damage instead of returning an error, so every
+//!   call runs behind a panic guard. A record that does not parse is moved to a `quarantine`
+//!   table and its job shown as failed with the reason, instead of stopping the start-up.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use facetrain_proto::incidents::IncidentCause;
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use tracing::{error, warn};
 
-use crate::record::JobRecord;
+use crate::record::{IncidentRecord, JobRecord, JobState};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantine");
 
 #[derive(Debug, thiserror::Error)]
 #[error("job store {path}: {message}")]
@@ -26,6 +37,19 @@ pub struct JobStore {
     path: String,
 }
 
+/// Runs `call`, turning a panic inside redb into an error message (the panic's own line still
+/// reaches stderr: the hook is process-wide, and swapping it would hide other threads' panics).
+fn guarded<T>(call: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown damage".into());
+        Err(format!("the file is damaged ({reason})"))
+    })
+}
+
 impl JobStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let display = path.display().to_string();
@@ -33,25 +57,51 @@ impl JobStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create folder: {e}")))?;
         }
-        let db = Database::create(path).map_err(|e| fail(e.to_string()))?;
-        let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
-        txn.open_table(JOBS).map_err(|e| fail(e.to_string()))?;
-        txn.commit().map_err(|e| fail(e.to_string()))?;
-        Ok(Self { db: Mutex::new(Some(db)), file: path.to_path_buf(), path: display })
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            warn!(store = %path.display(), "the job store file is empty (0 bytes): starting a new store in it");
+        }
+        let store = Self { db: Mutex::new(None), file: path.to_path_buf(), path: display.clone() };
+        let db = store.open_database(true).map_err(|message| {
+            fail(format!(
+                "{message}. It cannot be used: stop the coordinator, move the file aside (its jobs are then \
+                 forgotten) or restore it from a backup, and start again"
+            ))
+        })?;
+        *store.slot() = Some(db);
+        Ok(store)
+    }
+
+    fn open_database(&self, check: bool) -> Result<Database, String> {
+        guarded(|| {
+            let mut db = Database::create(&self.file).map_err(|e| e.to_string())?;
+            if check && !db.check_integrity().map_err(|e| e.to_string())? {
+                warn!(store = %self.path, "the job store file was damaged and has been repaired");
+            }
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            txn.open_table(JOBS).map_err(|e| e.to_string())?;
+            txn.open_table(QUARANTINE).map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(db)
+        })
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Database>> {
+        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `operation` on the open database (reopening it first if an error closed it); an
     /// error closes it so the next call starts from a fresh handle.
-    fn with_db<T>(&self, operation: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut slot: MutexGuard<'_, Option<Database>> = self.db.lock().expect("job store lock");
+    fn with_db<T>(&self, operation: impl FnOnce(&Database) -> Result<T, String>) -> Result<T, StoreError> {
+        let mut slot = self.slot();
         if slot.is_none() {
-            *slot = Some(Database::create(&self.file).map_err(|e| self.fail(format!("cannot reopen: {e}")))?);
+            *slot = Some(self.open_database(false).map_err(|e| self.fail(format!("cannot reopen: {e}")))?);
         }
-        let result = operation(slot.as_ref().expect("just opened"));
+        let db = slot.as_ref().expect("just opened");
+        let result = guarded(|| operation(db));
         if result.is_err() {
             *slot = None;
         }
-        result
+        result.map_err(|e| self.fail(e))
     }
 
     fn fail(&self, message: impl std::fmt::Display) -> StoreError {
@@ -59,33 +109,78 @@ impl JobStore {
     }
 
     pub fn put(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(job).expect("job records serialise");
+        let bytes = serde_json::to_vec(job).map_err(|e| self.fail(format!("job {} does not serialise: {e}", job.id)))?;
         self.with_db(|db| {
-            let txn = db.begin_write().map_err(|e| self.fail(e))?;
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
             {
-                let mut table = txn.open_table(JOBS).map_err(|e| self.fail(e))?;
-                table.insert(job.id.as_str(), bytes.as_slice()).map_err(|e| self.fail(e))?;
+                let mut table = txn.open_table(JOBS).map_err(|e| e.to_string())?;
+                table.insert(job.id.as_str(), bytes.as_slice()).map_err(|e| e.to_string())?;
             }
-            txn.commit().map_err(|e| self.fail(format!("commit failed: {e}")))
+            txn.commit().map_err(|e| format!("commit failed: {e}"))
         })
     }
 
+    /// Every job, oldest first. A record that does not parse is quarantined and its job shown
+    /// as failed with the reason.
     pub fn all(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let mut jobs = self.with_db(|db| {
-            let txn = db.begin_read().map_err(|e| self.fail(e))?;
-            let table = txn.open_table(JOBS).map_err(|e| self.fail(e))?;
-            let mut jobs = Vec::new();
-            for entry in table.range::<&str>(..).map_err(|e| self.fail(e))? {
-                let (key, value) = entry.map_err(|e| self.fail(e))?;
-                let job: JobRecord = serde_json::from_slice(value.value())
-                    .map_err(|e| self.fail(format!("job {} unreadable: {e}", key.value())))?;
-                jobs.push(job);
+        let (mut jobs, unreadable) = self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let table = txn.open_table(JOBS).map_err(|e| e.to_string())?;
+            let (mut jobs, mut unreadable) = (Vec::new(), Vec::new());
+            for entry in table.range::<&str>(..).map_err(|e| e.to_string())? {
+                let (key, value) = entry.map_err(|e| e.to_string())?;
+                match serde_json::from_slice::<JobRecord>(value.value()) {
+                    Ok(job) => jobs.push(job),
+                    Err(e) => unreadable.push((key.value().to_string(), value.value().to_vec(), e.to_string())),
+                }
             }
-            Ok(jobs)
+            Ok((jobs, unreadable))
         })?;
+        for (id, bytes, reason) in unreadable {
+            error!(store = %self.path, job = %id, reason, "job record unreadable: quarantined, job marked failed");
+            let placeholder = quarantined_job(&id, &reason);
+            self.quarantine(&id, &bytes, &placeholder)?;
+            jobs.push(placeholder);
+        }
         jobs.sort_by_key(|j| j.created_unix_ms);
         Ok(jobs)
     }
+
+    /// Moves a record's bytes to the quarantine table and puts `placeholder` in its place.
+    fn quarantine(&self, id: &str, bytes: &[u8], placeholder: &JobRecord) -> Result<(), StoreError> {
+        let replacement = serde_json::to_vec(placeholder).map_err(|e| self.fail(e))?;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut quarantine = txn.open_table(QUARANTINE).map_err(|e| e.to_string())?;
+                quarantine.insert(id, bytes).map_err(|e| e.to_string())?;
+                let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
+                jobs.insert(id, replacement.as_slice()).map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| format!("commit failed: {e}"))
+        })
+    }
+
+    /// How many records were ever quarantined.
+    pub fn quarantined(&self) -> Result<u64, StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            let table = txn.open_table(QUARANTINE).map_err(|e| e.to_string())?;
+            table.len().map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// What `facectl list` shows for a record that could not be read.
+fn quarantined_job(id: &str, reason: &str) -> JobRecord {
+    let mut job = JobRecord::queued(id.into(), id.into(), String::new(), String::new(), 0, 0);
+    let message = format!("the job's record in the store is unreadable ({reason}); its bytes are kept in the store's quarantine table");
+    let mut incident = IncidentRecord::detected(IncidentCause::JobStore, message.clone(), 0, 0, 0.0);
+    incident.resolve(facetrain_proto::incidents::Resolver::JobEnded, 0);
+    job.incidents.push(incident);
+    job.state = JobState::Failed;
+    job.message = message;
+    job
 }
 
 #[cfg(test)]
@@ -110,5 +205,39 @@ mod tests {
         }
         let jobs = JobStore::open(&path).unwrap().all().unwrap();
         assert_eq!(jobs.iter().map(|j| (j.id.as_str(), j.step)).collect::<Vec<_>>(), vec![("a", 0), ("b", 7)]);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_quarantined_and_shown_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.redb");
+        let store = JobStore::open(&path).unwrap();
+        store.put(&job("good", 1)).unwrap();
+        store
+            .with_db(|db| {
+                let txn = db.begin_write().map_err(|e| e.to_string())?;
+                txn.open_table(JOBS).map_err(|e| e.to_string())?.insert("bad", b"{not json".as_slice()).map_err(|e| e.to_string())?;
+                txn.commit().map_err(|e| e.to_string())
+            })
+            .unwrap();
+        let jobs = store.all().unwrap();
+        let bad = jobs.iter().find(|j| j.id == "bad").unwrap();
+        assert_eq!(bad.state, JobState::Failed);
+        assert!(bad.message.contains("unreadable"), "{}", bad.message);
+        assert_eq!(store.quarantined().unwrap(), 1);
+        assert!(jobs.iter().any(|j| j.id == "good"));
+        // The placeholder is what the store holds now: a second start reads it normally.
+        assert_eq!(store.all().unwrap().len(), 2);
+        assert_eq!(store.quarantined().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.redb");
+        std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+        let message = JobStore::open(&path).err().expect("garbage is refused").to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("move the file aside"), "{message}");
     }
 }

@@ -3,8 +3,10 @@
 //! store works again without reopening the coordinator. Needs root for the tmpfs
 //! (FACETRAIN_CHAOS_NO_MOUNT=1 skips it where mounting is impossible).
 
-use facetrain_coordinator::coordinator::{Coordinator, Timing};
+use facetrain_coordinator::cluster::{Limits, Timing};
+use facetrain_coordinator::coordinator::Coordinator;
 use facetrain_coordinator::metrics::CoordinatorMetrics;
+use facetrain_proto::incidents::{IncidentCause, Resolver};
 use facetrain_coordinator::store::JobStore;
 use facetrain_tests::chaos::Tmpfs;
 
@@ -19,6 +21,7 @@ fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {
     let coordinator = Coordinator::open(
         JobStore::open(&path).unwrap(),
         Timing::default(),
+        Limits::default(),
         CoordinatorMetrics::new(&registry).unwrap(),
     )
     .unwrap();
@@ -28,24 +31,26 @@ fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {
     // A cancel whose toil record (a long name) needs new pages: accepted, kept in memory.
     let who = "x".repeat(300_000);
     let cancelled = coordinator.cancel(&id, &who, 1.0).unwrap();
-    assert_eq!(cancelled.state, facetrain_proto::pb::JobState::Cancelled as i32);
-    let job = coordinator.job(&id).unwrap();
-    let incident = job.incidents.iter().find(|i| i.cause == "job_store").expect("a job_store incident");
+    assert_eq!(cancelled.record.state, facetrain_coordinator::record::JobState::Cancelled);
+    let job = coordinator.job(&id).unwrap().record;
+    let incident =
+        job.incidents.iter().find(|i| i.cause == IncidentCause::JobStore).expect("a job_store incident");
     assert!(incident.detail.contains("No space left on device"), "{}", incident.detail);
-    assert!(incident.resolved_by.is_empty(), "still open while the disk is full");
+    assert!(incident.is_open(), "still open while the disk is full");
     assert!(coordinator.submit(JOB, "test").is_err(), "new jobs are refused while nothing can be saved");
 
     coordinator.supervise();
-    assert!(coordinator.job(&id).unwrap().incidents.iter().any(|i| i.cause == "job_store" && i.resolved_by.is_empty()));
+    let job = coordinator.job(&id).unwrap().record;
+    assert!(job.incidents.iter().any(|i| i.cause == IncidentCause::JobStore && i.is_open()));
     std::fs::remove_file(disk.dir.path().join("filler")).unwrap();
     coordinator.supervise();
-    let job = coordinator.job(&id).unwrap();
-    let incident = job.incidents.iter().find(|i| i.cause == "job_store").unwrap();
-    assert_eq!(incident.resolved_by, "automation");
+    let job = coordinator.job(&id).unwrap().record;
+    let incident = job.incidents.iter().find(|i| i.cause == IncidentCause::JobStore).unwrap();
+    assert_eq!(incident.resolved_by, Some(Resolver::Automation));
 
     drop(coordinator);
     let saved = JobStore::open(&path).unwrap().all().unwrap();
     let saved = saved.iter().find(|j| j.id == id).unwrap();
     assert_eq!(saved.toil.len(), 1, "the cancel reached the file");
-    assert_eq!(saved.incidents.iter().filter(|i| i.resolved_by == "automation").count(), 1);
+    assert_eq!(saved.incidents.iter().filter(|i| i.resolved_by == Some(Resolver::Automation)).count(), 1);
 }

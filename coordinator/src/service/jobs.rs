@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use tonic::{Request, Response, Status};
 
-use super::observed;
+use super::{convert, observed};
 use crate::coordinator::Shared;
 
 pub struct JobApi {
@@ -32,7 +32,7 @@ impl JobService for JobApi {
 
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         observed(&self.coordinator.metrics, "GetJob", true, async move {
-            Ok(Response::new(self.coordinator.job(&request.into_inner().job_id)?))
+            Ok(Response::new(convert::job(&self.coordinator.job(&request.into_inner().job_id)?)))
         })
         .await
     }
@@ -42,7 +42,8 @@ impl JobService for JobApi {
         _request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         observed(&self.coordinator.metrics, "ListJobs", true, async move {
-            Ok(Response::new(pb::ListJobsResponse { jobs: self.coordinator.jobs() }))
+            let jobs = self.coordinator.jobs().iter().map(convert::job).collect();
+            Ok(Response::new(pb::ListJobsResponse { jobs }))
         })
         .await
     }
@@ -53,7 +54,7 @@ impl JobService for JobApi {
     async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
         observed(&self.coordinator.metrics, "WatchJob", false, async move {
             let id = request.into_inner().job_id;
-            let first = self.coordinator.job(&id)?;
+            let first = convert::job(&self.coordinator.job(&id)?);
             let coordinator = self.coordinator.clone();
             let (sender, receiver) = tokio::sync::mpsc::channel(16);
             tokio::spawn(async move {
@@ -66,7 +67,7 @@ impl JobService for JobApi {
                     if changes.changed().await.is_err() {
                         return;
                     }
-                    let Ok(now) = coordinator.job(&id) else { return };
+                    let Ok(now) = coordinator.job(&id).map(|view| convert::job(&view)) else { return };
                     if now != last {
                         last = now;
                         if sender.send(Ok(pb::JobEvent { job: Some(last.clone()) })).await.is_err() {
@@ -84,7 +85,7 @@ impl JobService for JobApi {
         observed(&self.coordinator.metrics, "CancelJob", true, async move {
             let request = request.into_inner();
             let by = if request.requested_by.is_empty() { "unknown" } else { &request.requested_by };
-            Ok(Response::new(self.coordinator.cancel(&request.job_id, by, request.hands_on_seconds)?))
+            Ok(Response::new(convert::job(&self.coordinator.cancel(&request.job_id, by, request.hands_on_seconds)?)))
         })
         .await
     }

@@ -3,12 +3,14 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use facetrain_proto::job::Backend;
 use facetrain_proto::pb::{self, worker_service_server::WorkerService};
-use facetrain_proto::{ErrorCode, GRADIENT_CHUNK_ELEMENTS, STATE_CHUNK_BYTES, encode_gradients};
+use facetrain_proto::{GRADIENT_CHUNK_ELEMENTS, STATE_CHUNK_BYTES, encode_gradients};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::observed;
+use super::{observed, stream_error};
+use crate::cluster::DomainError;
 use crate::coordinator::Shared;
 
 /// Longest a NextTask long-poll may wait.
@@ -28,10 +30,11 @@ impl WorkerService for WorkerApi {
         observed(&self.coordinator.metrics, "Register", true, async move {
             let request = request.into_inner();
             if request.name.is_empty() {
-                return Err(ErrorCode::InvalidArgument.status("register: `name` is empty"));
+                return Err(DomainError::Invalid("register: `name` is empty".into()));
             }
-            let worker_id = self.coordinator.register(&request.name, &request.peer_address);
-            let heartbeat_interval_ms = self.coordinator.timing.heartbeat_interval.as_millis() as u32;
+            let backends = backends(&request)?;
+            let worker_id = self.coordinator.register(&request.name, &request.peer_address, &backends);
+            let heartbeat_interval_ms = self.coordinator.heartbeat_interval().as_millis() as u32;
             Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms }))
         })
         .await
@@ -64,7 +67,7 @@ impl WorkerService for WorkerApi {
         observed(&self.coordinator.metrics, "PushGradients", false, async move {
             let mut stream = request.into_inner();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
+                let chunk = chunk.map_err(stream_error)?;
                 self.coordinator.push_chunk(&chunk.worker_id, &chunk)?;
             }
             Ok(Response::new(pb::PushGradientsResponse {}))
@@ -82,6 +85,8 @@ impl WorkerService for WorkerApi {
             let request = request.into_inner();
             let sum = self.coordinator.pull(&request.job_id, request.step, request.round).await?;
             let dtype = self.coordinator.gradient_dtype(&request.job_id);
+            let bytes = (sum.len() * facetrain_proto::gradient_element_bytes(dtype)) as u64;
+            self.coordinator.metrics.reduce_bytes.with_label_values(&[&request.job_id, "coordinator"]).inc_by(bytes);
             let total = sum.len() as u64;
             let (job_id, step, round) = (request.job_id, request.step, request.round);
             let chunks = (0..sum.len()).step_by(GRADIENT_CHUNK_ELEMENTS).map(move |offset| {
@@ -119,14 +124,14 @@ impl WorkerService for WorkerApi {
             let mut bytes = Vec::new();
             let mut header: Option<(String, String, u64)> = None;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
+                let chunk = chunk.map_err(stream_error)?;
                 header.get_or_insert_with(|| (chunk.worker_id.clone(), chunk.job_id.clone(), chunk.step));
                 if bytes.len() + chunk.data.len() > MAX_STATE_BYTES {
-                    return Err(ErrorCode::InvalidArgument.status(format!("state larger than {MAX_STATE_BYTES} bytes")));
+                    return Err(DomainError::Invalid(format!("state larger than {MAX_STATE_BYTES} bytes")));
                 }
                 bytes.extend_from_slice(&chunk.data);
             }
-            let (worker, job, step) = header.ok_or_else(|| ErrorCode::InvalidArgument.status("empty state stream"))?;
+            let (worker, job, step) = header.ok_or_else(|| DomainError::Invalid("empty state stream".into()))?;
             self.coordinator.store_state(&worker, &job, step, bytes)?;
             Ok(Response::new(pb::PushStateResponse {}))
         })
@@ -159,14 +164,7 @@ impl WorkerService for WorkerApi {
 
     async fn report_failure(&self, request: Request<pb::FailureReport>) -> Result<Response<pb::FailureAck>, Status> {
         observed(&self.coordinator.metrics, "ReportFailure", true, async move {
-            let report = request.into_inner();
-            if report.unreadable_checkpoint.is_empty() {
-                self.coordinator
-                    .fail_job(&report.job_id, format!("worker {}: {}", report.worker_id, report.message))?;
-            } else {
-                let (worker, job) = (&report.worker_id, &report.job_id);
-                self.coordinator.reject_checkpoint(worker, job, &report.unreadable_checkpoint, &report.message);
-            }
+            self.coordinator.report_failure(&request.into_inner())?;
             Ok(Response::new(pb::FailureAck {}))
         })
         .await
@@ -183,4 +181,20 @@ impl WorkerService for WorkerApi {
         })
         .await
     }
+}
+
+/// The backends a worker says it can run (`backend` alone from older workers).
+fn backends(request: &pb::RegisterRequest) -> Result<Vec<Backend>, DomainError> {
+    let names: Vec<&str> = match request.backends.is_empty() {
+        true => [request.backend.as_str()].into_iter().filter(|b| !b.is_empty()).collect(),
+        false => request.backends.iter().map(String::as_str).collect(),
+    };
+    names
+        .into_iter()
+        .map(|name| {
+            Backend::parse(name).ok_or_else(|| {
+                DomainError::Invalid(format!("register: unknown backend `{name}`: expected one of flex, tch"))
+            })
+        })
+        .collect()
 }

@@ -1,0 +1,164 @@
+//! Jobs: submission, cancellation, failure reported by a worker, the end of a job, and the
+//! bookkeeping of saves the store refused.
+
+use facetrain_proto::incidents::{IncidentCause, ToilKind};
+use facetrain_proto::job::{JobSpec, check_model_fits};
+
+use super::error::{DomainError, Result, unknown_job};
+use super::{Cluster, Event, Now};
+use crate::conditions::Condition;
+use crate::record::{IncidentRecord, JobRecord, JobState, ToilRecord};
+
+/// Hands-on time recorded for a manual action when the person does not say (minutes to notice,
+/// decide and act; see docs/operations.md).
+pub const DEFAULT_HANDS_ON_SECONDS: f64 = 300.0;
+
+/// The most hands-on time one action may claim: a week.
+const MAX_HANDS_ON_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+impl Cluster {
+    /// Checks a submission and builds its record; nothing is accepted until [`Self::accept`]
+    /// (the shell saves the record in between, so a store that refuses means no job).
+    pub fn prepare_submit(&self, job_toml: &str, submitted_by: &str, now: Now) -> Result<JobRecord> {
+        let spec = JobSpec::parse(job_toml, "job.toml").map_err(|e| DomainError::Invalid(e.to_string()))?;
+        let classes = spec.dataset.num_classes.unwrap_or(2);
+        let share = spec.training.batch_size.div_ceil(spec.workers.count);
+        check_model_fits(&spec.model, classes, share, self.limits.max_job_bytes)
+            .map_err(|e| DomainError::Invalid(format!("job.toml: {e} (this coordinator's --max-job-memory-gib)")))?;
+        let id = self.new_job_id(now);
+        Ok(JobRecord::queued(
+            id,
+            spec.name.clone(),
+            job_toml.to_string(),
+            submitted_by.to_string(),
+            spec.training.max_steps,
+            now.unix_ms,
+        ))
+    }
+
+    fn new_job_id(&self, now: Now) -> String {
+        (0u64..)
+            .map(|n| format!("j-{:x}{:04x}", now.unix_ms, (self.jobs.len() as u64 + n) % 0x10000))
+            .find(|id| !self.jobs.contains_key(id))
+            .expect("an unused id exists")
+    }
+
+    /// A job prepared by [`Self::prepare_submit`] and saved.
+    pub fn accept(&mut self, job: JobRecord) -> String {
+        let id = job.id.clone();
+        self.jobs.insert(id.clone(), job);
+        id
+    }
+
+    /// A manual cancel: recorded as toil with the hands-on time the person gives (0: the default).
+    pub fn cancel(&mut self, id: &str, requested_by: &str, hands_on_seconds: f64, now: Now) -> Result<()> {
+        if !hands_on_seconds.is_finite() || !(0.0..=MAX_HANDS_ON_SECONDS).contains(&hands_on_seconds) {
+            return Err(DomainError::Invalid(format!(
+                "hands_on_seconds = {hands_on_seconds}: expected a number of seconds in 0..={MAX_HANDS_ON_SECONDS} \
+                 (0: the default estimate of {DEFAULT_HANDS_ON_SECONDS} s)"
+            )));
+        }
+        let job = self.jobs.get_mut(id).ok_or_else(|| unknown_job(id))?;
+        if job.state.is_terminal() {
+            return Err(DomainError::Precondition(format!("job `{id}` already {}", job.state.name())));
+        }
+        let seconds = if hands_on_seconds > 0.0 { hands_on_seconds } else { DEFAULT_HANDS_ON_SECONDS };
+        let kind = ToilKind::Cancel;
+        job.toil.push(ToilRecord { kind, by: requested_by.into(), unix_ms: now.unix_ms, hands_on_seconds: seconds });
+        self.emit(Event::Toil { job: id.to_string(), kind, by: requested_by.into(), hands_on_seconds: seconds });
+        self.finish(id, JobState::Cancelled, format!("cancelled by {requested_by}"), now);
+        Ok(())
+    }
+
+    /// A worker cannot go on with `job` for a reason retrying elsewhere would meet too (its data
+    /// is bad, the loss is not finite, it cannot run the job): the job fails with the reason.
+    pub fn fail_job(&mut self, worker: &str, job: &str, cause: IncidentCause, reason: &str, now: Now) -> Result<()> {
+        if !self.workers.contains_key(worker) {
+            return Err(super::error::unknown_worker(worker));
+        }
+        if self.jobs.get(job).is_none_or(|j| j.state.is_terminal()) {
+            return Ok(()); // already ended, on another worker's word
+        }
+        let cause = if cause.fails_the_job() { cause } else { IncidentCause::BadData };
+        let message = format!("{}: {reason}", self.describe(worker));
+        self.incident(job, cause, message.clone(), 0.0, now);
+        self.finish(job, JobState::Failed, message, now);
+        Ok(())
+    }
+
+    /// Ends a job: releases its workers, closes what is open, records the running time.
+    pub(super) fn finish(&mut self, id: &str, to: JobState, message: String, now: Now) {
+        if self.jobs.get(id).is_none_or(|j| j.state.is_terminal()) {
+            return;
+        }
+        let mut running = 0.0;
+        if let Some(active) = self.active.take_if(|a| a.run.job_id == id) {
+            running = now.at.saturating_duration_since(active.running_since).as_secs_f64();
+            for member in active.run.members.iter().chain(&active.run.joining) {
+                if let Some(worker) = self.workers.get_mut(member) {
+                    worker.release = Some(id.to_string());
+                    let name = worker.name.clone();
+                    self.emit(Event::MemberLeft { job: id.to_string(), name });
+                }
+            }
+        }
+        self.close_all(id, now);
+        let job = self.jobs.get_mut(id).expect("checked above");
+        job.running_seconds += running;
+        job.state = to;
+        job.message = message.clone();
+        job.finished_unix_ms = now.unix_ms;
+        self.emit(Event::JobFinished { job: id.to_string(), state: to, message });
+        self.changed(id);
+    }
+
+    /// A job that was running when the coordinator stopped: queued again to resume from its
+    /// latest checkpoint; the restart is an incident on it.
+    pub(super) fn requeue_after_restart(&mut self, id: &str, now: Now) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        let rewind = job.latest_checkpoint.as_ref().map_or(0, |c| c.step);
+        let lost_steps = job.step.saturating_sub(rewind);
+        let per_step = if job.step > 0 { job.running_seconds / job.step as f64 } else { 0.0 };
+        let detail = format!("coordinator restarted at step {}; resuming from step {rewind}", job.step);
+        let step = job.step + 1;
+        job.incidents.push(IncidentRecord::detected(
+            IncidentCause::CoordinatorRestart,
+            detail,
+            step,
+            now.unix_ms,
+            lost_steps as f64 * per_step,
+        ));
+        // Conditions (stragglers, storage) lived in the old process's memory: incidents they
+        // kept open close once the job is past the step they struck, as any other.
+        job.state = JobState::Queued;
+        job.message = "resuming after a coordinator restart".into();
+        self.changed(id);
+    }
+
+    /// The store took `job`'s latest record.
+    pub fn store_saved(&mut self, job: &str, now: Now) {
+        if self.unsaved.remove(job) {
+            self.close_condition(job, &Condition::JobStore, now);
+        }
+    }
+
+    /// The store refused `job`'s latest record: it stays in memory under a `job_store`
+    /// incident, and the shell retries (see [`Self::unsaved`]).
+    pub fn store_refused(&mut self, job: &str, error: &str, now: Now) {
+        self.unsaved.insert(job.to_string());
+        self.open_condition(job, Condition::JobStore, error.to_string(), now);
+    }
+
+    /// Jobs whose latest record the store has not taken yet.
+    pub fn unsaved(&self) -> Vec<String> {
+        self.unsaved.iter().cloned().collect()
+    }
+
+    /// How many workers `job` wants (1 if its spec cannot be read).
+    pub(super) fn workers_wanted(&self, job: &str) -> usize {
+        if let Some(active) = self.active.as_ref().filter(|a| a.run.job_id == job) {
+            return active.run.wanted_workers();
+        }
+        self.jobs.get(job).and_then(|j| JobSpec::parse(&j.job_toml, job).ok()).map_or(1, |s| s.workers.count)
+    }
+}

@@ -1,0 +1,256 @@
+//! The coordinator's decisions as a pure state machine: the job queue, worker membership, the
+//! running job's step rounds (joins and rewinds), the sample ledger and the incident ledger.
+//!
+//! Every call takes the time as a value ([`Now`]) and reports what happened as [`Event`]s that
+//! the shell (`crate::coordinator`) turns into store writes, metrics and log lines. Nothing in
+//! here reads a clock, touches the store or knows the transport, so the rules are unit-tested
+//! directly and property-tested over random sequences of calls (`tests/cluster_properties.rs`).
+
+mod error;
+mod events;
+mod incidents;
+mod jobs;
+#[cfg(test)]
+mod properties;
+mod steps;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
+mod workers;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use facetrain_proto::job::Backend;
+use facetrain_proto::ledger::SampleLedger;
+
+pub use error::{DomainError, Result};
+pub use events::Event;
+pub use incidents::recurrence_limit;
+pub use jobs::DEFAULT_HANDS_ON_SECONDS;
+
+use crate::conditions::{Condition, StragglerTracker};
+use crate::record::JobRecord;
+use crate::run::JobRun;
+
+/// The time of a call: monotonic for deadlines, wall clock for the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub at: Instant,
+    pub unix_ms: u64,
+}
+
+impl Now {
+    pub fn after(self, elapsed: Duration) -> Self {
+        Self { at: self.at + elapsed, unix_ms: self.unix_ms + elapsed.as_millis() as u64 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    /// A worker silent this long is lost.
+    pub heartbeat_timeout: Duration,
+    /// Step deadline: k x p99 of recent steps, never below the floor.
+    pub step_deadline_floor: Duration,
+    pub step_deadline_factor: f64,
+    /// Deadline for a round in which a worker loads data and state.
+    pub load_deadline: Duration,
+    /// How long a queued job waits for `workers.count` workers before starting with fewer.
+    pub start_grace: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(5),
+            step_deadline_floor: Duration::from_secs(10),
+            step_deadline_factor: 5.0,
+            load_deadline: Duration::from_secs(300),
+            start_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the coordinator accepts.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Memory one worker needs to train a job's model on its share of the batch (estimated from
+    /// the spec at submit; workers check again against their own memory once the class count is
+    /// known).
+    pub max_job_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_job_bytes: 64 << 30 }
+    }
+}
+
+#[derive(Debug)]
+struct WorkerEntry {
+    name: String,
+    /// Where peers reach this worker for ring all-reduce (may be empty).
+    peer_address: String,
+    backends: Vec<Backend>,
+    last_seen: Instant,
+    /// A job this worker must drop (sent once with its next task).
+    release: Option<String>,
+}
+
+/// The running job with what only matters while it runs.
+#[derive(Debug)]
+struct Active {
+    run: JobRun,
+    /// Wall time of the run is accumulated from here.
+    running_since: Instant,
+    stragglers: StragglerTracker,
+    /// The ledger after each step a checkpoint was asked for, kept until a checkpoint at or
+    /// after it is recorded (uploads finish in the background, possibly steps later).
+    ledgers: BTreeMap<u64, SampleLedger>,
+}
+
+/// A snapshot for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub jobs: Vec<JobRecord>,
+    pub workers_registered: usize,
+    pub workers_training: usize,
+    pub workers_lost: u64,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobView {
+    pub record: JobRecord,
+    /// Workers training it now.
+    pub workers: u32,
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    timing: Timing,
+    limits: Limits,
+    jobs: BTreeMap<String, JobRecord>,
+    workers: BTreeMap<String, WorkerEntry>,
+    next_worker: u64,
+    active: Option<Active>,
+    /// When the job that could start next first had a suitable worker.
+    waiting_since: Option<Instant>,
+    /// Incidents open while their condition lasts: (job, incident index, condition).
+    conditions: Vec<(String, usize, Condition)>,
+    /// Jobs whose latest change is not in the store yet (it refused the write).
+    unsaved: BTreeSet<String>,
+    workers_lost: u64,
+    events: Vec<Event>,
+}
+
+impl Cluster {
+    /// The cluster over the jobs a store holds. A job that was running when the coordinator
+    /// stopped is queued to resume from its latest checkpoint, with a `coordinator_restart`
+    /// incident.
+    pub fn open(records: Vec<JobRecord>, timing: Timing, limits: Limits, now: Now) -> Self {
+        let mut cluster = Self {
+            timing,
+            limits,
+            jobs: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            next_worker: 1,
+            active: None,
+            waiting_since: None,
+            conditions: Vec::new(),
+            unsaved: BTreeSet::new(),
+            workers_lost: 0,
+            events: Vec::new(),
+        };
+        for job in records {
+            let id = job.id.clone();
+            let was_running = job.state == crate::record::JobState::Running;
+            cluster.jobs.insert(id.clone(), job);
+            if was_running {
+                cluster.requeue_after_restart(&id, now);
+            }
+        }
+        cluster
+    }
+
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    /// What happened since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    fn changed(&mut self, job: &str) {
+        self.emit(Event::JobChanged { job: job.to_string() });
+    }
+
+    pub fn job(&self, id: &str) -> Result<JobView> {
+        if id.is_empty() {
+            return Err(DomainError::Invalid("`job_id` is empty: give the id `submit` printed".into()));
+        }
+        let record = self.jobs.get(id).ok_or_else(|| error::unknown_job(id))?;
+        Ok(JobView { record: record.clone(), workers: self.workers_of(id) })
+    }
+
+    pub fn jobs(&self) -> Vec<JobView> {
+        self.jobs.values().map(|j| JobView { record: j.clone(), workers: self.workers_of(&j.id) }).collect()
+    }
+
+    /// The record the store should hold for `id`.
+    pub fn record(&self, id: &str) -> Option<&JobRecord> {
+        self.jobs.get(id)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            jobs: self.jobs.values().cloned().collect(),
+            workers_registered: self.workers.len(),
+            workers_training: self.active.as_ref().map_or(0, |a| a.run.members.len()),
+            workers_lost: self.workers_lost,
+        }
+    }
+
+    /// The running job's step protocol (tests check invariants against it).
+    pub fn active_run(&self) -> Option<&JobRun> {
+        self.active.as_ref().map(|a| &a.run)
+    }
+
+    fn workers_of(&self, job: &str) -> u32 {
+        self.active.as_ref().filter(|a| a.run.job_id == job).map_or(0, |a| a.run.members.len() as u32)
+    }
+
+    /// The running job's record and run, when `job` is it.
+    fn running(&mut self, job: &str) -> Option<(&mut JobRecord, &mut Active)> {
+        let active = self.active.as_mut().filter(|a| a.run.job_id == job)?;
+        let record = self.jobs.get_mut(job)?;
+        Some((record, active))
+    }
+
+    /// A worker's name (its id when it is gone).
+    fn name_of(&self, worker: &str) -> String {
+        self.workers.get(worker).map_or(worker.to_string(), |w| w.name.clone())
+    }
+
+    /// A worker's display name (`name (id)`), for incident details.
+    fn describe(&self, worker: &str) -> String {
+        self.workers.get(worker).map_or(worker.to_string(), |w| format!("{} ({worker})", w.name))
+    }
+
+    /// Workers the cluster holds that are members of no job and can run `backend`.
+    fn idle_workers(&self, backend: Backend) -> Vec<String> {
+        self.workers
+            .iter()
+            .filter(|(id, w)| w.backends.contains(&backend) && !self.active.as_ref().is_some_and(|a| a.run.holds(id)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}

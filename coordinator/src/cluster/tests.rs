@@ -1,0 +1,244 @@
+//! The cluster's rules, one test each, on a simulated clock.
+
+use facetrain_proto::incidents::{IncidentCause, Resolver};
+
+use super::testkit::{GRADIENT, Sim, job_toml};
+use super::{DomainError, Event};
+use crate::record::JobState;
+
+fn started(workers: &[&str], job_workers: usize, max_steps: u64) -> (Sim, String) {
+    let mut sim = Sim::new();
+    let id = sim.submit(&job_toml("t", job_workers, max_steps, 10, ""));
+    for name in workers {
+        sim.register(name);
+    }
+    sim.tick();
+    (sim, id)
+}
+
+#[test]
+fn a_job_starts_on_free_workers_and_succeeds_after_its_steps() {
+    let (mut sim, id) = started(&["a", "b"], 2, 3);
+    assert_eq!(sim.job(&id).state, JobState::Running);
+    for _ in 0..3 {
+        sim.step(&["a", "b"]);
+    }
+    let job = sim.job(&id);
+    assert_eq!((job.state, job.step, job.samples_trained), (JobState::Succeeded, 3, 30));
+    assert_eq!((job.ledger.next_position, job.ledger.positions_trained), (30, 30));
+    assert_eq!(job.message, "completed 3 steps with 2 workers");
+}
+
+#[test]
+fn a_silent_worker_is_lost_after_the_heartbeat_timeout_and_not_before() {
+    let (mut sim, id) = started(&["a", "b"], 2, 10);
+    sim.step(&["a", "b"]);
+    sim.advance(1900);
+    sim.heartbeat("a");
+    sim.tick();
+    assert_eq!(sim.cluster.job(&id).unwrap().workers, 2, "1.9 s of silence is within the 2 s timeout");
+    sim.advance(200);
+    sim.tick();
+    let job = sim.job(&id);
+    assert_eq!(sim.cluster.job(&id).unwrap().workers, 1);
+    assert_eq!(job.incidents.len(), 1);
+    assert_eq!((job.incidents[0].cause, job.incidents[0].step), (IncidentCause::WorkerLost, 2));
+    sim.step(&["a"]);
+    let job = sim.job(&id);
+    assert_eq!(job.incidents[0].resolved_by, Some(Resolver::Automation), "resolved once step 2 is done");
+}
+
+#[test]
+fn incidents_stay_open_until_the_job_gets_past_the_step_they_struck() {
+    let (mut sim, id) = started(&["a"], 1, 20);
+    for _ in 0..4 {
+        sim.step(&["a"]);
+    }
+    // The only worker dies at step 5: nobody holds the state, the job rewinds to the checkpoint.
+    let job = sim.job(&id);
+    assert_eq!(job.step, 4);
+    sim.advance(2100);
+    sim.tick();
+    assert_eq!(sim.job(&id).incidents[0].step, 5);
+    sim.register("a2");
+    sim.tick();
+    assert_eq!(sim.job(&id).step, 3, "rewound to the checkpoint of step 3 (every = 3)");
+    sim.step(&["a2"]);
+    let job = sim.job(&id);
+    assert_eq!(job.step, 4);
+    assert!(job.incidents[0].is_open(), "redoing step 4 is not recovery from an incident at step 5");
+    sim.step(&["a2"]);
+    assert_eq!(sim.job(&id).incidents[0].resolved_by, Some(Resolver::Automation));
+    assert_eq!(sim.job(&id).samples_trained, 10 * (4 + 2), "redone steps count again in the samples trained");
+    assert_eq!(sim.job(&id).ledger.positions_trained, 50, "the ledger follows the history: steps 1-5");
+}
+
+#[test]
+fn a_gradient_that_keeps_being_non_finite_fails_the_job_with_the_reason() {
+    let (mut sim, id) = started(&["a", "b"], 2, 10);
+    let mut rejected = 0;
+    while sim.job(&id).state == JobState::Running && rejected < 20 {
+        for name in ["a", "b"] {
+            if sim.workers.get(name).is_none_or(|w| sim.cluster.heartbeat(&w.id, sim.now).is_err()) {
+                sim.register(name); // the agent registers again after an eviction
+            }
+        }
+        sim.tick();
+        for name in ["a", "b"] {
+            let Some(task) = sim.take_task(name) else { continue };
+            let worker = &sim.workers[name];
+            let chunk = facetrain_proto::pb::GradientChunk {
+                worker_id: worker.id.clone(),
+                job_id: id.clone(),
+                step: task.step,
+                round: task.round,
+                offset: 0,
+                total: GRADIENT as u64,
+                data: [f32::NAN; GRADIENT].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            };
+            if let Err(DomainError::Invalid(_)) = sim.cluster.push_chunk(&worker.id.clone(), &chunk, sim.now) {
+                rejected += 1;
+            }
+        }
+    }
+    let job = sim.job(&id);
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    assert_eq!(rejected, 5, "2 workers: the fifth rejection at the same step fails the job");
+    assert!(job.message.starts_with("gradients non-finite 5 times at step 1"), "{}", job.message);
+    assert!(job.message.ends_with("learning rate too high, or the data out of range?"), "{}", job.message);
+    assert!(job.incidents.iter().all(|i| i.resolved_by == Some(Resolver::JobEnded)), "nothing was resolved");
+}
+
+#[test]
+fn a_step_that_missed_a_sample_fails_the_job_as_sample_accounting() {
+    let (mut sim, id) = started(&["a", "b"], 2, 10);
+    sim.step(&["a", "b"]);
+    sim.prepare(&["a", "b"]);
+    assert!(sim.report("a"));
+    assert!(sim.report_with("b", |positions| {
+        positions.pop();
+    }));
+    let job = sim.job(&id);
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.message.contains("sample accounting failed at step 2: 1 of the step's 10 positions were not trained: 19"), "{}", job.message);
+    assert_eq!(job.incidents.last().unwrap().cause, IncidentCause::SampleAccounting);
+    assert_eq!(job.ledger.next_position, 10, "the ledger holds only checked steps");
+}
+
+#[test]
+fn a_repeated_sample_is_caught_too() {
+    let (mut sim, id) = started(&["a", "b"], 2, 10);
+    sim.prepare(&["a", "b"]);
+    assert!(sim.report_with("a", |positions| positions[1] = positions[0]));
+    assert!(sim.report("b"));
+    let job = sim.job(&id);
+    assert!(job.message.contains("position 0 trained twice in one step"), "{}", job.message);
+}
+
+#[test]
+fn cancelling_takes_the_hands_on_time_and_refuses_nonsense() {
+    let (mut sim, id) = started(&["a"], 1, 10);
+    for bad in [f64::INFINITY, f64::NAN, -1.0, 1e9] {
+        assert!(matches!(sim.cluster.cancel(&id, "ann", bad, sim.now), Err(DomainError::Invalid(_))), "{bad}");
+    }
+    sim.cluster.cancel(&id, "ann", 42.0, sim.now).unwrap();
+    let job = sim.job(&id);
+    assert_eq!((job.state, job.toil.len(), job.toil[0].hands_on_seconds), (JobState::Cancelled, 1, 42.0));
+    assert!(matches!(sim.cluster.cancel(&id, "ann", 0.0, sim.now), Err(DomainError::Precondition(_))));
+}
+
+#[test]
+fn only_the_running_job_accumulates_running_time() {
+    let (mut sim, running) = started(&["a"], 1, 100);
+    let queued = sim.submit(&job_toml("q", 1, 10, 10, ""));
+    sim.advance(3000);
+    sim.heartbeat("a");
+    sim.tick();
+    sim.cluster.cancel(&queued, "ann", 0.0, sim.now).unwrap();
+    assert_eq!(sim.job(&queued).running_seconds, 0.0, "a queued job never ran");
+    sim.advance(1000);
+    sim.heartbeat("a");
+    sim.tick();
+    assert!((sim.job(&running).running_seconds - 4.0).abs() < 1e-9, "{}", sim.job(&running).running_seconds);
+}
+
+#[test]
+fn a_job_no_registered_worker_can_run_waits_with_the_reason() {
+    let mut sim = Sim::new();
+    let id = sim.submit(&job_toml("t", 2, 10, 10, "").replace("count = 2", "count = 2\nbackend = \"tch\""));
+    sim.register("flex-only");
+    sim.tick();
+    sim.advance(1500);
+    sim.heartbeat("flex-only");
+    sim.tick();
+    let job = sim.job(&id);
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.message, "waiting for 2 workers with backend tch; 1 registered, none free that can run it");
+    assert!(sim.take_task("flex-only").is_none());
+}
+
+#[test]
+fn a_failed_job_closes_what_is_open_as_job_ended() {
+    let (mut sim, id) = started(&["a"], 1, 10);
+    let worker = sim.workers["a"].id.clone();
+    sim.cluster.fail_job(&worker, &id, IncidentCause::BadData, "train.csv:3: image missing", sim.now).unwrap();
+    let job = sim.job(&id);
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.incidents[0].cause, IncidentCause::BadData);
+    assert_eq!(job.incidents[0].resolved_by, Some(Resolver::JobEnded));
+    assert!(job.message.ends_with("train.csv:3: image missing"), "{}", job.message);
+}
+
+#[test]
+fn a_restart_requeues_the_running_job_with_an_incident_resolved_past_its_step() {
+    let (mut sim, id) = started(&["a"], 1, 20);
+    for _ in 0..3 {
+        sim.step(&["a"]);
+    }
+    let record = sim.job(&id);
+    let mut sim2 = Sim::new();
+    sim2.cluster = super::Cluster::open(vec![record], super::testkit::timing(), Default::default(), sim.now);
+    let job = sim2.job(&id);
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!((job.incidents[0].cause, job.incidents[0].step), (IncidentCause::CoordinatorRestart, 4));
+    sim2.register("a");
+    sim2.tick();
+    while sim2.job(&id).step < 4 {
+        sim2.step(&["a"]);
+    }
+    assert_eq!(sim2.job(&id).incidents[0].resolved_by, Some(Resolver::Automation));
+}
+
+#[test]
+fn a_refused_save_opens_a_job_store_incident_that_the_next_save_closes() {
+    let (mut sim, id) = started(&["a"], 1, 10);
+    sim.cluster.store_refused(&id, "No space left on device", sim.now);
+    sim.cluster.store_refused(&id, "No space left on device", sim.now);
+    assert_eq!(sim.cluster.unsaved(), vec![id.clone()]);
+    let job = sim.job(&id);
+    assert_eq!(job.incidents.len(), 1, "one incident while the condition lasts");
+    sim.cluster.store_saved(&id, sim.now);
+    assert!(sim.cluster.unsaved().is_empty());
+    assert_eq!(sim.job(&id).incidents[0].resolved_by, Some(Resolver::Automation));
+}
+
+#[test]
+fn a_model_too_large_for_the_coordinator_is_refused_at_submit() {
+    let sim = Sim::new();
+    let toml = job_toml("big", 1, 10, 10, "").replace("[dataset]", "[model]\nfc_units = [1000000000]\n[dataset]");
+    let Err(DomainError::Invalid(message)) = sim.cluster.prepare_submit(&toml, "t", sim.now) else {
+        panic!("accepted a billion-unit layer")
+    };
+    assert!(message.contains("the model is too large"), "{message}");
+    assert!(message.contains("--max-job-memory-gib"), "{message}");
+}
+
+#[test]
+fn steps_report_what_the_shell_must_do() {
+    let (mut sim, id) = started(&["a"], 1, 2);
+    sim.cluster.take_events();
+    sim.step(&["a"]);
+    let events = sim.cluster.take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::StepApplied { step: 1, .. })), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e, Event::JobChanged { job } if *job == id)), "{events:?}");
+}

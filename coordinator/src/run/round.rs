@@ -1,0 +1,136 @@
+//! The exchange within one round: gradients pushed (or ring all-reduces finished), the sum
+//! released, reports collected into the step's outcome.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use facetrain_proto::pb;
+
+use super::{JobRun, Pull, PushError, Report, StepOutcome};
+use crate::conditions::stragglers;
+use crate::reduce::GradientSum;
+
+impl JobRun {
+    fn check_current(&self, worker: &str, step: u64, round: u64) -> Result<(), PushError> {
+        if step != self.step || round != self.round {
+            return Err(PushError::Stale { step, round, now_step: self.step, now_round: self.round });
+        }
+        if !self.is_member(worker) || self.reduced.is_some() {
+            return Err(PushError::NotMember);
+        }
+        Ok(())
+    }
+
+    /// Ring strategy: `worker` finished the all-reduce. Returns true when every member has,
+    /// which releases the step (PullGradients then answers with an empty sum).
+    pub fn mark_reduced(&mut self, worker: &str, step: u64, round: u64, now: Instant) -> Result<bool, PushError> {
+        self.check_current(worker, step, round)?;
+        self.arrived(worker, now);
+        self.ring_done.insert(worker.to_string());
+        if self.members.iter().all(|m| self.ring_done.contains(m)) {
+            self.reduced = Some(Arc::new(Vec::new()));
+            self.sources.clear();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Coordinator strategy: one chunk of `worker`'s gradient, already decoded. Returns true
+    /// when it completed the sum, which is then released.
+    pub fn add_chunk(
+        &mut self,
+        worker: &str,
+        chunk: &pb::GradientChunk,
+        values: &[f32],
+        now: Instant,
+    ) -> Result<bool, PushError> {
+        self.check_current(worker, chunk.step, chunk.round)?;
+        self.arrived(worker, now);
+        let members = &self.members;
+        let sum = self.sum.get_or_insert_with(|| GradientSum::new(chunk.total as usize, members));
+        sum.add_values(worker, chunk.total, chunk.offset, values)?;
+        if sum.is_complete() {
+            let sum = self.sum.take().expect("present");
+            self.reduced = Some(Arc::new(sum.into_sum()));
+            // Sources are consumed once every member has loaded and computed this round.
+            self.sources.clear();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn arrived(&mut self, worker: &str, now: Instant) {
+        let seconds = now.saturating_duration_since(self.round_started).as_secs_f64();
+        self.arrivals.entry(worker.to_string()).or_insert(seconds);
+    }
+
+    pub fn pull(&self, step: u64, round: u64) -> Pull {
+        if step != self.step || round != self.round {
+            return Pull::Aborted;
+        }
+        match &self.reduced {
+            Some(sum) => Pull::Ready(sum.clone()),
+            None => Pull::Pending,
+        }
+    }
+
+    /// Whether the current round's sum was released (members may have applied it).
+    pub fn released(&self) -> bool {
+        self.reduced.is_some()
+    }
+
+    /// Records `worker`'s report of step `step + 1`. Returns the outcome once all members reported.
+    pub fn report(
+        &mut self,
+        worker: &str,
+        step: u64,
+        round: u64,
+        report: Report,
+        now: Instant,
+    ) -> Result<Option<StepOutcome>, PushError> {
+        if step != self.step + 1 || round != self.round || self.reduced.is_none() {
+            return Err(PushError::Stale { step, round, now_step: self.step, now_round: self.round });
+        }
+        if !self.is_member(worker) {
+            return Err(PushError::NotMember);
+        }
+        self.reports.insert(worker.to_string(), report);
+        Ok(self.outcome_if_complete(now))
+    }
+
+    /// The outcome once every member reported (also when a lost member was the last one missing).
+    pub fn outcome_if_complete(&self, now: Instant) -> Option<StepOutcome> {
+        (self.reduced.is_some()
+            && !self.members.is_empty()
+            && self.members.iter().all(|m| self.reports.contains_key(m)))
+        .then(|| self.outcome(now))
+    }
+
+    fn outcome(&self, now: Instant) -> StepOutcome {
+        let reports: Vec<(String, Report)> =
+            self.members.iter().filter_map(|m| self.reports.get(m).map(|r| (m.clone(), r.clone()))).collect();
+        let samples: u64 = reports.iter().map(|(_, r)| r.samples).sum();
+        let loss_sum: f64 = reports.iter().map(|(_, r)| r.loss_sum).sum();
+        let correct: u64 = reports.iter().map(|(_, r)| r.correct).sum();
+        let first = reports.first().map(|(_, r)| r.checksum);
+        let diverged = reports.iter().any(|(_, r)| Some(r.checksum) != first);
+        let times: Vec<(String, f64)> = reports.iter().map(|(w, r)| (w.clone(), r.compute_seconds)).collect();
+        let arrivals: Vec<(String, f64)> =
+            self.members.iter().filter_map(|m| self.arrivals.get(m).map(|s| (m.clone(), *s))).collect();
+        // Ring members all finish the all-reduce together (after the slowest), so only gradients
+        // pushed to the coordinator tell who was late; rings fall back to reported compute time.
+        let by_arrival = arrivals.len() == self.members.len() && self.ring_done.is_empty();
+        let stragglers = stragglers(if by_arrival { &arrivals } else { &times });
+        StepOutcome {
+            step: self.step + 1,
+            loss: if samples == 0 { 0.0 } else { loss_sum / samples as f64 },
+            train_accuracy: if samples == 0 { 0.0 } else { correct as f64 / samples as f64 },
+            samples,
+            val_accuracy: reports.iter().find_map(|(_, r)| r.val_accuracy),
+            seconds: now.saturating_duration_since(self.round_started).as_secs_f64(),
+            diverged,
+            stragglers,
+            reports,
+        }
+    }
+}
