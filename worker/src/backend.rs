@@ -6,6 +6,15 @@ use burn::tensor::Device;
 use crate::error::{Error, Result};
 use crate::job::{Backend, parse_device};
 
+/// The job backends this build can run.
+pub fn built_backends() -> Vec<Backend> {
+    let mut backends = vec![Backend::Flex];
+    if cfg!(feature = "tch") {
+        backends.push(Backend::Tch);
+    }
+    backends
+}
+
 /// The device to train on (with autodiff) for a backend and a device string (`cpu`, `cuda:N`).
 pub fn training_device(backend: Backend, device: &str) -> Result<Device> {
     let cuda = parse_device(device).map_err(Error::InvalidJob)?;
@@ -32,7 +41,7 @@ fn libtorch(cuda: Option<usize>) -> Result<Device> {
 
 #[cfg(not(feature = "tch"))]
 fn libtorch(_cuda: Option<usize>) -> Result<Device> {
-    Err(Error::InvalidJob(
+    Err(Error::Unsupported(
         "workers.backend = \"tch\" needs a build with the `tch` feature (see README: Backends)".into(),
     ))
 }

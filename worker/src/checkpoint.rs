@@ -5,11 +5,15 @@
 //! Layout: `FTCKPT1\n`, u32 LE header length, header JSON, model bytes, optimizer bytes, and a
 //! CRC-32 (LE) of everything before it.
 
+use facetrain_proto::ledger::SampleLedger;
+use facetrain_proto::plan::StepPlan;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::error::{Error, Result};
+use crate::job::JobSpec;
 use crate::storage::Location;
+use crate::train::trainer::Trainer;
 
 const MAGIC: &[u8; 8] = b"FTCKPT1\n";
 const PREFIX: &str = "ckpt-";
@@ -26,6 +30,9 @@ pub struct CheckpointMeta {
     pub class_names: Vec<String>,
     pub val_accuracy: Option<f64>,
     pub created_unix: u64,
+    /// The sample ledger at `step` (local runs keep it here; the coordinator keeps its own).
+    #[serde(default)]
+    pub ledger: Option<SampleLedger>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +50,31 @@ struct Header {
 }
 
 impl Checkpoint {
+    /// `trainer`'s state after its last step, with what makes the checkpoint self-describing:
+    /// the job, where the data resumes, the class names, the accuracy measured at this step.
+    pub fn of(
+        trainer: &Trainer,
+        spec: &JobSpec,
+        class_names: &[String],
+        val_accuracy: Option<f64>,
+        ledger: Option<SampleLedger>,
+    ) -> Result<Self> {
+        let (model, optimizer) = trainer.state_bytes()?;
+        let created_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let meta = CheckpointMeta {
+            step: trainer.step,
+            cursor: StepPlan::new(spec).cursor_at(trainer.step),
+            job: spec.to_toml(),
+            num_classes: trainer.arch.num_classes,
+            class_names: class_names.to_vec(),
+            val_accuracy,
+            created_unix,
+            ledger,
+        };
+        Ok(Self { meta, model, optimizer })
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let header = Header {
             meta: self.meta.clone(),
@@ -174,6 +206,7 @@ mod tests {
                 class_names: vec!["a".into()],
                 val_accuracy: Some(0.5),
                 created_unix: 1,
+                ledger: None,
             },
             model: vec![1, 2, 3],
             optimizer: vec![9; 10],

@@ -28,6 +28,12 @@ pub enum Error {
     Checkpoint { location: String, message: String },
     #[error("{0}")]
     Training(String),
+    /// The loss or the gradient is not finite: training cannot go on from here.
+    #[error("{0}")]
+    NonFinite(String),
+    /// The job needs more than this worker can give (memory, a backend it was not built with).
+    #[error("{0}")]
+    Unsupported(String),
     /// The gradient exchange failed; `retry` when the step should simply be redone.
     #[error("gradient exchange: {message}")]
     Exchange { retry: bool, message: String },

@@ -53,6 +53,10 @@ struct Args {
     /// Bearer token for a coordinator that uses tokens instead of mutual TLS (first line of the file).
     #[arg(long, env = "FACETRAIN_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// Fail jobs whose model needs more memory than this on this worker, in GiB (default: 80% of
+    /// this machine's memory).
+    #[arg(long, env = "FACETRAIN_MAX_JOB_MEMORY_GIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_job_memory_gib: Option<u64>,
 }
 
 impl Args {
@@ -112,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             peer_listen: Some(args.peer_listen),
             peer_advertise,
             security,
+            max_job_bytes: args.max_job_memory_gib.map_or_else(facetrain_worker::memory::default_job_limit, |g| g << 30),
         };
         run_agent(options, metrics, stop).await
     })

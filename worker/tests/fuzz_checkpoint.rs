@@ -20,6 +20,7 @@ fn sample() -> Checkpoint {
             class_names: vec!["Ann".into(), "Bob".into()],
             val_accuracy: Some(0.5),
             created_unix: 1,
+            ledger: None,
         },
         model: vec![1, 2, 3, 4],
         optimizer: vec![9; 10],

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use facetrain_proto::auth::AttachToken;
+use facetrain_proto::incidents::IncidentCause;
 use facetrain_proto::job::GradientDtype;
 use facetrain_proto::pb::{self, worker_service_client::WorkerServiceClient};
 use facetrain_proto::{
@@ -21,6 +22,27 @@ const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
 /// are pulled once every member pushed, and the coordinator's step deadline abandons a round
 /// long before this.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a failed call to the coordinator means for this worker, decided here once for every call.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The round moved on, or the job is not where this worker thought: drop the step and take
+    /// the redo the coordinator hands out.
+    #[error("{0}")]
+    Redo(String),
+    /// The coordinator is gone or forgot this worker: reconnect and register again.
+    #[error("{}", .0.message())]
+    Lost(Status),
+}
+
+impl From<Status> for CallError {
+    fn from(status: Status) -> Self {
+        match status.code() {
+            Code::Aborted | Code::FailedPrecondition => Self::Redo(status.message().to_string()),
+            _ => Self::Lost(status),
+        }
+    }
+}
 
 fn unary<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -50,11 +72,14 @@ impl CoordinatorClient {
     }
 
     /// Returns the worker id and the heartbeat interval.
-    pub async fn register(&self, name: &str, peer_address: &str) -> Result<(String, Duration), Status> {
+    pub async fn register(&self, name: &str, peer_address: &str) -> Result<(String, Duration), CallError> {
+        let backends = crate::backend::built_backends();
         let request = pb::RegisterRequest {
             name: name.to_string(),
+            // Read by coordinators older than `backends`: the backend every build has.
             backend: "flex".into(),
             peer_address: peer_address.to_string(),
+            backends: backends.iter().map(|b| b.name().to_string()).collect(),
         };
         let response = self.inner.clone().register(unary(request)).await?.into_inner();
         Ok((response.worker_id, Duration::from_millis(response.heartbeat_interval_ms.max(50) as u64)))
@@ -73,7 +98,7 @@ impl CoordinatorClient {
         }
     }
 
-    pub async fn next_task(&self, worker: &str, wait: Duration) -> Result<pb::Task, Status> {
+    pub async fn next_task(&self, worker: &str, wait: Duration) -> Result<pb::Task, CallError> {
         let request = pb::NextTaskRequest { worker_id: worker.to_string(), wait_ms: wait.as_millis() as u32 };
         let mut request = tonic::Request::new(request);
         request.set_timeout(wait + Duration::from_secs(10));
@@ -87,7 +112,7 @@ impl CoordinatorClient {
         (step, round): (u64, u64),
         values: &[f32],
         dtype: GradientDtype,
-    ) -> Result<(), Status> {
+    ) -> Result<(), CallError> {
         let total = values.len() as u64;
         let chunks: Vec<pb::GradientChunk> = values
             .chunks(GRADIENT_CHUNK_ELEMENTS)
@@ -114,7 +139,7 @@ impl CoordinatorClient {
         (step, round): (u64, u64),
         expected: usize,
         dtype: GradientDtype,
-    ) -> Result<Vec<f32>, Status> {
+    ) -> Result<Vec<f32>, CallError> {
         let request = pb::PullGradientsRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
         let mut stream = self.inner.clone().pull_gradients(request).await?.into_inner();
         let mut values = Vec::with_capacity(expected);
@@ -123,24 +148,25 @@ impl CoordinatorClient {
                 return Err(Status::data_loss(format!(
                     "reduced gradient chunk at {} of {} does not fit",
                     chunk.offset, chunk.total
-                )));
+                ))
+                .into());
             }
             let decoded = decode_gradients(&chunk.data, dtype)
-                .ok_or_else(|| Status::data_loss("reduced gradient chunk is not whole values"))?;
+                .ok_or_else(|| CallError::from(Status::data_loss("reduced gradient chunk is not whole values")))?;
             values.extend(decoded);
         }
         if values.len() != expected {
-            return Err(Status::data_loss(format!("reduced gradient has {} of {expected} values", values.len())));
+            return Err(Status::data_loss(format!("reduced gradient has {} of {expected} values", values.len())).into());
         }
         Ok(values)
     }
 
-    pub async fn report_step(&self, report: pb::StepReport) -> Result<(), Status> {
+    pub async fn report_step(&self, report: pb::StepReport) -> Result<(), CallError> {
         self.inner.clone().report_step(unary(report)).await?;
         Ok(())
     }
 
-    pub async fn push_state(&self, worker: &str, job: &str, step: u64, bytes: Vec<u8>) -> Result<(), Status> {
+    pub async fn push_state(&self, worker: &str, job: &str, step: u64, bytes: Vec<u8>) -> Result<(), CallError> {
         let chunks: Vec<pb::StateChunk> = bytes
             .chunks(STATE_CHUNK_BYTES)
             .map(|data| pb::StateChunk {
@@ -154,7 +180,7 @@ impl CoordinatorClient {
         Ok(())
     }
 
-    pub async fn fetch_state(&self, worker: &str, job: &str, step: u64) -> Result<Vec<u8>, Status> {
+    pub async fn fetch_state(&self, worker: &str, job: &str, step: u64) -> Result<Vec<u8>, CallError> {
         let request = pb::FetchStateRequest { worker_id: worker.to_string(), job_id: job.to_string(), step };
         let mut stream = self.inner.clone().fetch_state(request).await?.into_inner();
         let mut bytes = Vec::new();
@@ -164,27 +190,35 @@ impl CoordinatorClient {
         Ok(bytes)
     }
 
-    pub async fn reduce_done(&self, worker: &str, job: &str, step: u64, round: u64) -> Result<(), Status> {
+    pub async fn reduce_done(&self, worker: &str, job: &str, step: u64, round: u64) -> Result<(), CallError> {
         let request = pb::ReduceDoneRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
         self.inner.clone().reduce_done(unary(request)).await?;
         Ok(())
     }
 
-    /// `unreadable_checkpoint`: the checkpoint this worker could not load (empty otherwise).
-    pub async fn report_failure(
-        &self,
-        worker: &str,
-        job: &str,
-        message: &str,
-        unreadable_checkpoint: &str,
-    ) -> Result<(), Status> {
+    /// This worker cannot go on with `job`: `message` says why.
+    pub async fn report_failure(&self, worker: &str, job: &str, message: &str, failure: Failure<'_>) -> Result<(), CallError> {
+        let (cause, unreadable_checkpoint) = match failure {
+            Failure::Job(cause) => (cause.name().to_string(), String::new()),
+            Failure::Checkpoint(location) => (IncidentCause::CorruptCheckpoint.name().to_string(), location.to_string()),
+        };
         let report = pb::FailureReport {
             worker_id: worker.to_string(),
             job_id: job.to_string(),
             message: message.to_string(),
-            unreadable_checkpoint: unreadable_checkpoint.to_string(),
+            unreadable_checkpoint,
+            cause,
         };
         self.inner.clone().report_failure(unary(report)).await?;
         Ok(())
     }
+}
+
+/// What a failure report is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Failure<'a> {
+    /// The job cannot go on, for this cause.
+    Job(IncidentCause),
+    /// This checkpoint could not be read: the coordinator falls back to an older one.
+    Checkpoint(&'a str),
 }

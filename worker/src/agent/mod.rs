@@ -16,7 +16,7 @@ use std::time::Duration;
 use facetrain_proto::pb;
 use tracing::{info, warn};
 
-pub use client::CoordinatorClient;
+pub use client::{CoordinatorClient, Failure};
 pub use metrics::WorkerMetrics;
 pub use security::{AgentSecurity, DEFAULT_PEER_SERVER_NAME};
 use session::{JobSession, StepError};
@@ -34,6 +34,8 @@ pub struct AgentOptions {
     /// The address peers should dial (defaults to the bound peer address).
     pub peer_advertise: Option<String>,
     pub security: AgentSecurity,
+    /// Jobs whose model needs more memory than this on this worker fail with the numbers.
+    pub max_job_bytes: u64,
 }
 
 /// Runs until `stop` is set.
@@ -91,7 +93,8 @@ pub async fn run_agent(
         backoff = Duration::from_millis(100);
         info!(worker = %worker_id.0, name = %options.name, "registered");
         let heartbeat = tokio::spawn(client.clone().heartbeat_loop(worker_id.0.clone(), worker_id.1));
-        let result = serve_tasks(&client, &worker_id.0, &mut session, (&metrics, &ring), &stop).await;
+        let result =
+            serve_tasks(&client, &worker_id.0, &mut session, (&metrics, &ring, options.max_job_bytes), &stop).await;
         heartbeat.abort();
         if let Err(e) = result {
             warn!(error = %e, "lost the coordinator; reconnecting");
@@ -106,7 +109,7 @@ async fn serve_tasks(
     client: &CoordinatorClient,
     worker: &str,
     session: &mut Option<JobSession>,
-    (metrics, ring): (&WorkerMetrics, &Arc<ring::Ring>),
+    (metrics, ring, max_job_bytes): (&WorkerMetrics, &Arc<ring::Ring>, u64),
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
@@ -114,20 +117,20 @@ async fn serve_tasks(
         match task.kind {
             Some(pb::task::Kind::Step(step)) => {
                 let job_id = step.job_id.clone();
-                match JobSession::run_step(session, client, worker, step, metrics, ring).await {
+                match JobSession::run_step(session, client, worker, step, (metrics, ring, max_job_bytes)).await {
                     Ok(()) => {}
                     Err(StepError::Abandoned(reason)) => {
                         info!(job = %job_id, reason, "step abandoned; waiting for the redo")
                     }
-                    Err(StepError::JobFailed(reason)) => {
-                        warn!(job = %job_id, reason, "cannot run this job");
+                    Err(StepError::JobFailed { cause, reason }) => {
+                        warn!(job = %job_id, cause = cause.name(), reason, "cannot go on with this job");
                         *session = None;
-                        client.report_failure(worker, &job_id, &reason, "").await?;
+                        client.report_failure(worker, &job_id, &reason, Failure::Job(cause)).await?;
                     }
                     Err(StepError::UnreadableCheckpoint { location, reason }) => {
                         warn!(job = %job_id, location, reason, "checkpoint unreadable; the coordinator picks an older one");
                         *session = None;
-                        client.report_failure(worker, &job_id, &reason, &location).await?;
+                        client.report_failure(worker, &job_id, &reason, Failure::Checkpoint(&location)).await?;
                     }
                     Err(StepError::Coordinator(status)) => return Err(status.into()),
                 }

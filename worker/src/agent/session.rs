@@ -5,17 +5,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use facetrain_proto::incidents::IncidentCause;
 use facetrain_proto::job::{GradientDtype, JobSpec};
 use facetrain_proto::pb;
 use tokio::runtime::Handle;
-use tonic::{Code, Status};
+use tonic::Status;
 
-use super::client::CoordinatorClient;
+use super::client::{CallError, CoordinatorClient};
 use super::metrics::WorkerMetrics;
 use super::ring::Ring;
 use super::upload::{UploadNews, Uploader};
 use crate::backend::training_device;
-use crate::checkpoint::{Checkpoint, CheckpointMeta, read_checkpoint};
+use crate::checkpoint::{Checkpoint, read_checkpoint};
 use crate::data::batch::build_batch;
 use crate::data::dataset::Dataset;
 use crate::data::shard::{ShardPlan, share};
@@ -31,20 +32,33 @@ use crate::train::trainer::Trainer;
 pub enum StepError {
     /// The round was abandoned (a member left); the coordinator will hand out the redo.
     Abandoned(String),
-    /// This job cannot run here (bad data, bad job): report it and drop the job.
-    JobFailed(String),
+    /// This job cannot go on (bad data, a diverged model, more than this worker can run):
+    /// report it with its cause and drop the job.
+    JobFailed { cause: IncidentCause, reason: String },
     /// The coordinator is gone or forgot us: reconnect.
     Coordinator(Status),
     /// The checkpoint this worker was told to load is corrupt: the coordinator falls back.
     UnreadableCheckpoint { location: String, reason: String },
 }
 
-impl From<Status> for StepError {
-    fn from(status: Status) -> Self {
-        match status.code() {
-            Code::Aborted | Code::FailedPrecondition => Self::Abandoned(status.message().to_string()),
-            _ => Self::Coordinator(status),
+impl From<CallError> for StepError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Redo(reason) => Self::Abandoned(reason),
+            CallError::Lost(status) => Self::Coordinator(status),
         }
+    }
+}
+
+impl StepError {
+    /// A worker-side error that ends the job, with the incident cause it is filed under.
+    fn job_failed(error: Error) -> Self {
+        let cause = match &error {
+            Error::NonFinite(_) => IncidentCause::NonFinite,
+            Error::Unsupported(_) => IncidentCause::UnsupportedJob,
+            _ => IncidentCause::BadData,
+        };
+        Self::JobFailed { cause, reason: error.to_string() }
     }
 }
 
@@ -72,12 +86,21 @@ struct StepResult {
     data_seconds: f64,
     compute_seconds: f64,
     reduce_seconds: f64,
+    /// What the batch held: cursor positions and training-set rows (the sample ledger).
+    positions: Vec<u64>,
+    rows: Vec<u32>,
 }
 
 impl JobSession {
-    async fn open(task: &pb::TrainStep) -> Result<Self, StepError> {
-        let spec = JobSpec::parse(&task.job_toml, &task.job_id).map_err(|e| StepError::JobFailed(e.to_string()))?;
-        let (train, validate) = load_job_datasets(&spec).await.map_err(|e| StepError::JobFailed(e.to_string()))?;
+    async fn open(task: &pb::TrainStep, max_job_bytes: u64) -> Result<Self, StepError> {
+        let spec = JobSpec::parse(&task.job_toml, &task.job_id).map_err(|e| StepError::job_failed(e.into()))?;
+        if GradientDtype::parse(&task.gradient_dtype).is_none() {
+            let reason = format!("gradient dtype `{}` is not one this worker knows (f32, bf16)", task.gradient_dtype);
+            return Err(StepError::JobFailed { cause: IncidentCause::UnsupportedJob, reason });
+        }
+        let (train, validate) = load_job_datasets(&spec).await.map_err(StepError::job_failed)?;
+        let share = spec.training.batch_size.div_ceil(spec.workers.count);
+        crate::memory::check_fits(&spec, train.num_classes, share, max_job_bytes).map_err(StepError::job_failed)?;
         Ok(Self {
             job_id: task.job_id.clone(),
             spec,
@@ -94,11 +117,10 @@ impl JobSession {
         client: &CoordinatorClient,
         worker: &str,
         task: pb::TrainStep,
-        metrics: &WorkerMetrics,
-        ring: &Arc<Ring>,
+        (metrics, ring, max_job_bytes): (&WorkerMetrics, &Arc<Ring>, u64),
     ) -> Result<(), StepError> {
         if slot.as_ref().is_none_or(|s| s.job_id != task.job_id) {
-            *slot = Some(Self::open(&task).await?);
+            *slot = Some(Self::open(&task, max_job_bytes).await?);
         }
         let session = slot.as_mut().expect("just opened");
         session.ensure_state(&task, client, worker).await?;
@@ -134,6 +156,9 @@ impl JobSession {
                 checkpoint_failed: upload.as_ref().is_some_and(|u| u.result.is_err()),
                 checkpoint_step: upload.as_ref().map_or(0, |u| u.step),
                 checkpoint_error: upload.and_then(|u| u.result.err()).unwrap_or_default(),
+                positions: result.positions,
+                rows: result.rows,
+                dataset_rows: session.train.len() as u64,
             })
             .await?;
         session.unreported = None;
@@ -164,8 +189,8 @@ impl JobSession {
         worker: &str,
     ) -> Result<(), StepError> {
         let source = pb::StateSource::try_from(task.state_source).unwrap_or(pb::StateSource::Unspecified);
-        let device = training_device(self.spec.workers.backend, &self.spec.workers.device)
-            .map_err(|e| StepError::JobFailed(e.to_string()))?;
+        let device =
+            training_device(self.spec.workers.backend, &self.spec.workers.device).map_err(StepError::job_failed)?;
         let arch = Architecture::new(self.spec.model.clone(), self.train.num_classes);
         let loaded = match source {
             pb::StateSource::Keep | pb::StateSource::Unspecified => None,
@@ -188,10 +213,7 @@ impl JobSession {
                 let bytes = client.fetch_state(worker, &task.job_id, task.step).await?;
                 let checkpoint = Checkpoint::decode(&bytes)
                     .map_err(|e| StepError::Abandoned(format!("peer state unreadable: {e}")))?;
-                Some(
-                    Trainer::from_checkpoint(&checkpoint, "peer state", device)
-                        .map_err(|e| StepError::JobFailed(e.to_string()))?,
-                )
+                Some(Trainer::from_checkpoint(&checkpoint, "peer state", device).map_err(StepError::job_failed)?)
             }
         };
         if let Some(trainer) = loaded {
@@ -220,7 +242,8 @@ impl JobSession {
         let validate = self.validate.clone();
         let spec = self.spec.clone();
         let task = task.clone();
-        let dtype = self.spec.workers.gradient_dtype;
+        // The dtype on the wire is the task's: both sides encode and decode with it.
+        let dtype = GradientDtype::parse(&task.gradient_dtype).unwrap_or_default();
         let ring = (task.reduction == "ring" && task.world > 1).then(|| ring.clone());
         let mut exchange = RemoteExchange {
             handle: Handle::current(),
@@ -239,14 +262,14 @@ impl JobSession {
             (trainer, result)
         })
         .await
-        .map_err(|e| StepError::JobFailed(format!("training thread failed: {e}")))?;
+        .map_err(|e| StepError::job_failed(Error::Training(format!("training thread failed: {e}"))))?;
         let (trainer, result) = joined;
         self.trainer = Some(trainer);
         match result {
             Ok(result) => Ok(result),
             Err(Error::Exchange { retry: true, message }) => Err(StepError::Abandoned(message)),
             Err(Error::Exchange { retry: false, message }) => Err(StepError::Coordinator(Status::unavailable(message))),
-            Err(other) => Err(StepError::JobFailed(other.to_string())),
+            Err(other) => Err(StepError::job_failed(other)),
         }
     }
 }
@@ -270,7 +293,8 @@ fn step_on_thread(
     let batch_size = spec.training.batch_size;
     let started = Instant::now();
     let picks = ShardPlan::new(train.len(), spec.training.seed).picks(task.cursor, batch_size);
-    let mine = picks[share(batch_size, task.rank as usize, task.world as usize)].to_vec();
+    let mut mine = picks[share(batch_size, task.rank as usize, task.world as usize)].to_vec();
+    crate::fault::alter_picks(&mut mine, task.step + 1);
     let batch =
         tracing::info_span!("data").in_scope(|| build_batch(train, mine, Some((&spec.augment, spec.training.seed))));
     let data_seconds = started.elapsed().as_secs_f64();
@@ -278,21 +302,8 @@ fn step_on_thread(
     let compute_seconds = trainer.last_timings.compute + trainer.last_timings.apply;
     let val_accuracy = task.evaluate.then(|| evaluate(trainer, validate).accuracy);
     let needs_state = task.write_checkpoint || task.push_state;
-    let state = if needs_state {
-        let (model, optimizer) = trainer.state_bytes()?;
-        let meta = CheckpointMeta {
-            step: trainer.step,
-            cursor: task.cursor + batch_size as u64,
-            job: task.job_toml.clone(),
-            num_classes: trainer.arch.num_classes,
-            class_names: train.class_names.clone(),
-            val_accuracy,
-            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        };
-        Some(Checkpoint { meta, model, optimizer })
-    } else {
-        None
-    };
+    let state =
+        needs_state.then(|| Checkpoint::of(trainer, spec, &train.class_names, val_accuracy, None)).transpose()?;
     Ok(StepResult {
         stats,
         timings: trainer.last_timings,
@@ -304,6 +315,8 @@ fn step_on_thread(
         data_seconds,
         compute_seconds,
         reduce_seconds: exchange.seconds,
+        positions: batch.picks.iter().map(|p| p.position).collect(),
+        rows: batch.picks.iter().map(|p| p.row as u32).collect(),
     })
 }
 
@@ -324,7 +337,7 @@ struct RemoteExchange {
 }
 
 impl RemoteExchange {
-    async fn through_coordinator(&self, step: u64, gradients: &mut [f32]) -> Result<u64, Status> {
+    async fn through_coordinator(&self, step: u64, gradients: &mut [f32]) -> Result<u64, CallError> {
         let (client, worker, job, at) = (&self.client, &self.worker, &self.task.job_id, (step, self.task.round));
         client.push_gradients(worker, job, at, gradients, self.dtype).await?;
         let sum = client.pull_gradients(worker, job, at, gradients.len(), self.dtype).await?;
@@ -332,7 +345,7 @@ impl RemoteExchange {
         Ok(2 * (gradients.len() * facetrain_proto::gradient_element_bytes(self.dtype)) as u64)
     }
 
-    async fn around_the_ring(&self, ring: &Ring, step: u64, gradients: &mut [f32]) -> Result<u64, Status> {
+    async fn around_the_ring(&self, ring: &Ring, step: u64, gradients: &mut [f32]) -> Result<u64, CallError> {
         let (client, worker, job, round) = (&self.client, &self.worker, &self.task.job_id, self.task.round);
         // Answers once every member is done, or ABORTED as soon as the round is abandoned
         // (a member was lost): that also cancels a ring waiting on the lost member.
@@ -342,7 +355,8 @@ impl RemoteExchange {
             reduced = ring.all_reduce(gradients, &self.task, self.dtype) => reduced?,
             early = &mut released => {
                 early?;
-                return Err(Status::internal("the coordinator released the step before this worker finished its ring"));
+                let early = "the coordinator released the step before this worker finished its ring";
+                return Err(Status::internal(early).into());
             }
         };
         client.reduce_done(worker, job, step, round).await?;
@@ -359,9 +373,9 @@ impl GradientExchange for RemoteExchange {
             None => self.handle.block_on(self.through_coordinator(step, gradients)),
         };
         self.seconds = started.elapsed().as_secs_f64();
-        result.map(|bytes| self.bytes = bytes).map_err(|status| Error::Exchange {
-            retry: matches!(status.code(), Code::Aborted | Code::FailedPrecondition),
-            message: status.message().to_string(),
+        result.map(|bytes| self.bytes = bytes).map_err(|error| Error::Exchange {
+            retry: matches!(error, CallError::Redo(_)),
+            message: error.to_string(),
         })
     }
 }

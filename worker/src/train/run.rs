@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
+use facetrain_proto::ledger::{SampleLedger, Trained};
+pub use facetrain_proto::plan::StopReason;
+use facetrain_proto::plan::StepPlan;
 use serde::Serialize;
 use tracing::info;
 
 use crate::backend::training_device;
-use crate::checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::data::batch::{Prefetcher, StreamSpec};
 use crate::data::dataset::{Dataset, LoadOptions, check_same_classes, load_dataset};
 use crate::error::{Error, Result};
@@ -56,14 +59,6 @@ pub struct StepReport {
     pub images_per_second: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    TargetAccuracy,
-    MaxSteps,
-    Interrupted,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub steps: u64,
@@ -81,6 +76,8 @@ pub struct RunSummary {
     /// `(step, validation accuracy)` at every evaluation.
     pub accuracy_curve: Vec<(u64, f64)>,
     pub evaluation: Evaluation,
+    /// What the model was trained on, every step checked against the plan.
+    pub ledger: SampleLedger,
 }
 
 /// Loads both datasets of a job, checking the validation set against the training classes.
@@ -116,20 +113,22 @@ pub async fn run_local(spec: JobSpec, progress: Arc<dyn Progress>, interrupt: Ar
     }
     let device = training_device(spec.workers.backend, &spec.workers.device)?;
     let (train, validate) = load_job_datasets(&spec).await?;
+    crate::memory::check_fits(&spec, train.num_classes, spec.training.batch_size, crate::memory::default_job_limit())?;
     let arch = Architecture::new(spec.model.clone(), train.num_classes);
     let mut trainer = Trainer::new(arch.clone(), &spec.training, device);
     let store = match spec.checkpoint.dir.as_str() {
         "" => None,
         dir => Some(CheckpointStore::new(dir, spec.checkpoint.keep)?),
     };
-    let mut cursor = 0;
+    let mut ledger = SampleLedger::default();
     let mut resumed_from_step = None;
     if let Some(store) = &store
         && let Some((location, checkpoint)) = store.latest().await?
     {
         check_resumable(&spec, &arch, &checkpoint, &location.to_string())?;
         trainer.load_state(&checkpoint.model, &checkpoint.optimizer, checkpoint.meta.step)?;
-        cursor = checkpoint.meta.cursor;
+        let cursor = StepPlan::new(&spec).cursor_at(checkpoint.meta.step);
+        ledger = checkpoint.meta.ledger.clone().unwrap_or_else(|| SampleLedger::starting_at(cursor));
         resumed_from_step = Some(checkpoint.meta.step);
         info!(checkpoint = %location, step = checkpoint.meta.step, "resuming from checkpoint");
     }
@@ -151,7 +150,7 @@ pub async fn run_local(spec: JobSpec, progress: Arc<dyn Progress>, interrupt: Ar
         let mut job = TrainingLoop {
             spec: &spec,
             trainer,
-            cursor,
+            ledger,
             store,
             handle,
             progress: progress.as_ref(),
@@ -185,7 +184,7 @@ fn check_resumable(spec: &JobSpec, arch: &Architecture, checkpoint: &Checkpoint,
 struct TrainingLoop<'a> {
     spec: &'a JobSpec,
     trainer: Trainer,
-    cursor: u64,
+    ledger: SampleLedger,
     store: Option<CheckpointStore>,
     handle: tokio::runtime::Handle,
     progress: &'a dyn Progress,
@@ -196,11 +195,13 @@ struct TrainingLoop<'a> {
 impl TrainingLoop<'_> {
     fn run(&mut self, train: Arc<Dataset>, validate: &Dataset) -> Result<RunSummary> {
         let training = &self.spec.training;
+        let plan = StepPlan::new(self.spec);
         let batch_size = training.batch_size;
+        let rows = train.len() as u64;
         let mut prefetcher = Prefetcher::spawn(
             train.clone(),
             StreamSpec {
-                cursor: self.cursor,
+                cursor: plan.cursor_at(self.trainer.step),
                 global_batch: batch_size,
                 rank: 0,
                 world: 1,
@@ -226,7 +227,7 @@ impl TrainingLoop<'_> {
             let batch = prefetcher.next_batch();
             let data_wait = step_started.elapsed();
             let stats = self.trainer.train_step(&batch, batch_size, None)?;
-            self.cursor += batch_size as u64;
+            self.check_samples(&batch, rows)?;
             trained_images += batch.len();
             interval = interval.merge(stats);
             let step = self.trainer.step;
@@ -238,22 +239,22 @@ impl TrainingLoop<'_> {
                 step_seconds: step_started.elapsed().as_secs_f64(),
                 images_per_second: trained_images as f64 / loop_started.elapsed().as_secs_f64().max(1e-9),
             });
-            let eval_due = training.eval_every > 0 && step.is_multiple_of(training.eval_every);
-            if eval_due || step == training.max_steps {
+            let mut val_accuracy = None;
+            if plan.evaluate_after(step) {
                 let evaluation = evaluate(&self.trainer, validate);
                 self.progress.evaluated(step, &evaluation);
                 curve.push((step, evaluation.accuracy));
+                val_accuracy = Some(evaluation.accuracy);
                 last_interval_loss = interval.mean_loss();
                 interval = StepStats::default();
-                let reached = training.target_accuracy > 0.0 && evaluation.accuracy >= training.target_accuracy;
                 last_eval = Some((step, evaluation));
-                if reached {
-                    stopped = StopReason::TargetAccuracy;
-                    break;
-                }
             }
-            if self.store.is_some() && step.is_multiple_of(self.spec.checkpoint.every) {
+            if self.store.is_some() && plan.checkpoint_after(step) {
                 last_checkpoint = Some(self.save_checkpoint(last_eval.as_ref())?);
+            }
+            if let Some(reason) = plan.stop_after(step, val_accuracy) {
+                stopped = reason;
+                break;
             }
         }
         let train_seconds = loop_started.elapsed().as_secs_f64();
@@ -287,26 +288,28 @@ impl TrainingLoop<'_> {
             resized_images: 0,
             accuracy_curve: curve,
             evaluation,
+            ledger: self.ledger.clone(),
+        })
+    }
+
+    /// Checks the batch just trained against the plan (the sample ledger), as the coordinator
+    /// does for distributed steps.
+    fn check_samples(&mut self, batch: &crate::data::batch::Batch, rows: u64) -> Result<()> {
+        let positions: Vec<u64> = batch.picks.iter().map(|p| p.position).collect();
+        let picked_rows: Vec<u32> = batch.picks.iter().map(|p| p.row as u32).collect();
+        let trained = [Trained { worker: "local", positions: &positions, rows: &picked_rows }];
+        let batch_size = self.spec.training.batch_size as u64;
+        self.ledger.record_step(batch_size, rows, &trained).map_err(|v| {
+            Error::Training(format!("sample accounting failed at step {}: {v}", self.trainer.step))
         })
     }
 
     fn save_checkpoint(&self, evaluation: Option<&(u64, Evaluation)>) -> Result<(u64, String)> {
         let store = self.store.as_ref().expect("checkpointing is configured");
         let step = self.trainer.step;
-        let (model, optimizer) = self.trainer.state_bytes()?;
-        let checkpoint = Checkpoint {
-            meta: CheckpointMeta {
-                step,
-                cursor: self.cursor,
-                job: self.spec.to_toml(),
-                num_classes: self.trainer.arch.num_classes,
-                class_names: self.class_names.clone(),
-                val_accuracy: evaluation.filter(|(at, _)| *at == step).map(|(_, e)| e.accuracy),
-                created_unix: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs(),
-            },
-            model,
-            optimizer,
-        };
+        let val_accuracy = evaluation.filter(|(at, _)| *at == step).map(|(_, e)| e.accuracy);
+        let checkpoint =
+            Checkpoint::of(&self.trainer, self.spec, &self.class_names, val_accuracy, Some(self.ledger.clone()))?;
         let location = self.handle.block_on(store.save(&checkpoint))?;
         self.progress.checkpointed(step, &location.to_string());
         Ok((step, location.to_string()))

@@ -130,13 +130,23 @@ impl Trainer {
         let started = std::time::Instant::now();
         let (mut grads, stats) = tracing::info_span!("compute", samples = batch.len())
             .in_scope(|| self.compute_gradients(batch, global_batch));
+        if !stats.loss_sum.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "the training loss is {} at step {}: the model diverged (learning rate too high?)",
+                stats.mean_loss(),
+                self.step + 1
+            )));
+        }
         let computed = std::time::Instant::now();
         let _reduce = tracing::info_span!("reduce").entered();
         if let Some(exchange) = exchange {
             let mut flat = params::flatten_gradients(&self.model, &grads);
             exchange.all_reduce(self.step, &mut flat)?;
             if flat.iter().any(|v| !v.is_finite()) {
-                return Err(Error::Training(format!("non-finite gradient after reduction at step {}", self.step)));
+                return Err(Error::NonFinite(format!(
+                    "the summed gradient is not finite at step {} (learning rate too high?)",
+                    self.step + 1
+                )));
             }
             params::replace_gradients(&self.model, &mut grads, &flat);
         }
@@ -228,6 +238,10 @@ impl Trainer {
     /// resuming.
     pub fn from_checkpoint(checkpoint: &crate::checkpoint::Checkpoint, origin: &str, device: Device) -> Result<Self> {
         let job = crate::job::JobSpec::parse(&checkpoint.meta.job, origin)?;
+        // The sizes come from a file: refuse what this machine cannot hold before allocating it.
+        let batch = job.training.batch_size.max(crate::train::evaluate::EVAL_BATCH);
+        crate::memory::check_fits(&job, checkpoint.meta.num_classes, batch, crate::memory::default_job_limit())
+            .map_err(|e| Error::checkpoint(origin, e))?;
         let arch = Architecture::new(job.model, checkpoint.meta.num_classes);
         let mut trainer = Self::new(arch, &job.training, device);
         trainer.load_state(&checkpoint.model, &checkpoint.optimizer, checkpoint.meta.step)?;
