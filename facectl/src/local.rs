@@ -55,6 +55,7 @@ pub async fn run(job: &Path, output: Output, max_steps: Option<u64>, via_coordin
             "accuracy_curve": summary.accuracy_curve,
             "per_class_accuracy": summary.evaluation.per_class_accuracy,
             "class_names": summary.evaluation.class_names,
+            "ledger": crate::output::ledger_json(&(&summary.ledger).into()),
         })),
         Output::Text => {
             println!(
@@ -83,7 +84,8 @@ async fn run_cluster(spec: &JobSpec, output: Output) -> anyhow::Result<()> {
     let (job, wall_seconds) = (&run.job, run.wall_seconds);
     let phases: serde_json::Map<String, serde_json::Value> =
         run.phase_seconds.iter().map(|(phase, seconds)| (phase.to_string(), serde_json::json!(seconds))).collect();
-    let images_per_second = if job.running_seconds > 0.0 { job.cursor as f64 / job.running_seconds } else { 0.0 };
+    let images_per_second =
+        if job.running_seconds > 0.0 { job.samples_trained as f64 / job.running_seconds } else { 0.0 };
     match output {
         Output::Json => print_json(&serde_json::json!({
             "name": job.name,
@@ -100,6 +102,8 @@ async fn run_cluster(spec: &JobSpec, output: Output) -> anyhow::Result<()> {
             "incidents": job.incidents.len(),
             "phase_seconds_per_step": phases,
             "reduce_bytes_per_worker_step": run.reduce_bytes_per_worker_step,
+            "samples_trained": job.samples_trained,
+            "ledger": job.ledger.as_ref().map(crate::output::ledger_json),
         })),
         Output::Text => println!(
             "{}: {} steps on {} workers, validation accuracy {}, train loss {:.4}, {images_per_second:.1} images/s, {wall_seconds:.1} s",

@@ -8,9 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use facetrain_coordinator::coordinator::{Coordinator, Timing};
-use facetrain_coordinator::metrics::CoordinatorMetrics;
-use facetrain_coordinator::store::JobStore;
 use facetrain_proto::job::JobSpec;
 use facetrain_proto::pb::{self, job_service_client::JobServiceClient};
 use facetrain_worker::agent::{AgentOptions, WorkerMetrics, run_agent};
@@ -33,20 +30,17 @@ pub struct ClusterRun {
 pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
     let started = Instant::now();
     let scratch = tempfile::tempdir().context("cannot create a temporary folder for the job store")?;
-    let registry = prometheus::Registry::new();
-    let metrics = CoordinatorMetrics::new(&registry)?;
-    let coordinator =
-        Coordinator::open(JobStore::open(&scratch.path().join("jobs.redb"))?, Timing::default(), metrics)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_server, server_stopped) = watch::channel(false);
-    // Local mode: plaintext and open, reachable from this machine only.
-    tracing::info!(%url, "embedded coordinator: plaintext gRPC on loopback");
-    let security = facetrain_coordinator::server::Security::default();
-    let server = tokio::spawn(facetrain_coordinator::server::run(listener, coordinator, security, async move {
+    let store_dir = scratch.path().to_path_buf();
+    let server = tokio::spawn(async move {
         let mut stopped = server_stopped;
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
+        facetrain_coordinator::server::embedded(listener, &store_dir, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+    });
 
     let stop_workers = Arc::new(AtomicBool::new(false));
     let worker_registry = prometheus::Registry::new();
@@ -59,6 +53,7 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
                 peer_listen: Some("127.0.0.1:0".into()),
                 peer_advertise: None,
                 security: Default::default(),
+                max_job_bytes: facetrain_worker::memory::default_job_limit(),
             };
             tokio::spawn(run_agent(options, worker_metrics.clone(), stop_workers.clone()))
         })

@@ -12,6 +12,17 @@ pub fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string(value).expect("JSON values serialise"));
 }
 
+/// The sample ledger as `--output json` shows it (the digest in hex: JSON numbers lose u64s).
+pub fn ledger_json(ledger: &facetrain_proto::pb::SampleLedger) -> serde_json::Value {
+    serde_json::json!({
+        "rows": ledger.rows,
+        "next_position": ledger.next_position,
+        "positions_trained": ledger.positions_trained,
+        "epochs_checked": ledger.epochs_checked,
+        "digest": format!("{:016x}", ledger.digest),
+    })
+}
+
 /// Progress of a training run on stderr.
 pub struct ProgressBarReporter {
     bar: Option<ProgressBar>,

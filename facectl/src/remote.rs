@@ -195,6 +195,8 @@ fn job_json(job: &pb::Job) -> serde_json::Value {
         "message": job.message,
         "latest_checkpoint": job.latest_checkpoint,
         "running_seconds": job.running_seconds,
+        "samples_trained": job.samples_trained,
+        "ledger": job.ledger.as_ref().map(crate::output::ledger_json),
         "created_unix_ms": job.created_unix_ms,
         "started_unix_ms": job.started_unix_ms,
         "finished_unix_ms": job.finished_unix_ms,
@@ -208,6 +210,7 @@ fn job_json(job: &pb::Job) -> serde_json::Value {
             "resolved_unix_ms": i.resolved_unix_ms,
             "resolved_by": i.resolved_by,
             "lost_work_seconds": i.lost_work_seconds,
+            "step": i.step,
         })).collect::<Vec<_>>(),
     })
 }

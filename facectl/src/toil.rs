@@ -2,6 +2,7 @@
 //! resolved, MTTR, manual actions with their hands-on time, and the toil ratio (hands-on time
 //! over the jobs' running time). The arithmetic is plain functions over the jobs, tested below.
 
+use facetrain_proto::incidents::Resolver;
 use facetrain_proto::pb;
 use serde::Serialize;
 
@@ -12,6 +13,8 @@ pub struct Ledger {
     pub open_incidents: usize,
     pub resolved_by_automation: usize,
     pub resolved_by_person: usize,
+    /// Closed without recovery: the job failed or was cancelled with them open.
+    pub unresolved_at_job_end: usize,
     /// Mean time to recovery of resolved incidents, seconds (`null` with none).
     pub mttr_seconds: Option<f64>,
     pub lost_work_seconds: f64,
@@ -28,7 +31,9 @@ pub fn ledger(jobs: &[pb::Job], since_unix_ms: u64) -> Ledger {
     let incidents: Vec<&pb::Incident> =
         jobs.iter().flat_map(|j| &j.incidents).filter(|i| i.detected_unix_ms >= since_unix_ms).collect();
     let toil: Vec<&pb::ToilEvent> = jobs.iter().flat_map(|j| &j.toil).filter(|t| t.unix_ms >= since_unix_ms).collect();
-    let resolved: Vec<&&pb::Incident> = incidents.iter().filter(|i| i.resolved_unix_ms != 0).collect();
+    let by = |resolver: Resolver| incidents.iter().filter(move |i| i.resolved_by == resolver.name());
+    let resolved: Vec<&&pb::Incident> = by(Resolver::Automation).chain(by(Resolver::Person)).collect();
+    let ended = by(Resolver::JobEnded).count();
     let recovery: Vec<f64> =
         resolved.iter().map(|i| i.resolved_unix_ms.saturating_sub(i.detected_unix_ms) as f64 / 1000.0).collect();
     let mut by_cause: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
@@ -38,9 +43,10 @@ pub fn ledger(jobs: &[pb::Job], since_unix_ms: u64) -> Ledger {
     Ledger {
         jobs: jobs.len(),
         incidents: incidents.len(),
-        open_incidents: incidents.len() - resolved.len(),
-        resolved_by_automation: resolved.iter().filter(|i| i.resolved_by == "automation").count(),
-        resolved_by_person: resolved.iter().filter(|i| i.resolved_by == "person").count(),
+        open_incidents: incidents.len() - resolved.len() - ended,
+        resolved_by_automation: by(Resolver::Automation).count(),
+        resolved_by_person: by(Resolver::Person).count(),
+        unresolved_at_job_end: ended,
         mttr_seconds: (!recovery.is_empty()).then(|| recovery.iter().sum::<f64>() / recovery.len() as f64),
         lost_work_seconds: incidents.iter().map(|i| i.lost_work_seconds).sum(),
         manual_actions: toil.len(),
@@ -73,11 +79,13 @@ pub fn print_text(ledger: &Ledger, scope: &str) {
     let ratio = ledger.toil_ratio.map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
     println!("toil ledger for {scope}: {} job(s), {:.0} s running", ledger.jobs, ledger.running_seconds);
     println!(
-        "  incidents {} (open {}), resolved by automation {}, by a person {}, MTTR {mttr}, lost work {:.1} s",
+        "  incidents {} (open {}), resolved by automation {}, by a person {}, unresolved when the job ended {}, \
+         MTTR {mttr}, lost work {:.1} s",
         ledger.incidents,
         ledger.open_incidents,
         ledger.resolved_by_automation,
         ledger.resolved_by_person,
+        ledger.unresolved_at_job_end,
         ledger.lost_work_seconds
     );
     for (cause, count) in &ledger.incidents_by_cause {
@@ -101,6 +109,7 @@ mod tests {
             resolved_unix_ms: resolved,
             resolved_by: by.into(),
             lost_work_seconds: 1.5,
+            step: 0,
         }
     }
 
@@ -112,6 +121,7 @@ mod tests {
                 incident("worker_lost", 10_000, 12_000, "automation"),
                 incident("worker_lost", 20_000, 24_000, "automation"),
                 incident("bad_data", 30_000, 0, ""),
+                incident("non_finite", 35_000, 36_000, "job_ended"),
             ],
             toil: vec![pb::ToilEvent {
                 kind: "cancel".into(),
@@ -122,13 +132,17 @@ mod tests {
             ..pb::Job::default()
         };
         let ledger = ledger(std::slice::from_ref(&job), 0);
-        assert_eq!((ledger.incidents, ledger.open_incidents, ledger.resolved_by_automation), (3, 1, 2));
-        assert_eq!(ledger.mttr_seconds, Some(3.0));
+        assert_eq!((ledger.incidents, ledger.open_incidents, ledger.resolved_by_automation), (4, 1, 2));
+        assert_eq!(ledger.unresolved_at_job_end, 1);
+        assert_eq!(ledger.mttr_seconds, Some(3.0), "an incident the job ended with is no recovery");
         assert_eq!(ledger.toil_ratio, Some(0.05));
-        assert_eq!(ledger.lost_work_seconds, 4.5);
-        assert_eq!(ledger.incidents_by_cause, vec![("bad_data".into(), 1), ("worker_lost".into(), 2)]);
+        assert_eq!(ledger.lost_work_seconds, 6.0);
+        assert_eq!(
+            ledger.incidents_by_cause,
+            vec![("bad_data".into(), 1), ("non_finite".into(), 1), ("worker_lost".into(), 2)]
+        );
         let recent = super::ledger(&[job], 25_000);
-        assert_eq!((recent.incidents, recent.manual_actions), (1, 1));
+        assert_eq!((recent.incidents, recent.manual_actions), (2, 1));
     }
 
     #[test]
