@@ -5,7 +5,8 @@
 #   1. render dashboards/ into components/monitoring/generated/, then every overlay (kustomize v5)
 #      and what `make deploy DRY_RUN=1` renders for GKE
 #   2. built-in kinds: kubernetes-validate --strict against each DEPLOY_K8S_VERSIONS
-#      Prometheus Operator kinds: strict JSON schema (deploy/schemas/); selectors resolve
+#      Prometheus Operator and cert-manager kinds: strict JSON schema (deploy/schemas/);
+#      selectors, issuers and mounted Secrets resolve
 #   3. promtool check rules on the rule groups of the rendered PrometheusRules; every alert's
 #      runbook_url anchor exists in docs/operations.md
 #   4. Dockerfiles: hadolint; the two .dockerignore files agree; scripts: shellcheck
@@ -56,10 +57,12 @@ note "render" "${#overlays[@]} renders (${overlays[*]})"
 log "validating manifests (kubernetes-validate --strict; CRDs against deploy/schemas)"
 kv_args=()
 for v in $K8S_VERSIONS; do kv_args+=(-k "$v"); done
+schema_args=()
+for schema in "$DEPLOY_DIR"/schemas/*.yaml; do schema_args+=(--schema "$schema"); done
 objects=0
 for name in "${overlays[@]}"; do
   "$PY" "$DEPLOY_DIR/scripts/validate-manifests.py" "$OUT/rendered/$name.yaml" \
-    --schema "$DEPLOY_DIR/schemas/monitoring.coreos.com-v1.yaml" \
+    "${schema_args[@]}" \
     --builtin-out "$OUT/rendered/$name.builtin.yaml" \
     --rules-out "$OUT/rules/$name" || die "overlay $name: manifest checks failed"
   # --quiet prints only problems. A WARN means "no schema for this kind": an unknown kind is not
