@@ -49,9 +49,11 @@ chaos: test-tools ## The chaos suite alone (kills, freezes, stragglers, corrupt 
 	FACETRAIN_CHAOS_REPORT=$(abspath out/chaos.jsonl) $(CARGO) nextest run -p facetrain-tests --test chaos --test-threads 2 --no-fail-fast
 	@python3 scripts/chaos-table.py out/chaos.jsonl
 
-lint: ## rustfmt and clippy
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+lint: ## rustfmt --check and clippy -D warnings (both run; fails if either finds something)
+	@status=0; \
+	$(CARGO) fmt --all -- --check || status=1; \
+	$(CARGO) clippy --workspace --all-targets -- -D warnings || status=1; \
+	exit $$status
 
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all
