@@ -8,7 +8,7 @@ CARGO ?= cargo
 FACECTL := $(CARGO_TARGET_DIR)/debug/facectl
 SHARED ?= $(abspath ../shared)
 
-.PHONY: help build demo test test-rust test-tools tools lint fmt bench bench-distributed chaos clean
+.PHONY: help build demo test test-begin test-rust test-tools tools lint fmt bench bench-distributed chaos clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}'
@@ -20,7 +20,15 @@ demo: build ## Generate the synthetic faces and train the tutorial CNN on them l
 	@test -f out/demo-data/train.csv || $(FACECTL) dataset synth out/demo-data
 	$(FACECTL) local examples/demo.toml
 
-test: tools test-rust chaos dashboards-validate deploy-validate deny ## Run every test (incl. chaos and fuzz smoke; installs missing test tools first)
+test: test-begin tools test-rust chaos dashboards-validate deploy-validate deny ## Run every test (incl. chaos and fuzz smoke; installs missing test tools first), then list what was skipped
+	@bash scripts/skips.sh summary
+
+# A check that cannot run here (a tool or a network source missing) prints SKIPPED with its reason
+# and records it in this file (scripts/skips.sh); `make test` empties it first and lists it last.
+test: export FACETRAIN_SKIP_LOG := $(abspath out/skipped.txt)
+
+test-begin:
+	@bash scripts/skips.sh reset
 
 test-rust: test-tools ## Rust unit and integration tests but the chaos suite (process tests need the binaries built first)
 	$(CARGO) build --workspace --bins
@@ -41,9 +49,11 @@ chaos: test-tools ## The chaos suite alone (kills, freezes, stragglers, corrupt 
 	FACETRAIN_CHAOS_REPORT=$(abspath out/chaos.jsonl) $(CARGO) nextest run -p facetrain-tests --test chaos --test-threads 2 --no-fail-fast
 	@python3 scripts/chaos-table.py out/chaos.jsonl
 
-lint: ## rustfmt and clippy
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+lint: ## rustfmt --check and clippy -D warnings (both run; fails if either finds something)
+	@status=0; \
+	$(CARGO) fmt --all -- --check || status=1; \
+	$(CARGO) clippy --workspace --all-targets -- -D warnings || status=1; \
+	exit $$status
 
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all

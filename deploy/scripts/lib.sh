@@ -31,6 +31,12 @@ die() {
   exit 1
 }
 
+# skipped CHECK REASON - a check that cannot run here: printed as SKIPPED with its reason and
+# counted in the summary at the end of `make test` (scripts/skips.sh). Never a silent pass.
+skipped() {
+  bash "$REPO_ROOT/scripts/skips.sh" record "$1" "$2"
+}
+
 # need TOOL HINT - fail early, and say how to get the tool, instead of failing halfway through.
 need() {
   command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed. $2"
