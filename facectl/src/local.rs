@@ -19,6 +19,7 @@ pub async fn run(job: &Path, output: Output, max_steps: Option<u64>, via_coordin
         spec.validate().map_err(|e| anyhow::anyhow!("--max-steps: {e}"))?;
     }
     let name = spec.name.clone();
+    let init = spec.model.init;
     if spec.workers.count > 1 || via_coordinator {
         return run_cluster(&spec, output).await;
     }
@@ -55,6 +56,8 @@ pub async fn run(job: &Path, output: Output, max_steps: Option<u64>, via_coordin
             "accuracy_curve": summary.accuracy_curve,
             "per_class_accuracy": summary.evaluation.per_class_accuracy,
             "class_names": summary.evaluation.class_names,
+            "init": init,
+            "adam_epsilon": crate::bench::adam_epsilon(),
         })),
         Output::Text => {
             println!(
