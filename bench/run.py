@@ -898,6 +898,20 @@ def main(argv=None):
             sys.exit(f"missing {need} (pass --shared DIR)")
 
     machine = machine_info()
+    machine["facectl"] = args.facectl
+    machine["facectl_mtime"] = datetime.datetime.fromtimestamp(
+        os.path.getmtime(args.facectl), datetime.timezone.utc).isoformat(timespec="seconds")
+    # One binary for the whole run: the target dir may be shared with other checkouts, whose
+    # builds replace debug/facectl in place (a run once switched binaries halfway).
+    snapshot_dir = tempfile.mkdtemp(prefix="facetrain-bench-bin-")
+    args.facectl = shutil.copy2(args.facectl, os.path.join(snapshot_dir, "facectl"))
+    try:
+        return run_bench(args, groups, machine)
+    finally:
+        shutil.rmtree(snapshot_dir, ignore_errors=True)
+
+
+def run_bench(args, groups, machine):
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()
     runner = Runner(args)
@@ -919,10 +933,6 @@ def main(argv=None):
         runner.group(g)
 
     machine["loadavg_end"] = loadavg()
-    machine["facectl"] = args.facectl
-    machine["facectl_mtime"] = datetime.datetime.fromtimestamp(
-        os.path.getmtime(args.facectl), datetime.timezone.utc).isoformat(timespec="seconds") \
-        if os.path.exists(args.facectl) else None
     tf_res = next((v for v in runner.raw["tf"].values() if isinstance(v, dict)), None)
     if tf_res is None:
         tf_res = next((v[0].get("result", v[0]) for v in runner.raw["tf"].values() if isinstance(v, list) and v), None)
