@@ -8,7 +8,7 @@ CARGO ?= cargo
 FACECTL := $(CARGO_TARGET_DIR)/debug/facectl
 SHARED ?= $(abspath ../shared)
 
-.PHONY: help build demo test test-begin test-rust test-tools tools lint fmt bench bench-distributed chaos clean
+.PHONY: help build demo test test-begin test-rust test-tools tools lint fmt bench bench-quick bench-distributed chaos clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}'
@@ -58,9 +58,13 @@ lint: ## rustfmt --check and clippy -D warnings (both run; fails if either finds
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all
 
-bench: build ## Step time, pipeline, time-to-90% against TensorFlow, then distributed figures (slow)
+bench: build ## Step, pipeline, time-to-90% against TensorFlow like for like, README table, distributed (40-50 min)
 	python3 bench/run.py --facectl $(FACECTL) --shared $(SHARED)
+	python3 bench/render.py
 	python3 bench/distributed.py --facectl $(FACECTL) --shared $(SHARED)
+
+bench-quick: build ## Smoke run of every bench code path (a few minutes; bench/results/quick.json, not the README)
+	python3 bench/run.py --quick --facectl $(FACECTL) --shared $(SHARED)
 
 bench-distributed: build ## Only the distributed figures: 1/2/4 workers x coordinator/ring reduction
 	python3 bench/distributed.py --facectl $(FACECTL) --shared $(SHARED)

@@ -2,21 +2,18 @@
 //! one `RESULT {json}` line each, in the same shape as the reference scripts print theirs.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use facetrain_worker::backend::training_device;
-use facetrain_worker::data::batch::{Batch, Prefetcher, StreamSpec};
+use facetrain_worker::data::batch::{Batch, Prefetcher, StreamSpec, build_batch};
 use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
-use facetrain_worker::data::image::decode_rgb;
-use facetrain_worker::data::shard::Pick;
-use facetrain_worker::job::{AugmentSpec, Backend, ModelSpec, OnBadRow, TrainingSpec};
+use facetrain_worker::data::shard::{Pick, ShardPlan};
+use facetrain_worker::job::{AugmentSpec, Backend, ModelSpec, OnBadRow, TrainingSpec, WeightInit};
 use facetrain_worker::model::Architecture;
-use facetrain_worker::storage::Location;
-use facetrain_worker::train::trainer::Trainer;
+use facetrain_worker::train::trainer::{ADAM_EPSILON, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -32,6 +29,9 @@ pub enum BenchCommand {
         backend: BackendArg,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Weight init; the default is the TF reference's (and the tutorial's).
+        #[arg(long, value_enum, default_value_t = InitArg::TruncatedNormal)]
+        init: InitArg,
     },
     /// Inference latency and throughput on random data.
     Infer {
@@ -39,21 +39,35 @@ pub enum BenchCommand {
         batch: Vec<usize>,
         #[arg(long, default_value_t = 20)]
         iters: usize,
+        /// Weight init, as for `step`.
+        #[arg(long, value_enum, default_value_t = InitArg::TruncatedNormal)]
+        init: InitArg,
     },
     /// TCP throughput over loopback (the link the ring all-reduce bound is computed from).
     Loopback {
         #[arg(long, default_value_t = 512)]
         megabytes: usize,
     },
-    /// Input pipeline images/s: decode + augment + batch.
+    /// Input pipeline images/s with the tutorial's augmentations, batched.
     Pipeline {
         /// Training CSV (paths relative to it).
         #[arg(long)]
         csv: String,
+        /// `files`: every epoch reads and decodes every image, then augments and batches it;
+        /// `cache`: decode once, then augment and batch from the decoded images (as training does).
+        #[arg(long, value_enum)]
+        data: DataArg,
         #[arg(long, default_value_t = 100)]
         batch: usize,
-        #[arg(long, default_value_t = 40)]
+        /// Minimum timed batches (the run goes on until both minimums are met).
+        #[arg(long, default_value_t = 10)]
         batches: usize,
+        /// Minimum timed seconds.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Untimed batches first (`cache`; `files` warms up with one untimed epoch).
+        #[arg(long, default_value_t = 4)]
+        warmup_batches: usize,
     },
 }
 
@@ -63,17 +77,55 @@ pub enum BackendArg {
     Tch,
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitArg {
+    TruncatedNormal,
+    HeNormal,
+}
+
+impl InitArg {
+    fn init(self) -> WeightInit {
+        match self {
+            Self::TruncatedNormal => WeightInit::TruncatedNormal,
+            Self::HeNormal => WeightInit::HeNormal,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataArg {
+    Files,
+    Cache,
+}
+
+impl DataArg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Files => "files",
+            Self::Cache => "cache",
+        }
+    }
+}
+
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Step { batch, warmup, steps, backend, device } => {
+        BenchCommand::Step { batch, warmup, steps, backend, device, init } => {
             let backend = match backend {
                 BackendArg::Flex => Backend::Flex,
                 BackendArg::Tch => Backend::Tch,
             };
-            tokio::task::spawn_blocking(move || bench_step(&batch, warmup, steps, backend, &device)).await?
+            tokio::task::spawn_blocking(move || bench_step(&batch, warmup, steps, backend, &device, init.init()))
+                .await?
         }
-        BenchCommand::Infer { batch, iters } => tokio::task::spawn_blocking(move || bench_infer(&batch, iters)).await?,
-        BenchCommand::Pipeline { csv, batch, batches } => bench_pipeline(&csv, batch, batches).await,
+        BenchCommand::Infer { batch, iters, init } => {
+            tokio::task::spawn_blocking(move || bench_infer(&batch, iters, init.init())).await?
+        }
+        BenchCommand::Pipeline { csv, data, batch, batches, seconds, warmup_batches } => {
+            anyhow::ensure!(batch > 0, "--batch must be at least 1");
+            anyhow::ensure!(seconds.is_finite() && seconds >= 0.0, "--seconds must be a finite number >= 0");
+            let budget = TimeBudget { batches, duration: Duration::from_secs_f64(seconds) };
+            bench_pipeline(&csv, data, batch, budget, warmup_batches).await
+        }
         BenchCommand::Loopback { megabytes } => bench_loopback(megabytes).await,
     }
 }
@@ -88,15 +140,32 @@ fn random_batch(len: usize, side: usize, classes: usize, seed: u64) -> Batch {
     }
 }
 
-fn trainer(backend: Backend, device: &str) -> anyhow::Result<Trainer> {
-    let arch = Architecture::new(ModelSpec::default(), 5);
+fn trainer(backend: Backend, device: &str, init: WeightInit) -> anyhow::Result<Trainer> {
+    let arch = Architecture::new(ModelSpec { init, ..ModelSpec::default() }, 5);
     Ok(Trainer::new(arch, &TrainingSpec::default(), training_device(backend, device)?))
 }
 
-fn bench_step(batches: &[usize], warmup: usize, steps: usize, backend: Backend, device: &str) -> anyhow::Result<()> {
+/// What a model benchmark ran, in the reference's terms (its RESULT lines carry the same keys).
+fn model_settings(init: WeightInit) -> serde_json::Value {
+    serde_json::json!({"init": init, "adam_epsilon": adam_epsilon()})
+}
+
+/// [`ADAM_EPSILON`] as the decimal it was written as (1e-8, not the f32's 9.99999993922529e-9).
+pub fn adam_epsilon() -> f64 {
+    ADAM_EPSILON.to_string().parse().expect("an f32 prints as a decimal number")
+}
+
+fn bench_step(
+    batches: &[usize],
+    warmup: usize,
+    steps: usize,
+    backend: Backend,
+    device: &str,
+    init: WeightInit,
+) -> anyhow::Result<()> {
     let mut per_batch = serde_json::Map::new();
     for &size in batches {
-        let mut trainer = trainer(backend, device)?;
+        let mut trainer = trainer(backend, device, init)?;
         let batch = random_batch(size, 96, 5, 1);
         for _ in 0..warmup {
             trainer.train_step(&batch, size, None)?;
@@ -109,14 +178,17 @@ fn bench_step(batches: &[usize], warmup: usize, steps: usize, backend: Backend, 
         }
         per_batch.insert(size.to_string(), serde_json::json!({"ms_per_step": summarize(&times), "samples_ms": times}));
     }
-    emit(
-        serde_json::json!({"bench": "step", "framework": "facetrain", "backend": format!("{backend:?}").to_lowercase(), "per_batch": per_batch}),
-    );
+    let mut result = model_settings(init);
+    result["bench"] = "step".into();
+    result["framework"] = "facetrain".into();
+    result["backend"] = format!("{backend:?}").to_lowercase().into();
+    result["per_batch"] = per_batch.into();
+    emit(result);
     Ok(())
 }
 
-fn bench_infer(batches: &[usize], iters: usize) -> anyhow::Result<()> {
-    let trainer = trainer(Backend::Flex, "cpu")?;
+fn bench_infer(batches: &[usize], iters: usize, init: WeightInit) -> anyhow::Result<()> {
+    let trainer = trainer(Backend::Flex, "cpu", init)?;
     let mut per_batch = serde_json::Map::new();
     for &size in batches {
         let batch = random_batch(size, 96, 5, 2);
@@ -135,46 +207,119 @@ fn bench_infer(batches: &[usize], iters: usize) -> anyhow::Result<()> {
             serde_json::json!({"ms_per_call": summary, "images_per_s_at_median": size as f64 * 1e3 / median}),
         );
     }
-    emit(serde_json::json!({"bench": "infer", "framework": "facetrain", "per_batch": per_batch}));
+    let mut result = model_settings(init);
+    result["bench"] = "infer".into();
+    result["framework"] = "facetrain".into();
+    result["per_batch"] = per_batch.into();
+    emit(result);
     Ok(())
 }
 
-async fn bench_pipeline(csv: &str, batch: usize, batches: usize) -> anyhow::Result<()> {
-    // Decode every image each time, as a pipeline without a cache would.
-    let options = LoadOptions { side: 96, num_classes: None, on_bad_row: OnBadRow::Fail, allow_outside_paths: false };
-    let csv_location = Location::parse(csv)?;
-    let dataset = Arc::new(load_dataset(csv, &options).await?);
-    let mut files = Vec::with_capacity(dataset.len());
-    for row in &dataset.rows {
-        files.push(csv_location.sibling(&row.path)?.read().await?);
-    }
-    let total = batch * batches;
-    let started = Instant::now();
-    let decoded: usize =
-        (0..total).into_par_iter().map(|i| usize::from(decode_rgb(&files[i % files.len()], 96).is_ok())).sum();
-    let decode_per_s = decoded as f64 / started.elapsed().as_secs_f64();
+/// How long a throughput measurement runs: at least `batches` batches and at least `duration`.
+#[derive(Debug, Clone, Copy)]
+struct TimeBudget {
+    batches: usize,
+    duration: Duration,
+}
 
-    let spec =
-        StreamSpec { cursor: 0, global_batch: batch, rank: 0, world: 1, augment: AugmentSpec::default(), seed: 1 };
-    let result = tokio::task::spawn_blocking(move || {
-        let mut prefetcher = Prefetcher::spawn(dataset, spec, 2);
-        for _ in 0..2 {
-            prefetcher.next_batch();
+impl TimeBudget {
+    fn spent(&self, batches: usize, started: Instant) -> bool {
+        batches >= self.batches && started.elapsed() >= self.duration
+    }
+}
+
+/// Images, batches and seconds of one timed run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Throughput {
+    images: usize,
+    batches: usize,
+    seconds: f64,
+}
+
+async fn bench_pipeline(
+    csv: &str,
+    data: DataArg,
+    batch: usize,
+    budget: TimeBudget,
+    warmup_batches: usize,
+) -> anyhow::Result<()> {
+    let options = LoadOptions { side: 96, num_classes: None, on_bad_row: OnBadRow::Fail, allow_outside_paths: false };
+    let augment = AugmentSpec::default();
+    let seed = 1;
+    let measured = match data {
+        DataArg::Cache => {
+            // As training runs: the dataset decoded once (untimed), then the prefetcher augments
+            // and batches on its thread while the caller takes batches.
+            let dataset = Arc::new(load_dataset(csv, &options).await?);
+            let spec = StreamSpec { cursor: 0, global_batch: batch, rank: 0, world: 1, augment, seed };
+            tokio::task::spawn_blocking(move || {
+                let mut prefetcher = Prefetcher::spawn(dataset, spec, 2);
+                for _ in 0..warmup_batches {
+                    prefetcher.next_batch();
+                }
+                let started = Instant::now();
+                let mut run = Throughput::default();
+                while !budget.spent(run.batches, started) {
+                    run.images += prefetcher.next_batch().len();
+                    run.batches += 1;
+                }
+                run.seconds = started.elapsed().as_secs_f64();
+                run
+            })
+            .await?
         }
-        let started = Instant::now();
-        let images: usize = (0..batches).map(|_| prefetcher.next_batch().len()).sum();
-        images as f64 / started.elapsed().as_secs_f64()
-    })
-    .await?;
-    // Training decodes once (the dataset is cached decoded) and augments every epoch, so the
-    // steady-state rate is augment+batch; a cold epoch also pays the decode.
-    let cold = 1.0 / (1.0 / decode_per_s + 1.0 / result);
+        DataArg::Files => {
+            // Nothing kept between epochs: each one loads the dataset as a job does (the CSV, every
+            // image read through the object store and decoded, in parallel), then augments and
+            // batches the epoch. The first epoch is the warm-up.
+            files_epoch(csv, &options, batch, augment, seed, 0).await?;
+            let started = Instant::now();
+            let mut run = Throughput::default();
+            let mut epoch = 1;
+            while !budget.spent(run.batches, started) {
+                let (images, batches) = files_epoch(csv, &options, batch, augment, seed, epoch).await?;
+                run.images += images;
+                run.batches += batches;
+                epoch += 1;
+            }
+            run.seconds = started.elapsed().as_secs_f64();
+            run
+        }
+    };
     emit(serde_json::json!({
-        "bench": "pipeline", "framework": "facetrain", "batch": batch, "images": batch * batches,
-        "images_per_s": result, "decode_images_per_s": decode_per_s, "images_per_s_with_decode": cold,
+        "bench": "pipeline", "framework": "facetrain", "data": data.name(), "batch": batch,
+        "images": measured.images, "batches": measured.batches, "wall_s": measured.seconds,
+        "images_per_s": measured.images as f64 / measured.seconds, "augment": augment,
         "threads": rayon::current_num_threads(),
     }));
     Ok(())
+}
+
+/// One epoch from the files: load (read + decode) every row, then every batch of the epoch,
+/// augmented. Returns the images and batches produced.
+async fn files_epoch(
+    csv: &str,
+    options: &LoadOptions,
+    batch: usize,
+    augment: AugmentSpec,
+    seed: u64,
+    epoch: u64,
+) -> anyhow::Result<(usize, usize)> {
+    let dataset = load_dataset(csv, options).await?;
+    let produced = tokio::task::spawn_blocking(move || {
+        let mut plan = ShardPlan::new(dataset.len(), seed);
+        let first = epoch * dataset.len() as u64;
+        (0..dataset.len())
+            .step_by(batch)
+            .map(|start| {
+                let len = batch.min(dataset.len() - start);
+                let picks = plan.picks(first + start as u64, len);
+                build_batch(&dataset, picks, Some((&augment, seed))).len()
+            })
+            .fold((0, 0), |(images, batches), len| (images + len, batches + 1))
+    })
+    .await?;
+    Ok(produced)
 }
 
 async fn bench_loopback(megabytes: usize) -> anyhow::Result<()> {

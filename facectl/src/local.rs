@@ -19,6 +19,7 @@ pub async fn run(job: &Path, output: Output, max_steps: Option<u64>, via_coordin
         spec.validate().map_err(|e| anyhow::anyhow!("--max-steps: {e}"))?;
     }
     let name = spec.name.clone();
+    let init = spec.model.init;
     if spec.workers.count > 1 || via_coordinator {
         return run_cluster(&spec, output).await;
     }
@@ -56,6 +57,8 @@ pub async fn run(job: &Path, output: Output, max_steps: Option<u64>, via_coordin
             "per_class_accuracy": summary.evaluation.per_class_accuracy,
             "class_names": summary.evaluation.class_names,
             "ledger": crate::output::ledger_json(&(&summary.ledger).into()),
+            "init": init,
+            "adam_epsilon": crate::bench::adam_epsilon(),
         })),
         Output::Text => {
             println!(

@@ -2,6 +2,10 @@
 //! [0, 1]: left-right flip, brightness delta, contrast (around each channel's mean), hue shift
 //! and saturation scale (through HSV), then a clip to [0, 1].
 //!
+//! As in the tutorial's TF graph, nothing is clipped between the steps: brightness and contrast
+//! push values outside [0, 1], and the hue and saturation steps take them as they are, as
+//! `tf.image.adjust_hue` and `adjust_saturation` do. Only the final clip bounds the output.
+//!
 //! Written as branch-free loops over f32 planes, which the compiler vectorises: brightness and
 //! contrast fold into one multiply-add per value, and the HSV round trip uses selects and the
 //! closed-form HSV-to-RGB instead of per-pixel sector branches and `rem_euclid` calls.
@@ -78,12 +82,16 @@ fn deinterleave(pixels: &[u8], side: usize, flip: bool, [r, g, b]: [&mut [f32]; 
     sums
 }
 
-/// Shifts hue by `hue` turns and scales saturation, in place, through HSV. Values are clamped to
-/// [0, 1] first: HSV is undefined outside it.
+/// Shifts hue by `hue` turns and scales saturation, in place, through HSV, as
+/// `tf.image.adjust_hue` followed by `tf.image.adjust_saturation` (skipped when `saturation` is
+/// 1). Values outside [0, 1] are taken as they are, as TF does: the hue shift keeps each
+/// pixel's largest and smallest channel; saturation is `(max - min) / max`, scaled and clamped
+/// to [0, 1], and zero where the largest channel is not positive.
 pub fn adjust_hsv(r: &mut [f32], g: &mut [f32], b: &mut [f32], hue: f32, saturation: f32) {
     let shift = hue * 6.0;
+    let scale_saturation = saturation != 1.0;
     for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
-        let (red, green, blue) = (r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0));
+        let (red, green, blue) = (*r, *g, *b);
         let max = red.max(green).max(blue);
         let min = red.min(green).min(blue);
         let delta = max - min;
@@ -103,8 +111,10 @@ pub fn adjust_hsv(r: &mut [f32], g: &mut [f32], b: &mut [f32], hue: f32, saturat
         // One wrap is enough: the hue lies in (-1, 5] sixths and the shift in (-6, 6).
         let sixths = if sixths < 0.0 { sixths + 6.0 } else { sixths };
         let sixths = if sixths >= 6.0 { sixths - 6.0 } else { sixths };
+        // A hue shift alone keeps the chroma; adjust_saturation rescales it from HSV.
         let safe_max = if max > 0.0 { max } else { 1.0 };
-        let chroma = max * (delta / safe_max * saturation).clamp(0.0, 1.0);
+        let scaled = if max > 0.0 { max * (delta / safe_max * saturation).clamp(0.0, 1.0) } else { 0.0 };
+        let chroma = if scale_saturation { scaled } else { delta };
         // Closed-form HSV -> RGB: channel n in {5, 3, 1} is v - c * clamp(min(k, 4 - k), 0, 1),
         // k = (n + hue) mod 6.
         let channel = |n: f32| {
@@ -189,5 +199,66 @@ mod tests {
         }
         assert!(out[4..8].iter().all(|&v| (v - 0.1).abs() < 1e-6), "green: 0 + brightness");
         assert!(out[8..].iter().all(|&v| v == 1.0), "blue: clipped at 1");
+    }
+
+    #[test]
+    fn hue_and_saturation_take_out_of_range_values_as_tf_image_does() {
+        // tf.image.adjust_hue then adjust_saturation (TF 2.21) on pixels that brightness and
+        // contrast pushed outside [0, 1], before any clip.
+        let pixels = [[1.4, 0.2, -0.3], [-0.2, -0.5, -0.1], [0.3, 1.7, 0.9], [1.2, 1.1, 1.05], [0.5, -0.4, 0.6]];
+        let cases: [(f32, f32, [[f32; 3]; 5]); 3] = [
+            (
+                0.05,
+                1.5,
+                [[1.4, 0.831765, 0.0], [-0.1; 3], [0.0, 1.7, 1.238571], [1.2, 1.1175, 0.975], [0.6, 0.0, 0.48]],
+            ),
+            // Hue alone keeps the smallest channel, even below 0.
+            (
+                0.07,
+                1.0,
+                [[1.4, 0.914, -0.3], [-0.1, -0.5, -0.168], [0.3, 1.7, 1.488], [1.2, 1.163, 1.05], [0.6, -0.4, 0.28]],
+            ),
+            (0.0, 1.8, [[1.4, 0.411765, 0.0], [-0.1; 3], [0.0, 1.7, 0.728571], [1.2, 1.02, 0.93], [0.54, 0.0, 0.6]]),
+        ];
+        for (hue, saturation, want) in cases {
+            let mut r: Vec<f32> = pixels.iter().map(|p| p[0]).collect();
+            let mut g: Vec<f32> = pixels.iter().map(|p| p[1]).collect();
+            let mut b: Vec<f32> = pixels.iter().map(|p| p[2]).collect();
+            adjust_hsv(&mut r, &mut g, &mut b, hue, saturation);
+            for (i, want) in want.iter().enumerate() {
+                let got = [r[i], g[i], b[i]];
+                assert!(
+                    got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5),
+                    "pixel {:?} hue {hue} sat {saturation}: got {got:?}, want {want:?}",
+                    pixels[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_output_is_clipped_as_in_the_tutorial_graph() {
+        // flip, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, then
+        // clip_by_value(0, 1), by TF 2.21 on this 2x2 image (CHW out). Clipping before the hue
+        // step, as facetrain once did, gives e.g. 0.0 and 0.4547 for the third and sixth values.
+        let pixels: [u8; 12] = [250, 30, 10, 20, 200, 90, 128, 128, 128, 5, 60, 240];
+        let cases: [(Jitter, [f32; 12]); 2] = [
+            (
+                Jitter { flip: true, brightness: 0.3, contrast: 1.9, hue: 0.05, saturation: 1.5 },
+                [0.0, 1.0, 0.110312, 0.892181, 1.0, 0.731263, 0.0, 0.898137, 0.923289, 0.0, 1.0, 0.812108],
+            ),
+            (
+                Jitter { flip: true, brightness: -0.35, contrast: 1.6, hue: -0.07, saturation: 0.4 },
+                [
+                    0.238651, 0.981569, 0.306078, 0.216078, 0.65902, 0.363922, 0.681883, 0.206126, 0.210784, 0.561373,
+                    0.880588, 0.200784,
+                ],
+            ),
+        ];
+        for (jitter, want) in cases {
+            let mut out = vec![0.0; 12];
+            augment_into(&pixels, 2, &jitter, &mut out);
+            assert!(out.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{jitter:?}: got {out:?}, want {want:?}");
+        }
     }
 }

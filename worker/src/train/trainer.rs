@@ -203,9 +203,14 @@ impl Trainer {
     }
 }
 
-/// Adam as the tutorial's `tf.train.AdamOptimizer` (epsilon 1e-8).
+/// Adam's epsilon: the tutorial's `tf.train.AdamOptimizer` default (burn's is 1e-5, Keras's 1e-7).
+/// burn adds it to the bias-corrected `sqrt(v)`, TF before the correction, so burn's matches a TF
+/// epsilon of `1e-8 * sqrt(1 - beta2^t)`: both far below `sqrt(v)` wherever a gradient flows.
+pub const ADAM_EPSILON: f32 = 1e-8;
+
+/// Adam as the tutorial's `tf.train.AdamOptimizer`.
 fn adam() -> ModuleOptimizer {
-    AdamConfig::new().with_epsilon(1e-8).init()
+    AdamConfig::new().with_epsilon(ADAM_EPSILON).init()
 }
 
 fn images_tensor(batch: &Batch, device: &Device) -> Tensor<4> {
