@@ -359,27 +359,31 @@ impl ModelSpec {
     /// Sizes for `num_classes` outputs and a per-worker batch of `batch` samples. Saturates
     /// instead of overflowing, so any spec that parses can be sized.
     pub fn size(&self, num_classes: usize, batch: usize) -> ModelSize {
+        // u128 with saturating arithmetic: absurd sizes give an absurd (clamped) answer, never a
+        // wrapped small one.
+        let mul = |a: u128, b: u128| a.saturating_mul(b);
         let k = self.kernel_size as u128;
-        let (mut parameters, mut activations) = (0u128, 3 * (self.image_size as u128).pow(2));
+        let (mut parameters, mut activations) = (0u128, mul(3, mul(self.image_size as u128, self.image_size as u128)));
         let (mut channels, mut side) = (3u128, self.image_size as u128);
         for &out in &self.conv_channels {
             let out = out as u128;
-            parameters += channels * out * k * k + out;
+            parameters = parameters.saturating_add(mul(mul(channels, out), mul(k, k))).saturating_add(out);
             // The conv output at full size, then the pooled map.
-            activations += out * side * side + out * (side / 2) * (side / 2);
+            let half = side / 2;
+            activations = activations.saturating_add(mul(out, mul(side, side))).saturating_add(mul(out, mul(half, half)));
             channels = out;
-            side /= 2;
+            side = half;
         }
-        let mut features = channels * side * side;
+        let mut features = mul(channels, mul(side, side));
         for &units in self.fc_units.iter().chain(std::iter::once(&num_classes)) {
             let units = units as u128;
-            parameters += features * units + units;
-            activations += units;
+            parameters = parameters.saturating_add(mul(features, units)).saturating_add(units);
+            activations = activations.saturating_add(units);
             features = units;
         }
         // Parameters, their gradients, Adam's two moments and the flat exchange buffer; the
         // activations kept for backward, their gradients and temporaries.
-        let bytes = parameters * 4 * 5 + activations * batch as u128 * 4 * 3;
+        let bytes = mul(parameters, 4 * 5).saturating_add(mul(mul(activations, batch as u128), 4 * 3));
         let clamp = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
         ModelSize { parameters: clamp(parameters), training_bytes: clamp(bytes) }
     }

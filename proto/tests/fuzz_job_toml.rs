@@ -214,3 +214,55 @@ fn corpus_replays_without_panics() {
         parse_checked(&text).unwrap_or_else(|e| panic!("corpus file {name}: {e}"));
     }
 }
+
+proptest! {
+    /// Model sizes come from job files and checkpoints: any sizes that parse can be sized without
+    /// overflow or panic, the estimate grows with every dimension, and the check refuses exactly
+    /// what is over the limit, naming the parameter count.
+    #[test]
+    fn any_model_spec_is_sized_without_overflow(
+        image_size in 8usize..=1024,
+        conv_channels in proptest::collection::vec(1usize..usize::MAX / 4, 1..4),
+        fc_units in proptest::collection::vec(1usize..usize::MAX / 4, 0..4),
+        kernel_size in (0usize..6).prop_map(|k| 2 * k + 1),
+        classes in 2usize..2_000_000,
+        batch in 1usize..65536,
+        limit in 1u64..u64::MAX,
+    ) {
+        let model = facetrain_proto::job::ModelSpec { image_size, conv_channels, kernel_size, fc_units, ..Default::default() };
+        let size = model.size(classes, batch);
+        prop_assert!(size.parameters > 0 && size.training_bytes >= size.parameters);
+        prop_assert!(model.size(classes + 1, batch).parameters >= size.parameters);
+        prop_assert!(model.size(classes, batch + 1).training_bytes >= size.training_bytes);
+        match facetrain_proto::job::check_model_fits(&model, classes, batch, limit) {
+            Ok(fits) => prop_assert!(fits.training_bytes <= limit),
+            Err(e) => {
+                prop_assert!(size.training_bytes > limit);
+                prop_assert!(e.to_string().contains(&size.parameters.to_string()), "{e}");
+            }
+        }
+    }
+}
+
+/// The tutorial's model: the estimate's parameter count is the model's (checked against burn's
+/// count in worker/tests), and its training memory is well inside a small machine.
+#[test]
+fn the_tutorial_model_is_sized_as_expected() {
+    let size = facetrain_proto::job::ModelSpec::default().size(5, 100);
+    assert_eq!(size.parameters, 2_987_685);
+    assert!(size.training_bytes < 1 << 30, "{size:?}");
+}
+
+/// Found by the property above: channel counts near `usize::MAX / 4` with a kernel of 11
+/// overflowed even u128 arithmetic (a panic in debug builds, a wrapped small size in release).
+#[test]
+fn sizes_beyond_u128_saturate_instead_of_overflowing() {
+    let model = facetrain_proto::job::ModelSpec {
+        conv_channels: vec![usize::MAX / 4, usize::MAX / 4],
+        kernel_size: 11,
+        ..Default::default()
+    };
+    let size = model.size(5, 100);
+    assert_eq!((size.parameters, size.training_bytes), (u64::MAX, u64::MAX));
+    assert!(facetrain_proto::job::check_model_fits(&model, 5, 100, u64::MAX - 1).is_err());
+}
