@@ -233,8 +233,8 @@ impl Coordinator {
         Ok(())
     }
 
-    pub fn reduce_done(&self, worker: &str, job: &str, step: u64, round: u64) -> Result<()> {
-        if self.with_cluster(|cluster, now| cluster.reduce_done(worker, job, step, round, now))? {
+    pub fn reduce_done(&self, request: &pb::ReduceDoneRequest) -> Result<()> {
+        if self.with_cluster(|cluster, now| cluster.reduce_done(&request.worker_id, request, now))? {
             self.notify();
         }
         Ok(())

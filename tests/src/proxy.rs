@@ -13,6 +13,10 @@ use std::time::Duration;
 struct Faults {
     down: AtomicBool,
     delay_ms: AtomicU64,
+    /// Connections accepted and forwarded so far.
+    accepted: AtomicU64,
+    /// Chunks forwarded with the added latency.
+    delayed: AtomicU64,
     /// Live connections (both halves), so an outage can cut them.
     open: Mutex<Vec<TcpStream>>,
 }
@@ -42,6 +46,7 @@ impl Proxy {
                 };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
                 {
                     let mut open = shared.open.lock().unwrap();
                     open.push(client.try_clone().unwrap());
@@ -70,6 +75,16 @@ impl Proxy {
         self.faults.down.store(false, Ordering::SeqCst);
     }
 
+    /// Connections accepted and forwarded so far (a reconnect after a cut adds to it).
+    pub fn accepted(&self) -> u64 {
+        self.faults.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Chunks forwarded with the added latency so far.
+    pub fn delayed(&self) -> u64 {
+        self.faults.delayed.load(Ordering::SeqCst)
+    }
+
     /// Latency added to every chunk forwarded in either direction.
     pub fn set_delay(&self, delay: Duration) {
         self.faults.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
@@ -87,6 +102,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, faults: Arc<Faults>) {
             let delay = faults.delay_ms.load(Ordering::SeqCst);
             if delay > 0 {
                 std::thread::sleep(Duration::from_millis(delay));
+                faults.delayed.fetch_add(1, Ordering::SeqCst);
             }
             if faults.down.load(Ordering::SeqCst) || to.write_all(&buffer[..read]).is_err() {
                 break;

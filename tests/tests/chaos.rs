@@ -1,15 +1,16 @@
 //! The chaos suite (`make chaos`): faults injected into real processes on loopback, each
 //! scenario checked for the same properties (see `chaos::assert_recovered`): the job finishes
-//! in the accuracy band, no sample lost or repeated, recovery within DESIGN.md's targets
+//! in the accuracy band (real lfw5 faces where a scenario needs real learning), every position of
+//! every global batch trained once by the sample ledger, recovery within DESIGN.md's targets
 //! (loss detected < 10 s, training again < 30 s), zero manual actions, and the incident in
 //! /metrics and `facectl toil`.
 
 use std::time::{Duration, Instant};
 
-use facetrain_tests::chaos::{Outcome, Throttle, Tmpfs, assert_recovered, report, signal, timings};
+use facetrain_tests::chaos::{ACCURACY_FLOOR, Outcome, Throttle, Tmpfs, assert_recovered, report, signal, timings};
 use facetrain_tests::proxy::Proxy;
 use facetrain_tests::s3::S3Server;
-use facetrain_tests::{Sandbox, small_dataset, small_job, unix_ms};
+use facetrain_tests::{LFW5_ACCURACY_FLOOR, Sandbox, lfw5_job, small_dataset, small_job, unix_ms};
 
 const LONG: Duration = Duration::from_secs(240);
 const BATCH: u64 = 20;
@@ -37,14 +38,20 @@ fn running(name: &str, workers: usize, max_steps: u64, extra: &str) -> (Sandbox,
     (sandbox, id)
 }
 
+/// On the real lfw5 faces, where learning is not a given: the job must still reach the accuracy
+/// an undisturbed run reaches.
 #[test]
 fn kill_9_one_worker_mid_step() {
-    let (mut sandbox, id) = running("kill-one", 2, 200, "");
-    sandbox.wait_for_job(&id, LONG, |s| step(s) >= 20 && s["workers"] == 2);
+    let mut sandbox = Sandbox::start();
+    let job = lfw5_job(sandbox.dir.path(), "kill-one", 2, 600);
+    sandbox.add_worker("w0");
+    sandbox.add_worker("w1");
+    let id = sandbox.submit(&job);
+    sandbox.wait_for_job(&id, LONG, |s| step(s) >= 100 && s["workers"] == 2);
     let injected = unix_ms();
     sandbox.kill_worker("w1");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (200, BATCH), &["worker_lost"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (600, BATCH, LFW5_ACCURACY_FLOOR), &["worker_lost"]);
     let times = timings(&done, "worker_lost", injected);
     within_targets("kill one worker", times);
     report(&Outcome {
@@ -64,7 +71,7 @@ fn kill_9_two_workers_at_once() {
     sandbox.kill_worker("w1");
     sandbox.kill_worker("w2");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (200, BATCH), &["worker_lost"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (200, BATCH, ACCURACY_FLOOR), &["worker_lost"]);
     let lost_workers = done["incidents"].as_array().unwrap().iter().filter(|i| i["cause"] == "worker_lost").count();
     assert_eq!(lost_workers, 2, "{done}");
     let times = timings(&done, "worker_lost", injected);
@@ -85,7 +92,7 @@ fn kill_9_the_coordinator_mid_step_and_restart_it() {
     let injected = unix_ms();
     sandbox.restart_coordinator();
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (150, BATCH), &["coordinator_restart"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (150, BATCH, ACCURACY_FLOOR), &["coordinator_restart"]);
     let times = timings(&done, "coordinator_restart", injected);
     within_targets("coordinator restart", times);
     report(&Outcome {
@@ -112,7 +119,7 @@ fn a_frozen_worker_is_evicted_and_rejoins_when_it_thaws() {
     let rejoined = sandbox.wait_for_job(&id, LONG, |s| s["workers"] == 2 || facetrain_tests::is_terminal(s));
     assert_eq!(rejoined["workers"], 2, "the thawed worker re-registered and rejoined: {rejoined}");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (250, BATCH), &["worker_lost"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (250, BATCH, ACCURACY_FLOOR), &["worker_lost"]);
     let times = timings(&done, "worker_lost", injected);
     within_targets("frozen worker", times);
     report(&Outcome {
@@ -146,7 +153,7 @@ fn a_straggler_is_detected_reported_and_cleared_when_it_speeds_up() {
     });
     assert_eq!(cleared["state"], "running", "the straggler incident was not cleared while the job ran: {cleared}");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (800, BATCH), &["straggler"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (800, BATCH, ACCURACY_FLOOR), &["straggler"]);
     let straggler = done["incidents"].as_array().unwrap().iter().find(|i| i["cause"] == "straggler").unwrap().clone();
     assert!(straggler["detail"].as_str().unwrap().contains("w1"), "{straggler}");
     let (detect, recover) = timings(&done, "straggler", injected);
@@ -193,7 +200,7 @@ fn a_corrupt_latest_checkpoint_is_skipped_for_the_one_before() {
     sandbox.restart_coordinator();
     workers.iter().for_each(|pid| signal(*pid, "CONT"));
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (150, BATCH), &["coordinator_restart", "corrupt_checkpoint"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (150, BATCH, ACCURACY_FLOOR), &["coordinator_restart", "corrupt_checkpoint"]);
     let (detect, recover) = timings(&done, "corrupt_checkpoint", injected);
     within_targets("corrupt checkpoint", (detect, recover));
     report(&Outcome {
@@ -239,7 +246,7 @@ fn the_object_store_unreachable_for_30_seconds() {
     let trained_during_outage = step(&sandbox.status(&id)) > step_when_reported;
     proxy.restore();
     let done = sandbox.wait_for_state(&id, Duration::from_secs(600), "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &["checkpoint_storage"]);
+    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH, ACCURACY_FLOOR), &["checkpoint_storage"]);
     assert!(trained_during_outage, "training stopped while the store was down");
     assert!(
         done["latest_checkpoint"].as_str().unwrap().ends_with(&format!("ckpt-{max_steps:010}.ftck")),
@@ -256,30 +263,52 @@ fn the_object_store_unreachable_for_30_seconds() {
 }
 
 /// Every byte between workers and the coordinator delayed by 20 ms per chunk, and one
-/// connection cut mid-job (the user-space stand-in for `tc netem` delay and loss).
+/// connection cut mid-job (the user-space stand-in for `tc netem` delay and loss). The faults
+/// must show: steps take longer than the round trips the delay adds, and the workers connect
+/// again after the cut; the job then trains on within the recovery target.
 #[test]
 fn network_delay_and_a_dropped_connection_between_workers_and_coordinator() {
     let mut sandbox = Sandbox::start();
     let proxy = Proxy::start(&sandbox.address);
-    proxy.set_delay(Duration::from_millis(20));
+    let delay = Duration::from_millis(20);
+    proxy.set_delay(delay);
     let data = small_dataset(sandbox.dir.path());
     let job = small_job(sandbox.dir.path(), "netem", &data, 2, 80, "");
     let via = format!("http://{}", proxy.address());
     sandbox.add_worker_via("w0", &via);
     sandbox.add_worker_via("w1", &via);
     let id = sandbox.submit(&job);
-    sandbox.wait_for_job(&id, LONG, |s| step(s) >= 20);
+    let before = sandbox.wait_for_job(&id, LONG, |s| step(s) >= 20);
+    let accepted_before = proxy.accepted();
     proxy.cut();
     std::thread::sleep(Duration::from_millis(500));
     proxy.restore();
+    let restored = Instant::now();
+    let moving = sandbox.wait_for_job(&id, LONG, |s| step(s) >= step(&before) + 5 || facetrain_tests::is_terminal(s));
+    let recover = restored.elapsed().as_millis() as u64;
+    assert!(recover < RECOVER_TARGET_MS, "training again {recover} ms after the connection came back: {moving}");
+    assert!(proxy.accepted() > accepted_before, "no worker connected again after the cut");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
     // A half-second cut is shorter than the heartbeat timeout: no worker need be lost, but if
     // one was, it must have been recovered by automation like any other loss.
-    let lost = assert_recovered(&sandbox, &id, &done, (80, BATCH), &[]);
+    let lost = assert_recovered(&sandbox, &id, &done, (80, BATCH, ACCURACY_FLOOR), &[]);
+    // Each step takes at least a task poll, a push, a pull and a report per worker: four round
+    // trips through the proxy, two delayed chunks each.
+    let metrics = facetrain_tests::scrape(&sandbox.metrics_address);
+    let total = |suffix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("facetrain_step_duration_seconds_{suffix}{{")) && l.contains("phase=\"total\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mean_step = total("sum") / total("count").max(1.0);
+    assert!(proxy.delayed() > 0, "the proxy delayed nothing");
+    assert!(mean_step >= 4.0 * 2.0 * delay.as_secs_f64(), "mean step {mean_step:.3} s: the delay did not take effect");
     report(&Outcome {
         scenario: "20 ms delay + 0.5 s connection cut",
         detect_ms: None,
-        recover_ms: None,
+        recover_ms: Some(recover),
         samples_lost: lost,
         manual_actions: 0,
     });
@@ -326,7 +355,7 @@ fn soak_with_seeded_random_kills() {
         }
     }
     let done = sandbox.wait_for_state(&id, Duration::from_secs(600), "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &[]);
+    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH, ACCURACY_FLOOR), &[]);
     assert!(!done["incidents"].as_array().unwrap().is_empty(), "the soak injected faults: {done}");
     report(&Outcome {
         scenario: "soak: seeded random kills",
@@ -384,8 +413,9 @@ fn the_job_store_disk_fills_up_mid_job() {
     });
     assert!(accepted, "the store still refuses writes after space came back");
     let recover = freed.elapsed().as_millis() as u64;
+    assert!(recover < RECOVER_TARGET_MS, "the store took writes again only {recover} ms after space came back");
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH), &[]);
+    let lost = assert_recovered(&sandbox, &id, &done, (max_steps, BATCH, ACCURACY_FLOOR), &[]);
     // Durable again: a coordinator killed now comes back with the finished job as it was.
     std::thread::sleep(Duration::from_millis(500));
     sandbox.restart_coordinator();

@@ -27,7 +27,7 @@ fn a_ring_job_trains_over_mutual_tls_and_no_secret_reaches_a_log() {
     let id = sandbox.submit(&job);
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
     assert_eq!(done["state"], "succeeded", "{done}\n{}", sandbox.log("worker-a.log"));
-    assert_eq!(done["cursor"], 20 * 20);
+    assert_eq!(done["ledger"]["positions_trained"], 20 * 20, "{done}");
 
     let tokens = std::fs::read_to_string(sandbox.certs().join("api-tokens")).unwrap();
     let token = tokens.lines().find(|l| !l.starts_with('#')).unwrap();

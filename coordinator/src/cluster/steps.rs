@@ -51,11 +51,13 @@ impl Cluster {
         }
     }
 
-    /// Ring strategy: `worker` finished its all-reduce of (job, step, round).
-    pub fn reduce_done(&mut self, worker: &str, job: &str, step: u64, round: u64, now: Now) -> Result<bool> {
+    /// Ring strategy: `worker` finished its all-reduce of (job, step, round), with the samples
+    /// its gradient came from.
+    pub fn reduce_done(&mut self, worker: &str, request: &pb::ReduceDoneRequest, now: Now) -> Result<bool> {
         self.check_worker(worker)?;
-        let (_, active) = self.running(job).ok_or_else(|| not_running(job))?;
-        Ok(active.run.mark_reduced(worker, step, round, now.at)?)
+        let (_, active) = self.running(&request.job_id).ok_or_else(|| not_running(&request.job_id))?;
+        let samples = request.samples.clone().unwrap_or_default();
+        Ok(active.run.mark_reduced(worker, (request.step, request.round), samples, now.at)?)
     }
 
     /// The sum of (job, step, round): ready, pending, or abandoned.
@@ -99,9 +101,6 @@ impl Cluster {
             checksum: report.parameter_checksum,
             val_accuracy: report.val_accuracy,
             compute_seconds: report.compute_seconds,
-            positions: report.positions.clone(),
-            rows: report.rows.clone(),
-            dataset_rows: report.dataset_rows,
         };
         let (_, active) = self.running(&job).ok_or_else(|| not_running(&job))?;
         if let Some(outcome) = active.run.report(worker, report.step, report.round, parsed, now.at)? {
@@ -122,7 +121,7 @@ impl Cluster {
         let stop = plan.stop_after(step, outcome.val_accuracy);
         record.step = step;
         record.cursor = active.run.cursor;
-        record.samples_trained += outcome.samples;
+        record.samples_trained += outcome.trained.iter().map(|(_, t)| t.positions.len() as u64).sum::<u64>();
         record.high_water_step = record.high_water_step.max(step);
         record.train_loss = outcome.loss;
         record.train_accuracy = Some(outcome.train_accuracy);
@@ -234,12 +233,12 @@ impl Cluster {
 
 /// The ledger after `outcome`'s samples, or why they are not the step's global batch.
 fn check_samples(ledger: &SampleLedger, batch: u64, outcome: &StepOutcome) -> std::result::Result<SampleLedger, String> {
-    let dataset_rows = outcome.reports.first().map_or(0, |(_, r)| r.dataset_rows);
-    if let Some((worker, r)) = outcome.reports.iter().find(|(_, r)| r.dataset_rows != dataset_rows) {
-        return Err(format!("{worker} trains on {} rows, the others on {dataset_rows}: not the same dataset", r.dataset_rows));
+    let dataset_rows = outcome.trained.first().map_or(0, |(_, t)| t.dataset_rows);
+    if let Some((worker, t)) = outcome.trained.iter().find(|(_, t)| t.dataset_rows != dataset_rows) {
+        return Err(format!("{worker} trains on {} rows, the others on {dataset_rows}: not the same dataset", t.dataset_rows));
     }
     let trained: Vec<Trained<'_>> =
-        outcome.reports.iter().map(|(w, r)| Trained { worker: w, positions: &r.positions, rows: &r.rows }).collect();
+        outcome.trained.iter().map(|(w, t)| Trained { worker: w, positions: &t.positions, rows: &t.rows }).collect();
     let mut next = ledger.clone();
     next.record_step(batch, dataset_rows, &trained).map_err(|v| v.0)?;
     Ok(next)

@@ -106,8 +106,9 @@ impl Sim {
         None
     }
 
-    /// Pushes the gradient for the held task (if the replica is at its step).
-    pub fn push(&mut self, name: &str) -> bool {
+    /// Pushes the gradient for the held task (if the replica is at its step), with the samples of
+    /// this worker's share, optionally altered.
+    pub fn push_with(&mut self, name: &str, alter: impl FnOnce(&mut Vec<u64>)) -> bool {
         let worker = self.workers.get_mut(name).expect("known worker");
         let Some(task) = worker.task.clone().filter(|t| t.step == worker.model_step && !worker.pushed) else {
             return false;
@@ -121,10 +122,15 @@ impl Sim {
             offset: 0,
             total: GRADIENT as u64,
             data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            samples: Some(samples(&task, alter)),
         };
         worker.pushed = true;
         let id = worker.id.clone();
         self.cluster.push_chunk(&id, &chunk, self.now).is_ok()
+    }
+
+    pub fn push(&mut self, name: &str) -> bool {
+        self.push_with(name, |_| {})
     }
 
     /// Applies the released sum (the replica moves one step).
@@ -141,18 +147,11 @@ impl Sim {
         }
     }
 
-    /// Reports the applied step with the samples of this worker's share, optionally altered.
-    pub fn report_with(&mut self, name: &str, alter: impl FnOnce(&mut Vec<u64>)) -> bool {
+    /// Reports the applied step.
+    pub fn report(&mut self, name: &str) -> bool {
         let worker = self.workers.get_mut(name).expect("known worker");
         let Some(task) = worker.task.clone().filter(|_| worker.applied) else { return false };
         worker.task = None;
-        let spec = facetrain_proto::job::JobSpec::parse(&task.job_toml, "t").expect("valid job");
-        let batch = spec.training.batch_size;
-        let (rank, world) = (task.rank as usize, task.world as usize);
-        let share = batch / world * rank + rank.min(batch % world)..batch / world * (rank + 1) + (rank + 1).min(batch % world);
-        let mut positions: Vec<u64> = share.map(|i| task.cursor + i as u64).collect();
-        alter(&mut positions);
-        let rows = positions.iter().map(|p| (p % ROWS) as u32).collect();
         // Uploads are instant here: a checkpoint asked for is reported with its step.
         let (checkpoint, checkpoint_step) = match task.write_checkpoint {
             true => (format!("ckpt-{}", task.step + 1), task.step + 1),
@@ -163,20 +162,13 @@ impl Sim {
             job_id: task.job_id.clone(),
             step: task.step + 1,
             round: task.round,
-            samples: positions.len() as u64,
-            positions,
-            rows,
-            dataset_rows: ROWS,
+            samples: 1,
             checkpoint,
             checkpoint_step,
             ..pb::StepReport::default()
         };
         let id = worker.id.clone();
         self.cluster.report(&id, &report, self.now).is_ok()
-    }
-
-    pub fn report(&mut self, name: &str) -> bool {
-        self.report_with(name, |_| {})
     }
 
     /// Every named worker takes its task, pushes and applies the sum: all that is left is to report.
@@ -203,4 +195,18 @@ impl Sim {
     pub fn job(&self, id: &str) -> crate::record::JobRecord {
         self.cluster.job(id).expect("known job").record
     }
+}
+
+/// The samples of the task's share of the global batch (rows: the identity permutation), as an
+/// honest worker reports them, after `alter`.
+fn samples(task: &pb::TrainStep, alter: impl FnOnce(&mut Vec<u64>)) -> pb::TrainedSamples {
+    let spec = facetrain_proto::job::JobSpec::parse(&task.job_toml, "t").expect("valid job");
+    let batch = spec.training.batch_size;
+    let (rank, world) = (task.rank as usize, task.world as usize);
+    let start = batch / world * rank + rank.min(batch % world);
+    let end = batch / world * (rank + 1) + (rank + 1).min(batch % world);
+    let mut positions: Vec<u64> = (start..end).map(|i| task.cursor + i as u64).collect();
+    alter(&mut positions);
+    let rows = positions.iter().map(|p| (p % ROWS) as u32).collect();
+    pb::TrainedSamples { positions, rows, dataset_rows: ROWS }
 }

@@ -43,10 +43,6 @@ pub struct Report {
     pub checksum: u32,
     pub val_accuracy: Option<f64>,
     pub compute_seconds: f64,
-    /// Cursor positions and training-set rows of the samples it trained.
-    pub positions: Vec<u64>,
-    pub rows: Vec<u32>,
-    pub dataset_rows: u64,
 }
 
 /// A completed step, summed over the members.
@@ -64,6 +60,9 @@ pub struct StepOutcome {
     pub stragglers: Vec<String>,
     /// Each member's report, in rank order.
     pub reports: Vec<(String, Report)>,
+    /// The samples behind the applied sum, per contributor in rank order (a member lost after the
+    /// sum was released still trained its share).
+    pub trained: Vec<(String, pb::TrainedSamples)>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -98,6 +97,11 @@ pub struct JobRun {
     /// Ring strategy: members that finished this round's all-reduce.
     ring_done: BTreeSet<String>,
     reduced: Option<Arc<Vec<f32>>>,
+    /// Members whose gradients are in the released sum, in rank order.
+    contributors: Vec<String>,
+    /// The samples each member's gradient came from (sent with its first chunk, or with the end
+    /// of its all-reduce).
+    trained: BTreeMap<String, pb::TrainedSamples>,
     reports: BTreeMap<String, Report>,
     /// Seconds from the round's start to each member's gradient (first chunk, or the end of its
     /// all-reduce): a worker the others wait for is late here whatever slowed it.
@@ -125,6 +129,8 @@ impl JobRun {
             sum: None,
             ring_done: BTreeSet::new(),
             reduced: None,
+            contributors: Vec::new(),
+            trained: BTreeMap::new(),
             reports: BTreeMap::new(),
             arrivals: BTreeMap::new(),
             round_started: now,
@@ -179,6 +185,8 @@ impl JobRun {
         self.sum = None;
         self.ring_done.clear();
         self.reduced = None;
+        self.contributors.clear();
+        self.trained.clear();
         self.reports.clear();
         self.arrivals.clear();
         self.round_started = now;

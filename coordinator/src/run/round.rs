@@ -23,16 +23,30 @@ impl JobRun {
 
     /// Ring strategy: `worker` finished the all-reduce. Returns true when every member has,
     /// which releases the step (PullGradients then answers with an empty sum).
-    pub fn mark_reduced(&mut self, worker: &str, step: u64, round: u64, now: Instant) -> Result<bool, PushError> {
+    pub fn mark_reduced(
+        &mut self,
+        worker: &str,
+        (step, round): (u64, u64),
+        samples: pb::TrainedSamples,
+        now: Instant,
+    ) -> Result<bool, PushError> {
         self.check_current(worker, step, round)?;
         self.arrived(worker, now);
         self.ring_done.insert(worker.to_string());
+        self.trained.insert(worker.to_string(), samples);
         if self.members.iter().all(|m| self.ring_done.contains(m)) {
-            self.reduced = Some(Arc::new(Vec::new()));
-            self.sources.clear();
+            self.release(Vec::new());
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Every member's gradient is in `sum`: it goes out, and who contributed is fixed.
+    fn release(&mut self, sum: Vec<f32>) {
+        self.reduced = Some(Arc::new(sum));
+        self.contributors = self.members.clone();
+        // Sources are consumed once every member has loaded and computed this round.
+        self.sources.clear();
     }
 
     /// Coordinator strategy: one chunk of `worker`'s gradient, already decoded. Returns true
@@ -46,14 +60,15 @@ impl JobRun {
     ) -> Result<bool, PushError> {
         self.check_current(worker, chunk.step, chunk.round)?;
         self.arrived(worker, now);
+        if chunk.offset == 0 {
+            self.trained.insert(worker.to_string(), chunk.samples.clone().unwrap_or_default());
+        }
         let members = &self.members;
         let sum = self.sum.get_or_insert_with(|| GradientSum::new(chunk.total as usize, members));
         sum.add_values(worker, chunk.total, chunk.offset, values)?;
         if sum.is_complete() {
             let sum = self.sum.take().expect("present");
-            self.reduced = Some(Arc::new(sum.into_sum()));
-            // Sources are consumed once every member has loaded and computed this round.
-            self.sources.clear();
+            self.release(sum.into_sum());
             return Ok(true);
         }
         Ok(false)
@@ -131,6 +146,11 @@ impl JobRun {
             diverged,
             stragglers,
             reports,
+            trained: self
+                .contributors
+                .iter()
+                .map(|w| (w.clone(), self.trained.get(w).cloned().unwrap_or_default()))
+                .collect(),
         }
     }
 }

@@ -22,6 +22,7 @@ fn chunk(step: u64, round: u64, values: &[f32]) -> pb::GradientChunk {
         offset: 0,
         total: values.len() as u64,
         data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        samples: None,
     }
 }
 
@@ -147,11 +148,11 @@ fn ring_rounds_release_when_every_member_finished_the_all_reduce() {
     run.admit("a", StateSource::Fresh, now);
     run.admit("b", StateSource::Fresh, now);
     let round = run.round;
-    assert!(!run.mark_reduced("a", 0, round, now).unwrap());
+    assert!(!run.mark_reduced("a", (0, round), Default::default(), now).unwrap());
     assert!(matches!(run.pull(0, round), Pull::Pending));
     assert_eq!(run.overdue(now + Duration::from_secs(9), Duration::from_secs(1)), vec!["b".to_string()]);
-    assert!(matches!(run.mark_reduced("a", 0, round - 1, now), Err(PushError::Stale { .. })));
-    assert!(run.mark_reduced("b", 0, round, now).unwrap());
+    assert!(matches!(run.mark_reduced("a", (0, round - 1), Default::default(), now), Err(PushError::Stale { .. })));
+    assert!(run.mark_reduced("b", (0, round), Default::default(), now).unwrap());
     let Pull::Ready(sum) = run.pull(0, round) else { panic!("not released") };
     assert!(sum.is_empty());
 }

@@ -99,6 +99,7 @@ impl WorkerService for WorkerApi {
                     offset: offset as u64,
                     total,
                     data: encode_gradients(&sum[offset..end], dtype),
+                    samples: None,
                 })
             });
             Ok(Response::new(Box::pin(futures::stream::iter(chunks)) as Self::PullGradientsStream))
@@ -175,8 +176,7 @@ impl WorkerService for WorkerApi {
         request: Request<pb::ReduceDoneRequest>,
     ) -> Result<Response<pb::ReduceDoneAck>, Status> {
         observed(&self.coordinator.metrics, "ReduceDone", true, async move {
-            let request = request.into_inner();
-            self.coordinator.reduce_done(&request.worker_id, &request.job_id, request.step, request.round)?;
+            self.coordinator.reduce_done(&request.into_inner())?;
             Ok(Response::new(pb::ReduceDoneAck {}))
         })
         .await

@@ -105,13 +105,14 @@ impl CoordinatorClient {
         Ok(self.inner.clone().next_task(request).await?.into_inner())
     }
 
+    /// Streams this worker's gradient; the first chunk carries the samples it came from.
     pub async fn push_gradients(
         &self,
         worker: &str,
         job: &str,
         (step, round): (u64, u64),
         values: &[f32],
-        dtype: GradientDtype,
+        (dtype, samples): (GradientDtype, &pb::TrainedSamples),
     ) -> Result<(), CallError> {
         let total = values.len() as u64;
         let chunks: Vec<pb::GradientChunk> = values
@@ -125,6 +126,7 @@ impl CoordinatorClient {
                 offset: (i * GRADIENT_CHUNK_ELEMENTS) as u64,
                 total,
                 data: encode_gradients(chunk, dtype),
+                samples: (i == 0).then(|| samples.clone()),
             })
             .collect();
         self.inner.clone().push_gradients(futures::stream::iter(chunks)).await?;
@@ -190,8 +192,21 @@ impl CoordinatorClient {
         Ok(bytes)
     }
 
-    pub async fn reduce_done(&self, worker: &str, job: &str, step: u64, round: u64) -> Result<(), CallError> {
-        let request = pb::ReduceDoneRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
+    /// Ring strategy: this worker's all-reduce is done; its gradient came from `samples`.
+    pub async fn reduce_done(
+        &self,
+        worker: &str,
+        job: &str,
+        (step, round): (u64, u64),
+        samples: &pb::TrainedSamples,
+    ) -> Result<(), CallError> {
+        let request = pb::ReduceDoneRequest {
+            worker_id: worker.to_string(),
+            job_id: job.to_string(),
+            step,
+            round,
+            samples: Some(samples.clone()),
+        };
         self.inner.clone().reduce_done(unary(request)).await?;
         Ok(())
     }

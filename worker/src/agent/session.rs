@@ -86,9 +86,6 @@ struct StepResult {
     data_seconds: f64,
     compute_seconds: f64,
     reduce_seconds: f64,
-    /// What the batch held: cursor positions and training-set rows (the sample ledger).
-    positions: Vec<u64>,
-    rows: Vec<u32>,
 }
 
 impl JobSession {
@@ -156,9 +153,6 @@ impl JobSession {
                 checkpoint_failed: upload.as_ref().is_some_and(|u| u.result.is_err()),
                 checkpoint_step: upload.as_ref().map_or(0, |u| u.step),
                 checkpoint_error: upload.and_then(|u| u.result.err()).unwrap_or_default(),
-                positions: result.positions,
-                rows: result.rows,
-                dataset_rows: session.train.len() as u64,
             })
             .await?;
         session.unreported = None;
@@ -252,6 +246,7 @@ impl JobSession {
             task: task.clone(),
             dtype,
             ring,
+            samples: pb::TrainedSamples::default(),
             seconds: 0.0,
             bytes: 0,
         };
@@ -298,6 +293,12 @@ fn step_on_thread(
     let batch =
         tracing::info_span!("data").in_scope(|| build_batch(train, mine, Some((&spec.augment, spec.training.seed))));
     let data_seconds = started.elapsed().as_secs_f64();
+    // What the batch holds travels with the gradient: the coordinator's sample ledger checks it.
+    exchange.samples = pb::TrainedSamples {
+        positions: batch.picks.iter().map(|p| p.position).collect(),
+        rows: batch.picks.iter().map(|p| p.row as u32).collect(),
+        dataset_rows: train.len() as u64,
+    };
     let stats = trainer.train_step(&batch, batch_size, Some(exchange))?;
     let compute_seconds = trainer.last_timings.compute + trainer.last_timings.apply;
     let val_accuracy = task.evaluate.then(|| evaluate(trainer, validate).accuracy);
@@ -315,8 +316,6 @@ fn step_on_thread(
         data_seconds,
         compute_seconds,
         reduce_seconds: exchange.seconds,
-        positions: batch.picks.iter().map(|p| p.position).collect(),
-        rows: batch.picks.iter().map(|p| p.row as u32).collect(),
     })
 }
 
@@ -331,6 +330,8 @@ struct RemoteExchange {
     task: pb::TrainStep,
     dtype: GradientDtype,
     ring: Option<Arc<Ring>>,
+    /// The samples of this step's batch, sent with the gradient.
+    samples: pb::TrainedSamples,
     seconds: f64,
     /// Gradient bytes sent plus received in the last exchange.
     bytes: u64,
@@ -339,7 +340,7 @@ struct RemoteExchange {
 impl RemoteExchange {
     async fn through_coordinator(&self, step: u64, gradients: &mut [f32]) -> Result<u64, CallError> {
         let (client, worker, job, at) = (&self.client, &self.worker, &self.task.job_id, (step, self.task.round));
-        client.push_gradients(worker, job, at, gradients, self.dtype).await?;
+        client.push_gradients(worker, job, at, gradients, (self.dtype, &self.samples)).await?;
         let sum = client.pull_gradients(worker, job, at, gradients.len(), self.dtype).await?;
         gradients.copy_from_slice(&sum);
         Ok(2 * (gradients.len() * facetrain_proto::gradient_element_bytes(self.dtype)) as u64)
@@ -359,7 +360,7 @@ impl RemoteExchange {
                 return Err(Status::internal(early).into());
             }
         };
-        client.reduce_done(worker, job, step, round).await?;
+        client.reduce_done(worker, job, (step, round), &self.samples).await?;
         released.await?;
         Ok(2 * sent) // a ring receives as much as it sends
     }
