@@ -22,11 +22,11 @@ use rayon::prelude::*;
 pub enum BenchCommand {
     /// Milliseconds per training step (forward + backward + Adam) on random data.
     Step {
-        #[arg(long, num_args = 1.., default_values_t = [100, 32])]
+        #[arg(long, num_args = 1.., default_values_t = [100, 32], value_parser = batch)]
         batch: Vec<usize>,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = |t: &str| bounded(t, 0..=MAX_ITERATIONS))]
         warmup: usize,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = iterations)]
         steps: usize,
         #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
         backend: BackendArg,
@@ -35,14 +35,14 @@ pub enum BenchCommand {
     },
     /// Inference latency and throughput on random data.
     Infer {
-        #[arg(long, num_args = 1.., default_values_t = [1, 100])]
+        #[arg(long, num_args = 1.., default_values_t = [1, 100], value_parser = batch)]
         batch: Vec<usize>,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = iterations)]
         iters: usize,
     },
     /// TCP throughput over loopback (the link the ring all-reduce bound is computed from).
     Loopback {
-        #[arg(long, default_value_t = 512)]
+        #[arg(long, default_value_t = 512, value_parser = |t: &str| bounded(t, 1..=65536))]
         megabytes: usize,
     },
     /// Input pipeline images/s: decode + augment + batch.
@@ -50,11 +50,27 @@ pub enum BenchCommand {
         /// Training CSV (paths relative to it).
         #[arg(long)]
         csv: String,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = batch)]
         batch: usize,
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = 40, value_parser = iterations)]
         batches: usize,
     },
+}
+
+/// Repetitions a benchmark flag takes at most.
+const MAX_ITERATIONS: u64 = 100_000;
+
+fn bounded(text: &str, range: std::ops::RangeInclusive<u64>) -> Result<usize, String> {
+    crate::cli::bounded(text, range).map(|v| v as usize)
+}
+
+/// A batch as `training.batch_size` allows it.
+fn batch(text: &str) -> Result<usize, String> {
+    bounded(text, 1..=65536)
+}
+
+fn iterations(text: &str) -> Result<usize, String> {
+    bounded(text, 1..=MAX_ITERATIONS)
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
