@@ -147,7 +147,8 @@ impl Attempt {
             Failure::Refused { code: tonic::Code::Unauthenticated, message } => {
                 anyhow::anyhow!("facectl {command}: {address} refused the call: unauthenticated: {message}")
             }
-            Failure::Refused { message, .. } => anyhow::anyhow!("facectl {command}: {message}"),
+            // Named too: what answered may not be the coordinator (a proxy's HTTP 404).
+            Failure::Refused { message, .. } => anyhow::anyhow!("facectl {command}: {address} answered: {message}"),
         }
     }
 }
@@ -314,7 +315,7 @@ mod tests {
     fn answers_from_the_coordinator_keep_their_message() {
         let status = tonic::Status::not_found("no job abc");
         let message = attempt().failure(&explain(&status, TIMEOUT, &HEARD)).to_string();
-        assert_eq!(message, "facectl status: no job abc");
+        assert_eq!(message, "facectl status: http://127.0.0.1:7070 answered: no job abc");
         let status = tonic::Status::unauthenticated("the bearer token is not valid");
         let message = attempt().failure(&explain(&status, TIMEOUT, &HEARD)).to_string();
         assert!(message.ends_with("refused the call: unauthenticated: the bearer token is not valid"), "{message}");
