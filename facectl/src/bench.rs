@@ -19,11 +19,11 @@ use rand_chacha::ChaCha8Rng;
 pub enum BenchCommand {
     /// Milliseconds per training step (forward + backward + Adam) on random data.
     Step {
-        #[arg(long, num_args = 1.., default_values_t = [100, 32])]
+        #[arg(long, num_args = 1.., default_values_t = [100, 32], value_parser = batch)]
         batch: Vec<usize>,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = |t: &str| bounded(t, 0..=MAX_ITERATIONS))]
         warmup: usize,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = iterations)]
         steps: usize,
         #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
         backend: BackendArg,
@@ -35,9 +35,9 @@ pub enum BenchCommand {
     },
     /// Inference latency and throughput on random data.
     Infer {
-        #[arg(long, num_args = 1.., default_values_t = [1, 100])]
+        #[arg(long, num_args = 1.., default_values_t = [1, 100], value_parser = batch)]
         batch: Vec<usize>,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = iterations)]
         iters: usize,
         /// Weight init, as for `step`.
         #[arg(long, value_enum, default_value_t = InitArg::TruncatedNormal)]
@@ -45,7 +45,7 @@ pub enum BenchCommand {
     },
     /// TCP throughput over loopback (the link the ring all-reduce bound is computed from).
     Loopback {
-        #[arg(long, default_value_t = 512)]
+        #[arg(long, default_value_t = 512, value_parser = |t: &str| bounded(t, 1..=65536))]
         megabytes: usize,
     },
     /// Input pipeline images/s with the tutorial's augmentations, batched.
@@ -57,18 +57,43 @@ pub enum BenchCommand {
         /// `cache`: decode once, then augment and batch from the decoded images (as training does).
         #[arg(long, value_enum)]
         data: DataArg,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = batch)]
         batch: usize,
         /// Minimum timed batches (the run goes on until both minimums are met).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = iterations)]
         batches: usize,
         /// Minimum timed seconds.
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 3.0, value_parser = seconds)]
         seconds: f64,
         /// Untimed batches first (`cache`; `files` warms up with one untimed epoch).
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = |t: &str| bounded(t, 0..=MAX_ITERATIONS))]
         warmup_batches: usize,
     },
+}
+
+/// Repetitions a benchmark flag takes at most.
+const MAX_ITERATIONS: u64 = 100_000;
+
+fn bounded(text: &str, range: std::ops::RangeInclusive<u64>) -> Result<usize, String> {
+    crate::cli::bounded(text, range).map(|v| v as usize)
+}
+
+/// A batch as `training.batch_size` allows it.
+fn batch(text: &str) -> Result<usize, String> {
+    bounded(text, 1..=65536)
+}
+
+fn iterations(text: &str) -> Result<usize, String> {
+    bounded(text, 1..=MAX_ITERATIONS)
+}
+
+/// A duration in seconds, 0.1 to an hour.
+fn seconds(text: &str) -> Result<f64, String> {
+    let value: f64 = text.trim().parse().map_err(|_| "expected a number of seconds in 0.1..=3600".to_string())?;
+    if !(0.1..=3600.0).contains(&value) {
+        return Err(format!("{value} is not in 0.1..=3600 seconds"));
+    }
+    Ok(value)
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -26,15 +26,34 @@ pub const FILES: [&str; 9] = [
     "api-tokens",
 ];
 
+/// The longest validity `--days` takes (the CA gets twice as long: 20 years).
+pub const MAX_DAYS: u32 = 3650;
+
+/// Everything is generated in memory first: refused arguments or a failed generation leave no
+/// folder and no file behind.
 pub fn create(dir: &Path, coordinator_names: &[String], days: u32, force: bool) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let files = generate(coordinator_names, days)?;
     if !force && let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
         anyhow::bail!("{} exists; pass --force to replace every file", existing.display());
     }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text, secret) in &files {
+        write(dir, name, text, *secret)?;
+    }
+    println!("wrote {} to {}", FILES.join(", "), dir.display());
+    Ok(())
+}
+
+/// The files of [`FILES`], in that order: (name, PEM or token text, whether it is a secret).
+fn generate(coordinator_names: &[String], days: u32) -> anyhow::Result<Vec<(String, String, bool)>> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        anyhow::bail!("--days {days}: expected 1..={MAX_DAYS}");
+    }
+    let mut files = Vec::with_capacity(FILES.len());
     let (ca_params, ca_key) = authority(days)?;
     let ca = ca_params.self_signed(&ca_key)?;
-    write(dir, "ca.pem", &ca.pem(), false)?;
-    write(dir, "ca-key.pem", &ca_key.serialize_pem(), true)?;
+    files.push(("ca.pem".to_string(), ca.pem(), false));
+    files.push(("ca-key.pem".to_string(), ca_key.serialize_pem(), true));
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
@@ -56,15 +75,14 @@ pub fn create(dir: &Path, coordinator_names: &[String], days: u32, force: bool) 
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.extended_key_usages = usages;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        (params.not_before, params.not_after) = validity(days);
+        (params.not_before, params.not_after) = validity(days)?;
         let cert = params.signed_by(&key, &issuer)?;
-        write(dir, &format!("{file}.pem"), &cert.pem(), false)?;
-        write(dir, &format!("{file}-key.pem"), &key.serialize_pem(), true)?;
+        files.push((format!("{file}.pem"), cert.pem(), false));
+        files.push((format!("{file}-key.pem"), key.serialize_pem(), true));
     }
     let token: String = rand::rng().random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
-    write(dir, "api-tokens", &format!("# facetrain API tokens, one per line\n{token}\n"), true)?;
-    println!("wrote {} to {}", FILES.join(", "), dir.display());
-    Ok(())
+    files.push(("api-tokens".to_string(), format!("# facetrain API tokens, one per line\n{token}\n"), true));
+    Ok(files)
 }
 
 fn authority(days: u32) -> anyhow::Result<(CertificateParams, KeyPair)> {
@@ -73,14 +91,16 @@ fn authority(days: u32) -> anyhow::Result<(CertificateParams, KeyPair)> {
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.distinguished_name.push(DnType::CommonName, "facetrain cluster CA");
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    (params.not_before, params.not_after) = validity(days.saturating_mul(2));
+    (params.not_before, params.not_after) = validity(days.saturating_mul(2))?;
     Ok((params, key))
 }
 
-/// From a day ago (clock skew) for `days`.
-fn validity(days: u32) -> (OffsetDateTime, OffsetDateTime) {
+/// From a day ago (clock skew) for `days`; an error rather than a panic past year 9999.
+fn validity(days: u32) -> anyhow::Result<(OffsetDateTime, OffsetDateTime)> {
     let now = OffsetDateTime::now_utc();
-    (now - Duration::days(1), now + Duration::days(days as i64))
+    let until = now.checked_add(Duration::days(i64::from(days)));
+    let until = until.with_context(|| format!("a validity of {days} days ends after the year 9999"))?;
+    Ok((now - Duration::days(1), until))
 }
 
 fn write(dir: &Path, name: &str, text: &str, secret: bool) -> anyhow::Result<()> {
@@ -96,4 +116,33 @@ fn write(dir: &Path, name: &str, text: &str, secret: bool) -> anyhow::Result<()>
         .open(&path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_out_of_range_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("certs");
+        for days in [0, MAX_DAYS + 1, 4_000_000] {
+            let error = create(&target, &[], days, false).unwrap_err().to_string();
+            assert!(error.contains(&format!("1..={MAX_DAYS}")), "{error}");
+            assert!(!target.exists(), "--days {days} created {}", target.display());
+        }
+        assert!(validity(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn every_file_is_generated_in_order() {
+        let files = generate(&["coordinator.example".into()], 1).unwrap();
+        assert_eq!(files.iter().map(|(name, ..)| name.as_str()).collect::<Vec<_>>(), FILES);
+        assert!(
+            files
+                .iter()
+                .filter(|(_, _, secret)| *secret)
+                .all(|(name, ..)| name.contains("key") || name == "api-tokens")
+        );
+    }
 }

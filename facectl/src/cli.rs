@@ -43,7 +43,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Override training.max_steps.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_STEPS))]
         max_steps: Option<u64>,
         /// Run through an embedded coordinator and in-process workers over loopback gRPC even
         /// with one worker (several workers always do).
@@ -64,8 +64,8 @@ pub enum Command {
     Predict {
         #[arg(long)]
         checkpoint: String,
-        #[arg(long, default_value_t = 3)]
-        top_k: usize,
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        top_k: u32,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         #[arg(required = true)]
@@ -101,8 +101,9 @@ pub enum Command {
     /// Cancel a job (a manual action: counted as toil).
     Cancel {
         job_id: String,
-        /// Hands-on time this took you, for the toil ledger (default: the coordinator's estimate, 300 s).
-        #[arg(long, default_value_t = 0.0)]
+        /// Hands-on time this took you, in seconds (0..=604800), for the toil ledger (0: the
+        /// coordinator's estimate, 300 s).
+        #[arg(long, default_value_t = 0.0, value_parser = hands_on_seconds)]
         hands_on_seconds: f64,
         #[command(flatten)]
         remote: Remote,
@@ -111,9 +112,9 @@ pub enum Command {
     Toil {
         /// One job; all jobs when omitted.
         job_id: Option<String>,
-        /// Only incidents and actions within this window (90s, 15m, 2h, 7d).
-        #[arg(long)]
-        since: Option<String>,
+        /// Only incidents and actions within this window (90s, 15m, 2h, 7d; at most 3650d).
+        #[arg(long, value_parser = since)]
+        since: Option<u64>,
         #[command(flatten)]
         remote: Remote,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -150,6 +151,10 @@ pub struct Remote {
     /// no flag for the value itself, so it never shows in `ps` or shell history.
     #[arg(long, env = "FACETRAIN_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Seconds to wait for the coordinator: a call unanswered this long fails, and `watch` gives
+    /// up after this long without a sign of life from the connection (keep-alive pings).
+    #[arg(long, env = "FACETRAIN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,8 +165,8 @@ pub enum CertsCommand {
         /// Extra names (DNS or IP) on the coordinator's certificate, e.g. its Service name.
         #[arg(long = "coordinator-name")]
         coordinator_names: Vec<String>,
-        /// Validity of the leaf certificates (the CA gets twice as long).
-        #[arg(long, default_value_t = 365)]
+        /// Validity of the leaf certificates in days (the CA gets twice as long).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::certs::MAX_DAYS)))]
         days: u32,
         /// Replace existing files.
         #[arg(long)]
@@ -174,8 +179,9 @@ pub enum DatasetCommand {
     /// Validate a dataset CSV and every image it names; print counts per class.
     Check {
         csv: String,
-        #[arg(long, default_value_t = 96)]
-        image_size: usize,
+        /// Side of the model's input in pixels (as model.image_size).
+        #[arg(long, default_value_t = 96, value_parser = image_size)]
+        image_size: u32,
         /// Report bad rows instead of stopping at the first.
         #[arg(long)]
         skip_bad_rows: bool,
@@ -185,15 +191,51 @@ pub enum DatasetCommand {
     /// Write a small generated face-like dataset (deterministic) with train.csv and validate.csv.
     Synth {
         dir: PathBuf,
-        #[arg(long, default_value_t = 40)]
-        train_per_person: usize,
-        #[arg(long, default_value_t = 10)]
-        validate_per_person: usize,
+        #[arg(long, default_value_t = 40, value_parser = per_person)]
+        train_per_person: u32,
+        #[arg(long, default_value_t = 10, value_parser = per_person)]
+        validate_per_person: u32,
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        #[arg(long, default_value_t = 96)]
+        #[arg(long, default_value_t = 96, value_parser = image_size)]
         image_size: u32,
     },
+}
+
+/// The most steps `--max-steps` takes (far beyond any real job; keeps step arithmetic small).
+pub const MAX_STEPS: u64 = 1_000_000_000;
+
+/// Numeric flags are refused outside their range before anything runs or is written; each
+/// message gives the range (clap prints it with the flag's name).
+pub fn bounded(text: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
+    let (low, high) = (range.start(), range.end());
+    let value: u64 = text.trim().parse().map_err(|_| format!("expected an integer in {low}..={high}"))?;
+    if !range.contains(&value) {
+        return Err(format!("{value} is not in {low}..={high}"));
+    }
+    Ok(value)
+}
+
+fn image_size(text: &str) -> Result<u32, String> {
+    let sides = facetrain_worker::data::image::MODEL_SIDES;
+    bounded(text, u64::from(*sides.start())..=u64::from(*sides.end())).map(|v| v as u32)
+}
+
+fn per_person(text: &str) -> Result<u32, String> {
+    let range = facetrain_worker::data::synth::PER_PERSON;
+    bounded(text, u64::from(*range.start())..=u64::from(*range.end())).map(|v| v as u32)
+}
+
+fn hands_on_seconds(text: &str) -> Result<f64, String> {
+    const MAX: f64 = 7.0 * 86_400.0;
+    match text.trim().parse::<f64>() {
+        Ok(value) if (0.0..=MAX).contains(&value) => Ok(value),
+        _ => Err(format!("expected a number of seconds in 0..={MAX} (a week)")),
+    }
+}
+
+fn since(text: &str) -> Result<u64, String> {
+    crate::toil::parse_duration(text)
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -203,20 +245,20 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval { checkpoint, csv, output } => crate::model_cmd::eval(&checkpoint, &csv, output).await,
         Command::Predict { checkpoint, top_k, output, images } => {
-            crate::model_cmd::predict(&checkpoint, top_k, &images, output).await
+            crate::model_cmd::predict(&checkpoint, top_k as usize, &images, output).await
         }
         Command::Dataset(DatasetCommand::Check { csv, image_size, skip_bad_rows, output }) => {
-            crate::dataset_cmd::check(&csv, image_size, skip_bad_rows, output).await
+            crate::dataset_cmd::check(&csv, image_size as usize, skip_bad_rows, output).await
         }
         Command::Dataset(DatasetCommand::Synth { dir, train_per_person, validate_per_person, seed, image_size }) => {
-            crate::dataset_cmd::synth(&dir, train_per_person, validate_per_person, seed, image_size)
+            crate::dataset_cmd::synth(&dir, train_per_person as usize, validate_per_person as usize, seed, image_size)
         }
         Command::Bench(command) => crate::bench::run(command).await,
         Command::Certs(CertsCommand::Create { dir, coordinator_names, days, force }) => {
             crate::certs::create(&dir, &coordinator_names, days, force)
         }
         Command::Toil { job_id, since, remote, output } => {
-            crate::remote::toil(&remote, job_id.as_deref(), since.as_deref(), output).await
+            crate::remote::toil(&remote, job_id.as_deref(), since, output).await
         }
         Command::Submit { job, remote } => crate::remote::submit(&remote, &job).await,
         Command::Status { job_id, remote, output } => crate::remote::status(&remote, &job_id, output).await,

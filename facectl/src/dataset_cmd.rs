@@ -23,6 +23,7 @@ pub async fn check(csv: &str, image_size: usize, skip_bad_rows: bool, output: Ou
                 .map(|(label, (name, count))| serde_json::json!({"label": label, "name": name, "count": count}))
                 .collect::<Vec<_>>(),
             "resized_images": dataset.resized,
+            "labels_without_rows": dataset.labels_without_rows(),
             "bad_rows": dataset.skipped.iter().map(|e| serde_json::json!({"line": e.line, "problem": e.message})).collect::<Vec<_>>(),
         })),
         Output::Text => {

@@ -3,7 +3,7 @@
 use facetrain_worker::backend::training_device;
 use facetrain_worker::checkpoint::read_checkpoint;
 use facetrain_worker::data::batch::unlabelled_batch;
-use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
+use facetrain_worker::data::dataset::{LoadOptions, class_name_mismatches, load_dataset};
 use facetrain_worker::data::image::{RgbImage, decode_rgb};
 use facetrain_worker::job::{JobSpec, OnBadRow};
 use facetrain_worker::storage::Location;
@@ -30,6 +30,25 @@ pub async fn eval(checkpoint: &str, csv: &str, output: Output) -> anyhow::Result
         allow_outside_paths: false,
     };
     let mut dataset = load_dataset(csv, &options).await?;
+    // Labels are what is scored; names only show whether the CSV is the checkpoint's dataset.
+    let mismatches = class_name_mismatches(&dataset.class_names, &class_names);
+    if !mismatches.is_empty() {
+        let shown: Vec<String> = mismatches
+            .iter()
+            .take(10)
+            .map(|(label, ours, theirs)| {
+                format!("label {label} is `{ours}` in the CSV but `{theirs}` in the checkpoint")
+            })
+            .collect();
+        let more = mismatches.len().saturating_sub(shown.len());
+        let more = if more > 0 { format!(" (and {more} more)") } else { String::new() };
+        tracing::warn!(
+            csv,
+            checkpoint,
+            "class names differ from the checkpoint's: {}{more}; is this the dataset it was trained on?",
+            shown.join("; ")
+        );
+    }
     dataset.class_names = class_names;
     let evaluation = tokio::task::spawn_blocking(move || evaluate(&trainer, &dataset)).await?;
     match output {

@@ -1,60 +1,13 @@
 //! Commands that talk to a coordinator: submit, status, list, watch, cancel.
 
 use std::path::Path;
-use std::time::Duration;
 
-use anyhow::Context;
-use facetrain_proto::auth::{AttachToken, Token};
 use facetrain_proto::job::JobSpec;
-use facetrain_proto::pb::{self, job_service_client::JobServiceClient};
-use facetrain_proto::tls::TlsFiles;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use facetrain_proto::pb;
 
 use crate::cli::{Output, Remote};
+use crate::connection::Connection;
 use crate::output::print_json;
-
-type Client = JobServiceClient<InterceptedService<Channel, AttachToken>>;
-
-/// Every call but `watch` is answered at once; none may hang the CLI.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn connect(remote: &Remote) -> anyhow::Result<Client> {
-    let tls = TlsFiles { ca: remote.tls_ca.clone(), cert: remote.tls_cert.clone(), key: remote.tls_key.clone() };
-    let channel = tls
-        .endpoint(&remote.coordinator, remote.tls_server_name.as_deref())?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the coordinator at {}", remote.coordinator))?;
-    Ok(JobServiceClient::with_interceptor(channel, AttachToken::new(token(remote)?.as_ref())))
-}
-
-fn token(remote: &Remote) -> anyhow::Result<Option<Token>> {
-    if let Ok(value) = std::env::var("FACETRAIN_TOKEN") {
-        return Token::new(&value).map(Some).map_err(|e| anyhow::anyhow!("FACETRAIN_TOKEN: {e}"));
-    }
-    remote.token_file.as_deref().map(Token::read).transpose().map_err(anyhow::Error::msg)
-}
-
-/// The coordinator's answer as an error, with the gRPC code when it says more than the text.
-fn refused(status: tonic::Status) -> anyhow::Error {
-    match status.code() {
-        tonic::Code::Unauthenticated => anyhow::anyhow!("unauthenticated: {}", status.message()),
-        tonic::Code::DeadlineExceeded => {
-            anyhow::anyhow!("the coordinator did not answer in time: {}", status.message())
-        }
-        tonic::Code::Unavailable => anyhow::anyhow!("the coordinator is unavailable: {}", status.message()),
-        _ => anyhow::anyhow!("{}", status.message()),
-    }
-}
-
-/// A request that gives up after [`CALL_TIMEOUT`].
-fn bounded<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(CALL_TIMEOUT);
-    request
-}
 
 fn who() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
@@ -63,22 +16,17 @@ fn who() -> String {
 pub async fn submit(remote: &Remote, job: &Path) -> anyhow::Result<()> {
     // Validate here so a mistake is reported against the file, with paths resolved from it.
     let spec = JobSpec::load(job)?;
-    let response = connect(remote)
-        .await?
-        .submit_job(bounded(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: who() }))
-        .await
-        .map_err(|s| refused(s).context("submit refused"))?;
+    let mut connection = Connection::open(remote, "submit").await?;
+    let request = connection.request(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: who() });
+    let response = connection.client.submit_job(request).await.map_err(|s| connection.failed(s))?;
     println!("{}", response.into_inner().job_id);
     Ok(())
 }
 
 pub async fn status(remote: &Remote, job_id: &str, output: Output) -> anyhow::Result<()> {
-    let job = connect(remote)
-        .await?
-        .get_job(bounded(pb::GetJobRequest { job_id: job_id.into() }))
-        .await
-        .map_err(refused)?
-        .into_inner();
+    let mut connection = Connection::open(remote, "status").await?;
+    let request = connection.request(pb::GetJobRequest { job_id: job_id.into() });
+    let job = connection.client.get_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
     match output {
         Output::Json => print_json(&job_json(&job)),
         Output::Text => println!("{}", job_line(&job)),
@@ -87,8 +35,9 @@ pub async fn status(remote: &Remote, job_id: &str, output: Output) -> anyhow::Re
 }
 
 pub async fn list(remote: &Remote, output: Output) -> anyhow::Result<()> {
-    let jobs =
-        connect(remote).await?.list_jobs(bounded(pb::ListJobsRequest {})).await.map_err(refused)?.into_inner().jobs;
+    let mut connection = Connection::open(remote, "list").await?;
+    let request = connection.request(pb::ListJobsRequest {});
+    let jobs = connection.client.list_jobs(request).await.map_err(|s| connection.failed(s))?.into_inner().jobs;
     match output {
         Output::Json => print_json(&serde_json::Value::Array(jobs.iter().map(job_json).collect())),
         Output::Text => jobs.iter().for_each(|job| println!("{}", job_line(job))),
@@ -96,15 +45,14 @@ pub async fn list(remote: &Remote, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Follows the job until it ends. The stream has no deadline (a job may run for days and stay
+/// quiet while queued); keep-alive pings bound how long a silent coordinator is waited for.
 pub async fn watch(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
-    let mut stream = connect(remote)
-        .await?
-        .watch_job(pb::WatchJobRequest { job_id: job_id.into() })
-        .await
-        .map_err(refused)?
-        .into_inner();
+    let mut connection = Connection::open(remote, "watch").await?;
+    let request = tonic::Request::new(pb::WatchJobRequest { job_id: job_id.into() });
+    let mut stream = connection.client.watch_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
     let mut last_line = String::new();
-    while let Some(event) = stream.message().await? {
+    while let Some(event) = stream.message().await.map_err(|s| connection.failed(s))? {
         if let Some(job) = event.job {
             let line = job_line(&job);
             if line != last_line {
@@ -117,29 +65,36 @@ pub async fn watch(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
 }
 
 pub async fn cancel(remote: &Remote, job_id: &str, hands_on_seconds: f64) -> anyhow::Result<()> {
-    let job = connect(remote)
-        .await?
-        .cancel_job(bounded(pb::CancelJobRequest { job_id: job_id.into(), requested_by: who(), hands_on_seconds }))
-        .await
-        .map_err(|s| refused(s).context("cancel refused"))?
-        .into_inner();
+    let mut connection = Connection::open(remote, "cancel").await?;
+    let request =
+        connection.request(pb::CancelJobRequest { job_id: job_id.into(), requested_by: who(), hands_on_seconds });
+    let job = connection.client.cancel_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
     println!("{}", job_line(&job));
     Ok(())
 }
 
-pub async fn toil(remote: &Remote, job_id: Option<&str>, since: Option<&str>, output: Output) -> anyhow::Result<()> {
-    let mut client = connect(remote).await?;
+/// `since_seconds`: only incidents and actions within this window.
+pub async fn toil(
+    remote: &Remote,
+    job_id: Option<&str>,
+    since_seconds: Option<u64>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let mut connection = Connection::open(remote, "toil").await?;
     let jobs = match job_id {
         Some(id) => {
-            vec![client.get_job(bounded(pb::GetJobRequest { job_id: id.into() })).await.map_err(refused)?.into_inner()]
+            let request = connection.request(pb::GetJobRequest { job_id: id.into() });
+            vec![connection.client.get_job(request).await.map_err(|s| connection.failed(s))?.into_inner()]
         }
-        None => client.list_jobs(bounded(pb::ListJobsRequest {})).await.map_err(refused)?.into_inner().jobs,
+        None => {
+            let request = connection.request(pb::ListJobsRequest {});
+            connection.client.list_jobs(request).await.map_err(|s| connection.failed(s))?.into_inner().jobs
+        }
     };
-    let since_unix_ms = match since {
-        Some(text) => {
-            let seconds = crate::toil::parse_duration(text).map_err(|e| anyhow::anyhow!("--since {e}"))?;
+    let since_unix_ms = match since_seconds {
+        Some(seconds) => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
-            now.saturating_sub(seconds * 1000)
+            now.saturating_sub(seconds.saturating_mul(1000))
         }
         None => 0,
     };

@@ -57,7 +57,10 @@ pub fn ledger(jobs: &[pb::Job], since_unix_ms: u64) -> Ledger {
     }
 }
 
-/// `90s`, `15m`, `2h`, `7d` -> seconds.
+/// The longest `--since` window: ten years.
+pub const MAX_SINCE_SECONDS: u64 = 3650 * 86400;
+
+/// `90s`, `15m`, `2h`, `7d` -> seconds, at most [`MAX_SINCE_SECONDS`].
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -71,7 +74,10 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         "d" => 86400,
         other => return Err(format!("`{text}`: unknown unit `{other}` (use s, m, h or d)")),
     };
-    Ok(number * scale)
+    match number.checked_mul(scale) {
+        Some(seconds) if seconds <= MAX_SINCE_SECONDS => Ok(seconds),
+        _ => Err(format!("`{text}`: longer than the limit of 3650d")),
+    }
 }
 
 pub fn print_text(ledger: &Ledger, scope: &str) {
@@ -153,5 +159,9 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(604_800));
         assert!(parse_duration("soon").unwrap_err().contains("expected a duration"));
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("3650d"), Ok(MAX_SINCE_SECONDS));
+        assert!(parse_duration("3651d").unwrap_err().contains("limit of 3650d"));
+        assert!(parse_duration("999999999999999999d").unwrap_err().contains("limit of 3650d"));
+        assert!(parse_duration("99999999999999999999999").unwrap_err().contains("expected a duration"));
     }
 }

@@ -3,7 +3,11 @@
 //! file, rather than at the first handshake.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
@@ -26,6 +30,9 @@ pub struct TlsFiles {
     pub key: Option<PathBuf>,
 }
 
+/// A certificate's PEM and its private key's PEM.
+type PemPair = (Vec<u8>, Vec<u8>);
+
 /// Whether a server demands a certificate from every client at the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientCertificates {
@@ -42,9 +49,16 @@ impl TlsFiles {
     }
 
     fn identity(&self) -> Result<Option<Identity>, TlsError> {
+        Ok(self.pem_pair()?.map(|(cert, key)| Identity::from_pem(cert, key)))
+    }
+
+    /// This side's certificate and key PEMs, checked to belong together.
+    fn pem_pair(&self) -> Result<Option<PemPair>, TlsError> {
         match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => {
-                Ok(Some(Identity::from_pem(read_pem(cert, Pem::Certificate)?, read_pem(key, Pem::PrivateKey)?)))
+                let (cert_pem, key_pem) = (read_pem(cert, Pem::Certificate)?, read_pem(key, Pem::PrivateKey)?);
+                check_key_pair(cert, &cert_pem, key, &key_pem)?;
+                Ok(Some((cert_pem, key_pem)))
             }
             (None, None) => Ok(None),
             (Some(cert), None) => Err(tls_error(cert.display(), "a certificate needs its private key (--tls-key)")),
@@ -76,6 +90,42 @@ impl TlsFiles {
             None => {}
         }
         Ok(Some(config))
+    }
+
+    /// The rustls configuration a client of `url` needs, for a client that runs the TLS
+    /// handshake itself rather than through [`TlsFiles::endpoint`] (facectl does, to report why
+    /// a connection failed: tonic keeps a TLS alert to itself). The same checks and trust as
+    /// `endpoint`; `None` for `http://`.
+    pub fn client_config(&self, url: &str) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+        if !url.starts_with("https://") {
+            if self.is_configured() {
+                return Err(tls_error(format!("URL `{url}`"), "TLS files are given, so use an https:// URL"));
+            }
+            return Ok(None);
+        }
+        let ca = self.ca.as_deref().ok_or_else(|| {
+            tls_error(
+                format!("URL `{url}`"),
+                "https:// needs the CA that signed the server's certificate (--tls-ca or FACETRAIN_TLS_CA)",
+            )
+        })?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in parse_chain(ca, &read_pem(ca, Pem::Certificate)?)? {
+            roots.add(cert).map_err(|e| tls_error(ca.display(), format!("not a usable CA certificate: {e}")))?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_error("TLS", e.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match (self.pem_pair()?, &self.cert, &self.key) {
+            (Some((cert_pem, key_pem)), Some(cert), Some(key)) => builder
+                .with_client_auth_cert(parse_chain(cert, &cert_pem)?, parse_key(key, &key_pem)?)
+                .map_err(|e| tls_error(key.display(), e.to_string()))?,
+            _ => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Some(Arc::new(config)))
     }
 
     /// A client endpoint for `url`. `https://` needs the CA that signed the server's certificate;
@@ -114,6 +164,33 @@ pub fn presents_name(certificates: &[rustls_pki_types::CertificateDer<'static>],
     let Some(first) = certificates.first() else { return false };
     let Ok(server_name) = rustls_pki_types::ServerName::try_from(name) else { return false };
     webpki::EndEntityCert::try_from(first).is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&server_name).is_ok())
+}
+
+/// Parses the pair as rustls will and checks the key belongs to the certificate. tonic builds
+/// the server's rustls configuration only when it starts serving, after the process announced
+/// its address; checked here, a mismatch stops start-up before anything is announced.
+fn check_key_pair(cert: &Path, cert_pem: &[u8], key: &Path, key_pem: &[u8]) -> Result<(), TlsError> {
+    let (chain, private_key) = (parse_chain(cert, cert_pem)?, parse_key(key, key_pem)?);
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain, private_key, &provider) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(tls_error(
+            key.display(),
+            format!("this private key does not belong to the certificate {}", cert.display()),
+        )),
+        Err(e) => Err(tls_error(key.display(), format!("unusable with the certificate {}: {e}", cert.display()))),
+    }
+}
+
+fn parse_chain(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(path.display(), format!("not a readable PEM certificate: {e}")))
+}
+
+fn parse_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| tls_error(path.display(), format!("not a readable PEM private key: {e}")))
 }
 
 #[derive(Clone, Copy)]
@@ -164,6 +241,25 @@ mod tests {
         let files = TlsFiles { cert: Some(key.clone()), ..TlsFiles::default() };
         let error = files.server_config(ClientCertificates::Optional).unwrap_err().to_string();
         assert!(error.contains("--tls-key"), "{error}");
+    }
+
+    #[test]
+    fn a_key_that_does_not_belong_to_the_certificate_is_refused_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let file = |name: &str, text: String| {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            Some(dir.path().join(name))
+        };
+        let files =
+            TlsFiles { ca: None, cert: file("cert.pem", cert.pem()), key: file("key.pem", key.serialize_pem()) };
+        assert!(files.server_config(ClientCertificates::Optional).unwrap().is_some());
+        let files = TlsFiles { key: file("other-key.pem", other.serialize_pem()), ..files };
+        let error = files.server_config(ClientCertificates::Optional).unwrap_err().to_string();
+        assert!(error.contains("other-key.pem: this private key does not belong to the certificate"), "{error}");
+        assert!(error.contains("cert.pem"), "{error}");
     }
 
     #[test]

@@ -21,6 +21,10 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+mod listen;
+
+pub use listen::bind;
+
 /// Registers `facetrain_build_info{version, component} 1`.
 pub fn register_build_info(registry: &Registry, component: &str) -> prometheus::Result<()> {
     let info =
@@ -127,8 +131,11 @@ pub fn init_observability(format: &str, default_filter: &str, service: Option<&s
 
 fn install(format: &str, directives: &str, fallback: &str, service: Option<&str>) -> TraceGuard {
     let filter = || EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new(fallback));
-    let text = (format != "json")
-        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).compact());
+    // Colours only on a terminal: in a log file or a pipe the escape codes split the fields.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let text = (format != "json").then(|| {
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi).compact()
+    });
     let json = (format == "json").then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr).json());
     let logs = text.with_filter(filter()).and_then(json.with_filter(filter()));
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());

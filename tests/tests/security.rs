@@ -162,3 +162,125 @@ fn tokens_in_clear_text_off_loopback_are_refused() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("refusing to accept tokens in clear text"), "{}", stderr(&output));
 }
+
+fn facectl_with_certificate(sandbox: &Sandbox, cert: &std::path::Path, key: &std::path::Path) -> std::process::Output {
+    Command::new(binary("facectl"))
+        .args(["list", "--coordinator", &sandbox.url(), "--tls-ca"])
+        .arg(sandbox.certs().join("ca.pem"))
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_worker_certificate_may_not_use_the_job_api_and_refusals_are_logged_once() {
+    let sandbox = Sandbox::start_secure();
+    let certs = sandbox.certs();
+    for _ in 0..3 {
+        let output = facectl_with_certificate(&sandbox, &certs.join("worker.pem"), &certs.join("worker-key.pem"));
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains("may only call worker RPCs"), "{}", stderr(&output));
+    }
+    // Three refusals from one address within the window: one log line.
+    let log = sandbox.log("coordinator.log");
+    assert_eq!(log.matches("request refused").count(), 1, "{log}");
+}
+
+/// A client certificate for `facectl` signed by the sandbox's CA, valid only in the past.
+fn expired_client_certificate(certs: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(certs.join("ca-key.pem")).unwrap()).unwrap();
+    // The issuer is named as `facectl certs create` names it; its key signs.
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name.push(DnType::CommonName, "facetrain cluster CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["facectl".to_string()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "facectl");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    (params.not_before, params.not_after) = (now - time::Duration::days(10), now - time::Duration::days(1));
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert_path, key_path) = (certs.join("expired.pem"), certs.join("expired-key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+#[test]
+fn tls_refusals_reach_the_client_with_the_tls_reason() {
+    let sandbox = Sandbox::start_secure();
+    let other = sandbox.dir.path().join("other-ca");
+    let created = Command::new(binary("facectl")).args(["certs", "create"]).arg(&other).output().unwrap();
+    assert!(created.status.success());
+
+    // The coordinator does not trust a client certificate from another CA (both CAs have the
+    // same name, so the alert is about the signature).
+    let output = facectl_with_certificate(&sandbox, &other.join("client.pem"), &other.join("client-key.pem"));
+    let text = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        text.contains(&format!("facectl list: the connection to {} failed: received fatal alert: ", sandbox.url())),
+        "{text}"
+    );
+    assert!(text.contains("does not accept this client certificate"), "{text}");
+
+    // Nor an expired one from its own CA.
+    let (cert, key) = expired_client_certificate(&sandbox.certs());
+    let output = facectl_with_certificate(&sandbox, &cert, &key);
+    let text = stderr(&output);
+    assert!(!output.status.success());
+    assert!(text.contains(&sandbox.url()) && text.contains("received fatal alert: CertificateExpired"), "{text}");
+
+    // facectl does not trust a coordinator certificate from another CA.
+    let output = Command::new(binary("facectl"))
+        .args(["list", "--coordinator", &sandbox.url(), "--tls-ca"])
+        .arg(other.join("ca.pem"))
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    let expected =
+        format!("facectl list: cannot connect to {}: transport error: invalid peer certificate", sandbox.url());
+    assert!(text.contains(&expected), "{text}");
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_stops_start_up_before_it_is_announced() {
+    let sandbox = Sandbox::start_secure();
+    let certs = sandbox.certs();
+    let output = Command::new(binary("facetrain-coordinator"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--store"])
+        .arg(sandbox.dir.path().join("other.redb"))
+        .arg("--tls-cert")
+        .arg(certs.join("coordinator.pem"))
+        .arg("--tls-key")
+        .arg(certs.join("worker-key.pem"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("listening on"), "announced before failing: {stdout}");
+    assert!(
+        stderr(&output).contains("worker-key.pem: this private key does not belong to the certificate"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A worker with a mismatched pair stops at start-up too, naming the key.
+    let output = Command::new(binary("facetrain-worker"))
+        .args(["--coordinator", &sandbox.url(), "--metrics-listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0"])
+        .arg("--tls-ca")
+        .arg(certs.join("ca.pem"))
+        .arg("--tls-cert")
+        .arg(certs.join("worker.pem"))
+        .arg("--tls-key")
+        .arg(certs.join("client-key.pem"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("client-key.pem: this private key does not belong"), "{}", stderr(&output));
+}

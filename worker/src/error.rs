@@ -22,8 +22,9 @@ pub enum Error {
     BadRow { file: String, line: usize, message: String },
     #[error("dataset {file}: {message}")]
     BadDataset { file: String, message: String },
-    #[error("cannot read {url}: {message}")]
-    Storage { url: String, message: String },
+    /// `message` is exactly "not found" for a missing object (callers match on it).
+    #[error("cannot {action} {url}: {message}")]
+    Storage { action: StorageAction, url: String, message: String },
     #[error("checkpoint {location}: {message}")]
     Checkpoint { location: String, message: String },
     #[error("{0}")]
@@ -44,11 +45,45 @@ impl Error {
         Self::Io { context: context.into(), source }
     }
 
+    /// A failed read (or a location that cannot be read from).
     pub fn storage(url: impl fmt::Display, message: impl fmt::Display) -> Self {
-        Self::Storage { url: url.to_string(), message: message.to_string() }
+        Self::storage_failed(StorageAction::Read, url, message)
+    }
+
+    pub fn storage_failed(action: StorageAction, url: impl fmt::Display, message: impl fmt::Display) -> Self {
+        Self::Storage { action, url: url.to_string(), message: message.to_string() }
     }
 
     pub fn checkpoint(location: impl fmt::Display, message: impl fmt::Display) -> Self {
         Self::Checkpoint { location: location.to_string(), message: message.to_string() }
+    }
+}
+
+/// What was being done with a storage location when it failed, for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageAction {
+    Read,
+    Write,
+    Delete,
+    List,
+    /// Turning a path or URL into a location (bad scheme, `..` above the root).
+    Resolve,
+}
+
+impl StorageAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Delete => "delete",
+            Self::List => "list",
+            Self::Resolve => "resolve",
+        }
+    }
+}
+
+impl fmt::Display for StorageAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }

@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         facetrain_telemetry::init_observability(&args.log_format, "info", Some("facetrain-worker"))
     };
     runtime.block_on(async {
-        let metrics_listener = tokio::net::TcpListener::bind(&args.metrics_listen).await?;
+        let metrics_listener = facetrain_telemetry::bind(&args.metrics_listen, "/metrics").await?;
         // Tests read the bound address (the port may be 0) from this line.
         println!("facetrain-worker metrics on {}", metrics_listener.local_addr()?);
         tokio::spawn(facetrain_telemetry::serve_metrics(metrics_listener, registry, std::future::pending()));

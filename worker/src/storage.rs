@@ -16,7 +16,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageAction};
 
 #[derive(Clone)]
 pub struct Location {
@@ -41,7 +41,7 @@ impl fmt::Display for Location {
 impl Location {
     /// Parses a local path (relative to the current directory), `file://`, `s3://` or `gs://` URL.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = |message: String| Error::storage(text, message);
+        let bad = |message: String| Error::storage_failed(StorageAction::Resolve, text, message);
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, key) = split_bucket(rest).ok_or_else(|| bad("expected s3://BUCKET/KEY".into()))?;
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry());
@@ -76,30 +76,93 @@ impl Location {
         if relative.contains("://") || relative.starts_with('/') {
             return Self::parse(relative);
         }
-        let folder = self.key.rsplit_once('/').map_or("", |(folder, _)| folder);
-        self.with_key(&join_key(folder, relative))
+        self.folder().join(relative)
     }
 
     /// The location of `name` inside this one, taken as a folder.
     pub fn child(&self, name: &str) -> Result<Self> {
-        self.with_key(&join_key(&self.key, name))
+        self.join(name)
     }
 
-    fn with_key(&self, key: &str) -> Result<Self> {
-        let key =
-            normalise(key).ok_or_else(|| Error::storage(format!("{self}/../{key}"), "path escapes the store root"))?;
+    /// The folder this location is in.
+    pub fn folder(&self) -> Self {
+        let folder = self.key.rsplit_once('/').map_or("", |(folder, _)| folder);
+        Self { store: self.store.clone(), root: self.root.clone(), key: folder.to_string() }
+    }
+
+    /// `relative` inside this location, taken as a folder; `..` may not climb above the root.
+    fn join(&self, relative: &str) -> Result<Self> {
+        let key = normalise(&join_key(&self.key, relative)).ok_or_else(|| {
+            let root = if self.root.is_empty() { "/" } else { &self.root };
+            let message = format!("it climbs above the root of the store ({root}) from {self}");
+            Error::storage_failed(StorageAction::Resolve, relative, message)
+        })?;
         Ok(Self { store: self.store.clone(), root: self.root.clone(), key })
+    }
+
+    /// True when `other` lies inside this location, taken as a folder.
+    pub fn contains(&self, other: &Location) -> bool {
+        self.root == other.root && (self.key.is_empty() || other.key.starts_with(&format!("{}/", self.key)))
+    }
+
+    /// A local file's location with every symbolic link resolved, so a link inside a folder
+    /// that points outside it is seen as outside. Object stores have no links: unchanged. When
+    /// the file does not exist, its longest existing ancestor is resolved and the rest kept, so
+    /// the read still reports it missing, at a path comparable with resolved folders.
+    pub async fn resolve_links(&self) -> Self {
+        if !self.root.is_empty() {
+            return self.clone();
+        }
+        let path = std::path::PathBuf::from(self.to_string());
+        let mut existing = path.as_path();
+        let mut missing = Vec::new();
+        let real = loop {
+            match tokio::fs::canonicalize(existing).await {
+                Ok(real) => break missing.iter().rev().fold(real, |path, name| path.join(name)),
+                Err(_) => match (existing.parent(), existing.file_name()) {
+                    (Some(parent), Some(name)) => {
+                        missing.push(name.to_owned());
+                        existing = parent;
+                    }
+                    _ => return self.clone(),
+                },
+            }
+        };
+        match StorePath::from_absolute_path(&real) {
+            Ok(key) => Self { store: self.store.clone(), root: String::new(), key: key.to_string() },
+            Err(_) => self.clone(),
+        }
     }
 
     /// True when `other` lies inside this location's folder (used to refuse `../` escapes).
     pub fn folder_contains(&self, other: &Location) -> bool {
-        let folder = self.key.rsplit_once('/').map_or("", |(folder, _)| folder);
-        self.root == other.root && (folder.is_empty() || other.key.starts_with(&format!("{folder}/")))
+        self.folder().contains(other)
     }
 
     pub async fn read(&self) -> Result<Bytes> {
         let result = self.store.get(&StorePath::from(self.key.as_str())).await;
         let object = result.map_err(|e| Error::storage(self, describe(&e)))?;
+        object.bytes().await.map_err(|e| Error::storage(self, describe(&e)))
+    }
+
+    /// The object as a stream of chunks, so a large text can be checked as it arrives and
+    /// dropped at the first problem instead of being held whole.
+    pub async fn read_chunks(&self) -> Result<impl futures::Stream<Item = Result<Bytes>> + Send + 'static> {
+        let result = self.store.get(&StorePath::from(self.key.as_str())).await;
+        let object = result.map_err(|e| Error::storage(self, describe(&e)))?;
+        let shown = self.to_string();
+        Ok(object.into_stream().map_err(move |e| Error::storage(&shown, describe(&e))))
+    }
+
+    /// Reads the whole object unless it is larger than `max_bytes` (its size is known before
+    /// any byte is read), so a huge file cannot exhaust memory.
+    pub async fn read_at_most(&self, max_bytes: u64) -> Result<Bytes> {
+        let result = self.store.get(&StorePath::from(self.key.as_str())).await;
+        let object = result.map_err(|e| Error::storage(self, describe(&e)))?;
+        if object.meta.size > max_bytes {
+            let message = format!("{} bytes: more than the limit of {max_bytes}", object.meta.size);
+            return Err(Error::storage(self, message));
+        }
         object.bytes().await.map_err(|e| Error::storage(self, describe(&e)))
     }
 
@@ -110,14 +173,14 @@ impl Location {
             .put(&StorePath::from(self.key.as_str()), PutPayload::from(data))
             .await
             .map(|_| ())
-            .map_err(|e| Error::storage(self, format!("write failed: {}", describe(&e))))
+            .map_err(|e| Error::storage_failed(StorageAction::Write, self, describe(&e)))
     }
 
     pub async fn delete(&self) -> Result<()> {
         self.store
             .delete(&StorePath::from(self.key.as_str()))
             .await
-            .map_err(|e| Error::storage(self, format!("delete failed: {}", describe(&e))))
+            .map_err(|e| Error::storage_failed(StorageAction::Delete, self, describe(&e)))
     }
 
     /// Names (last path segment) of the objects directly or indirectly under this prefix.
@@ -128,13 +191,11 @@ impl Location {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|e| Error::storage(self, format!("list failed: {}", describe(&e))))?;
+            .map_err(|e| Error::storage_failed(StorageAction::List, self, describe(&e)))?;
         Ok(metas.into_iter().filter_map(|m| m.location.filename().map(str::to_string)).collect())
     }
 }
 
-/// The absolute form of `path` with `.` and `..` resolved by name (as a shell would, without
-/// following links), because object_store keys may not contain them.
 /// Retries for cloud stores, bounded well below the default 3 minutes: a checkpoint upload that
 /// cannot finish in this time is reported failed (the storage incident opens) and the next one
 /// tries again, rather than one upload hanging on through a long outage.
@@ -146,6 +207,8 @@ fn retry() -> object_store::RetryConfig {
     }
 }
 
+/// The absolute form of `path` with `.` and `..` resolved by name (as a shell would, without
+/// following links), because object_store keys may not contain them.
 fn lexical_absolute(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
     use std::path::Component;
     let mut out = std::path::PathBuf::new();
@@ -218,6 +281,44 @@ mod tests {
     fn s3_urls_keep_bucket_and_key() {
         let csv = Location::parse("s3://bucket/sets/lfw5/train.csv").unwrap();
         assert_eq!(csv.sibling("img/a.jpg").unwrap().to_string(), "s3://bucket/sets/lfw5/img/a.jpg");
+    }
+
+    #[test]
+    fn a_path_above_the_root_is_named_as_written_and_from_where() {
+        let csv = Location::parse("/data/lfw5/train.csv").unwrap();
+        let err = csv.sibling("../../../x.jpg").unwrap_err().to_string();
+        assert_eq!(err, "cannot resolve ../../../x.jpg: it climbs above the root of the store (/) from /data/lfw5");
+        let csv = Location::parse("s3://bucket/sets/train.csv").unwrap();
+        let err = csv.sibling("../../x.jpg").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "cannot resolve ../../x.jpg: it climbs above the root of the store (s3://bucket) from s3://bucket/sets"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_says_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let inside_a_file = Location::parse(file.join("ckpt").to_str().unwrap()).unwrap();
+        let err = inside_a_file.write(Bytes::from_static(b"data")).await.unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot write {}: ", file.join("ckpt").display())), "{err}");
+        let err = inside_a_file.read().await.unwrap_err().to_string();
+        assert!(err.starts_with("cannot read "), "{err}");
+    }
+
+    #[tokio::test]
+    async fn links_are_resolved_and_missing_files_keep_their_resolved_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("data")).unwrap();
+        std::os::unix::fs::symlink(real.join("data"), real.join("link")).unwrap();
+        let through_link = Location::parse(real.join("link/a/b.jpg").to_str().unwrap()).unwrap();
+        let resolved = through_link.resolve_links().await;
+        assert_eq!(resolved.to_string(), real.join("data/a/b.jpg").display().to_string());
+        let folder = Location::parse(real.join("data").to_str().unwrap()).unwrap();
+        assert!(folder.contains(&resolved) && !folder.contains(&through_link));
     }
 
     #[test]

@@ -124,3 +124,128 @@ async fn the_real_lfw5_faces_load() {
     assert_eq!((train.len(), train.num_classes), (200, 5));
     assert_eq!(train.count_per_class(), vec![40; 5]);
 }
+
+#[tokio::test]
+async fn a_line_that_is_not_utf8_is_reported_by_its_line_number() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synth_dataset(dir.path(), common::SMALL_SIDE, 1);
+    let csv = dir.path().join("train.csv");
+    let mut bytes = std::fs::read(&csv).unwrap();
+    bytes.extend_from_slice(b"train/x/Bj\xf6rn.jpg,Bj\xf6rn,5\n");
+    std::fs::write(&csv, bytes).unwrap();
+    let err = load_error(&csv).await;
+    assert!(err.ends_with("train.csv:6: not UTF-8 text (byte 11 of the line): save the CSV as UTF-8"), "{err}");
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_does_not_end_up_in_the_first_path() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synth_dataset(dir.path(), common::SMALL_SIDE, 1);
+    let csv = dir.path().join("train.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&csv, format!("\u{feff}{text}")).unwrap();
+    let dataset = load_dataset(csv.to_str().unwrap(), &options(OnBadRow::Fail)).await.unwrap();
+    assert_eq!(dataset.len(), 5);
+    assert!(dataset.rows[0].path.starts_with("train/"), "{:?}", dataset.rows[0].path);
+}
+
+#[tokio::test]
+async fn a_path_above_the_root_is_named_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synth_dataset(dir.path(), common::SMALL_SIDE, 1);
+    let csv = dir.path().join("train.csv");
+    let climb = "../".repeat(40) + "x.jpg";
+    append(&csv, &format!("{climb},Ada_Lovelace,0"));
+    let options = LoadOptions { allow_outside_paths: true, ..options(OnBadRow::Fail) };
+    let err = load_dataset(csv.to_str().unwrap(), &options).await.unwrap_err().to_string();
+    let expected = format!(
+        "train.csv:6: image `{climb}`: it climbs above the root of the store (/) from {}",
+        dir.path().display()
+    );
+    assert!(err.ends_with(&expected), "{err}\nexpected the end: {expected}");
+}
+
+#[tokio::test]
+async fn a_symlink_that_leaves_the_dataset_folder_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    common::synth_dataset(outside.path(), common::SMALL_SIDE, 1);
+    let secret = outside.path().join("train/Ada_Lovelace/Ada_Lovelace_0000.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    common::synth_dataset(dir.path(), common::SMALL_SIDE, 1);
+    std::os::unix::fs::symlink(&secret, dir.path().join("train/innocent.jpg")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("train"), dir.path().join("train/linked")).unwrap();
+    let csv = dir.path().join("train.csv");
+    let clean = std::fs::read_to_string(&csv).unwrap();
+
+    append(&csv, "train/innocent.jpg,Ada_Lovelace,0");
+    let err = load_error(&csv).await;
+    assert!(
+        err.contains("train.csv:6: image `train/innocent.jpg`") && err.contains("escapes the dataset folder"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("a link to {}", secret.canonicalize().unwrap().display())), "{err}");
+
+    std::fs::write(&csv, &clean).unwrap();
+    append(&csv, "train/linked/Ada_Lovelace/Ada_Lovelace_0000.jpg,Ada_Lovelace,0");
+    assert!(load_error(&csv).await.contains("escapes the dataset folder"));
+
+    // Links inside the folder, and a dataset reached through a linked folder, are fine.
+    std::fs::write(&csv, &clean).unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("train/Ada_Lovelace/Ada_Lovelace_0000.jpg"),
+        dir.path().join("train/ada.jpg"),
+    )
+    .unwrap();
+    append(&csv, "train/ada.jpg,Ada_Lovelace,0");
+    let via = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(dir.path(), via.path().join("data")).unwrap();
+    let linked_csv = via.path().join("data/train.csv");
+    let dataset = load_dataset(linked_csv.to_str().unwrap(), &options(OnBadRow::Fail)).await.unwrap();
+    assert_eq!(dataset.len(), 6);
+    append(&csv, "train/nobody/missing.jpg,Ada_Lovelace,0");
+    let err = load_error(&linked_csv).await;
+    assert!(err.contains("missing.jpg") && err.contains("not found"), "{err}");
+}
+
+/// Peak resident memory of this process (Linux), to show a file was not read whole.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[tokio::test]
+async fn a_huge_csv_stops_at_its_first_bad_line_in_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("train.csv");
+    // A bad first line, then 1 GiB (sparse: no disk used) that is never needed.
+    let file = std::fs::File::create(&csv).unwrap();
+    std::io::Write::write_all(&mut &file, b"a.jpg,Ann,zero\n").unwrap();
+    file.set_len(GIB).unwrap();
+    let err = load_error(&csv).await;
+    assert!(err.ends_with("train.csv:1: label `zero` is not a non-negative integer"), "{err}");
+
+    // One endless line: refused at the line-length bound.
+    std::fs::write(&csv, b"").unwrap();
+    std::fs::File::options().write(true).open(&csv).unwrap().set_len(GIB).unwrap();
+    let err = load_error(&csv).await;
+    assert!(err.ends_with("train.csv:1: line longer than 4096 bytes"), "{err}");
+    // Skip mode reads past it, keeping none of it (64 MiB keeps the test quick).
+    std::fs::File::options().write(true).open(&csv).unwrap().set_len(GIB / 16).unwrap();
+    let err = load_dataset(csv.to_str().unwrap(), &options(OnBadRow::Skip)).await.unwrap_err().to_string();
+    assert!(err.contains("every row was bad"), "{err}");
+    assert!(peak_rss_bytes() < GIB / 4, "peak RSS {} MiB: the CSV was held whole", peak_rss_bytes() >> 20);
+}
+
+#[tokio::test]
+async fn labels_without_rows_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synth_dataset(dir.path(), common::SMALL_SIDE, 1);
+    let csv = dir.path().join("train.csv");
+    let text = std::fs::read_to_string(&csv).unwrap().replace(",Grace_Hopper,2", ",Grace_Hopper,7");
+    std::fs::write(&csv, text).unwrap();
+    let dataset = load_dataset(csv.to_str().unwrap(), &options(OnBadRow::Fail)).await.unwrap();
+    assert_eq!(dataset.num_classes, 8);
+    assert_eq!(dataset.labels_without_rows(), vec![2, 5, 6]);
+}

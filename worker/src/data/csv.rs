@@ -1,9 +1,11 @@
 //! Dataset CSVs: rows of `image_path,name,label` (the tutorial's format, no header; a header row
-//! is accepted). Parsing is plain logic over text so every rule is unit-tested; errors name the
-//! file, the 1-based line and what was expected.
+//! is accepted). Parsing is plain logic over lines, fed as the file is read, so every rule is
+//! unit-tested and a bad line is reported without reading the rest; errors name the file, the
+//! 1-based line and what was expected.
 
 use std::collections::BTreeMap;
 
+use crate::data::lines::{Line, LineSplitter};
 use crate::error::{Error, Result};
 use crate::job::OnBadRow;
 
@@ -38,46 +40,98 @@ pub struct ParsedCsv {
 
 /// Parses the CSV text. `num_classes`, when known, bounds the labels.
 pub fn parse_rows(file: &str, text: &str, num_classes: Option<usize>, on_bad_row: OnBadRow) -> Result<ParsedCsv> {
-    if let Some(n) = num_classes.filter(|&n| n > MAX_CLASSES) {
-        let message = format!("num_classes = {n} is more than the {MAX_CLASSES} classes a dataset may have");
-        return Err(Error::BadDataset { file: file.into(), message });
+    let mut parser = CsvParser::new(file, num_classes, on_bad_row)?;
+    let mut lines = LineSplitter::new(MAX_LINE_BYTES);
+    lines.push(text.as_bytes(), |line| parser.push(line))?;
+    lines.finish(|line| parser.push(line))?;
+    parser.finish()
+}
+
+/// Parses a CSV one line at a time, so it is checked as it is read: in fail mode the first bad
+/// line ends the read, whatever follows it.
+#[derive(Debug)]
+pub struct CsvParser {
+    file: String,
+    num_classes: Option<usize>,
+    on_bad_row: OnBadRow,
+    /// 1-based number of the last line pushed.
+    line: usize,
+    parsed: ParsedCsv,
+    /// label -> (name, first line), to catch a label used for two people.
+    names_by_label: BTreeMap<usize, (String, usize)>,
+    labels_by_name: BTreeMap<String, (usize, usize)>,
+}
+
+impl CsvParser {
+    pub fn new(file: &str, num_classes: Option<usize>, on_bad_row: OnBadRow) -> Result<Self> {
+        if let Some(n) = num_classes.filter(|&n| n > MAX_CLASSES) {
+            let message = format!("num_classes = {n} is more than the {MAX_CLASSES} classes a dataset may have");
+            return Err(Error::BadDataset { file: file.into(), message });
+        }
+        Ok(Self {
+            file: file.into(),
+            num_classes,
+            on_bad_row,
+            line: 0,
+            parsed: ParsedCsv::default(),
+            names_by_label: BTreeMap::new(),
+            labels_by_name: BTreeMap::new(),
+        })
     }
-    let mut parsed = ParsedCsv::default();
-    // label -> (name, first line), to catch a label used for two people.
-    let mut names_by_label: BTreeMap<usize, (String, usize)> = BTreeMap::new();
-    let mut labels_by_name: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
-        let raw = raw.trim_end_matches('\r');
-        if raw.trim().is_empty() || raw.starts_with('#') {
-            continue;
-        }
-        if index == 0 && is_header(raw) {
-            continue;
-        }
-        let row = parse_row(line, raw, num_classes).and_then(|row| {
-            check_consistent(&row, &mut names_by_label, &mut labels_by_name)?;
-            Ok(row)
-        });
-        match (row, on_bad_row) {
-            (Ok(row), _) => parsed.rows.push(row),
-            (Err(e), OnBadRow::Skip) => parsed.skipped.push(e),
+
+    /// The next line of the file.
+    pub fn push(&mut self, line: Line<'_>) -> Result<()> {
+        self.line += 1;
+        let row = match line {
+            Line::TooLong => Err(RowError { line: self.line, message: too_long() }),
+            Line::Complete(bytes) => match self.text(bytes) {
+                Ok(raw) if raw.trim().is_empty() || raw.starts_with('#') => return Ok(()),
+                Ok(raw) if self.line == 1 && is_header(raw) => return Ok(()),
+                Ok(raw) => parse_row(self.line, raw, self.num_classes).and_then(|row| {
+                    check_consistent(&row, &mut self.names_by_label, &mut self.labels_by_name)?;
+                    Ok(row)
+                }),
+                Err(e) => Err(e),
+            },
+        };
+        match (row, self.on_bad_row) {
+            (Ok(row), _) => self.parsed.rows.push(row),
+            (Err(e), OnBadRow::Skip) => self.parsed.skipped.push(e),
             (Err(e), OnBadRow::Fail) => {
-                return Err(Error::BadRow { file: file.into(), line: e.line, message: e.message });
+                return Err(Error::BadRow { file: self.file.clone(), line: e.line, message: e.message });
             }
         }
-        if parsed.rows.len() > MAX_ROWS {
-            return Err(Error::BadDataset { file: file.into(), message: format!("more than {MAX_ROWS} rows") });
+        if self.parsed.rows.len() > MAX_ROWS {
+            return Err(Error::BadDataset { file: self.file.clone(), message: format!("more than {MAX_ROWS} rows") });
         }
+        Ok(())
     }
-    if parsed.rows.is_empty() {
-        let why = if parsed.skipped.is_empty() { "no rows" } else { "every row was bad and skipped" };
-        return Err(Error::BadDataset {
-            file: file.into(),
-            message: format!("empty dataset ({why}): expected rows of `image_path,name,label`"),
-        });
+
+    /// The line as text: UTF-8 without the line ending, and without the byte-order mark some
+    /// editors put at the start of a file (it would end up invisible inside the first path).
+    fn text<'a>(&self, bytes: &'a [u8]) -> std::result::Result<&'a str, RowError> {
+        let raw = std::str::from_utf8(bytes).map_err(|e| RowError {
+            line: self.line,
+            message: format!("not UTF-8 text (byte {} of the line): save the CSV as UTF-8", e.valid_up_to() + 1),
+        })?;
+        let raw = if self.line == 1 { raw.strip_prefix('\u{feff}').unwrap_or(raw) } else { raw };
+        Ok(raw.trim_end_matches('\r'))
     }
-    Ok(parsed)
+
+    pub fn finish(self) -> Result<ParsedCsv> {
+        if self.parsed.rows.is_empty() {
+            let why = if self.parsed.skipped.is_empty() { "no rows" } else { "every row was bad and skipped" };
+            return Err(Error::BadDataset {
+                file: self.file,
+                message: format!("empty dataset ({why}): expected rows of `image_path,name,label`"),
+            });
+        }
+        Ok(self.parsed)
+    }
+}
+
+fn too_long() -> String {
+    format!("line longer than {MAX_LINE_BYTES} bytes")
 }
 
 fn is_header(raw: &str) -> bool {
@@ -88,7 +142,7 @@ fn is_header(raw: &str) -> bool {
 fn parse_row(line: usize, raw: &str, num_classes: Option<usize>) -> std::result::Result<Row, RowError> {
     let err = |message: String| RowError { line, message };
     if raw.len() > MAX_LINE_BYTES {
-        return Err(err(format!("line longer than {MAX_LINE_BYTES} bytes")));
+        return Err(err(too_long()));
     }
     let fields = split_fields(raw).map_err(|m| err(m.into()))?;
     let [path, name, label] = fields.as_slice() else {
@@ -161,6 +215,14 @@ fn split_fields(raw: &str) -> std::result::Result<Vec<String>, &'static str> {
     Ok(fields)
 }
 
+/// Labels below `num_classes` that no row has: output classes the model would never learn (or,
+/// in a validation set, never be checked on), usually a mistake in the CSV.
+pub fn labels_without_rows(rows: &[Row], num_classes: usize) -> Vec<usize> {
+    let mut seen = vec![false; num_classes];
+    rows.iter().filter(|row| row.label < num_classes).for_each(|row| seen[row.label] = true);
+    seen.iter().enumerate().filter(|(_, seen)| !**seen).map(|(label, _)| label).collect()
+}
+
 /// Class names indexed by label; a label with no rows gets an empty name.
 pub fn class_names(rows: &[Row], num_classes: usize) -> Vec<String> {
     let mut names = vec![String::new(); num_classes];
@@ -222,6 +284,39 @@ mod tests {
             parse_rows("t.csv", "a.jpg,Ann,0\nbroken\nc.jpg,Cy,x\nd.jpg,Dee,1\n", None, OnBadRow::Skip).unwrap();
         assert_eq!(parsed.rows.len(), 2);
         assert_eq!(parsed.skipped.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_path() {
+        let rows = parse("\u{feff}a.jpg,Ann,0\nb.jpg,Bob,1\n").unwrap().rows;
+        assert_eq!(rows[0].path, "a.jpg");
+        let with_header = parse("\u{feff}path,name,label\na.jpg,Ann,0\n").unwrap().rows;
+        assert_eq!((with_header.len(), with_header[0].line), (1, 2));
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_reported_by_line() {
+        let mut parser = CsvParser::new("t.csv", None, OnBadRow::Fail).unwrap();
+        parser.push(Line::Complete(b"a.jpg,Ann,0")).unwrap();
+        let err = parser.push(Line::Complete(b"b.jpg,Bj\xf6rn,1")).unwrap_err().to_string();
+        assert_eq!(err, "t.csv:2: not UTF-8 text (byte 9 of the line): save the CSV as UTF-8");
+    }
+
+    #[test]
+    fn overlong_lines_are_bad_rows_and_skip_mode_goes_on() {
+        let long = format!("{},Ann,0\n", "p".repeat(MAX_LINE_BYTES + 10));
+        let err = parse(&format!("a.jpg,Ann,0\n{long}")).unwrap_err().to_string();
+        assert_eq!(err, format!("t.csv:2: line longer than {MAX_LINE_BYTES} bytes"));
+        let parsed = parse_rows("t.csv", &format!("{long}b.jpg,Bob,1\n"), None, OnBadRow::Skip).unwrap();
+        assert_eq!((parsed.skipped[0].line, parsed.rows[0].line), (1, 2));
+    }
+
+    #[test]
+    fn labels_without_rows_are_listed() {
+        let rows = parse("a.jpg,Ann,0\nb.jpg,Bob,3\n").unwrap().rows;
+        assert_eq!(labels_without_rows(&rows, 4), vec![1, 2]);
+        assert_eq!(labels_without_rows(&rows, 6), vec![1, 2, 4, 5]);
+        assert!(labels_without_rows(&parse("a.jpg,Ann,0\n").unwrap().rows, 1).is_empty());
     }
 
     #[test]

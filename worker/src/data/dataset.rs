@@ -5,8 +5,9 @@
 use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 
-use crate::data::csv::{self, Row, RowError};
-use crate::data::image::{RgbImage, decode_rgb};
+use crate::data::csv::{self, CsvParser, MAX_LINE_BYTES, ParsedCsv, Row, RowError};
+use crate::data::image::{MAX_IMAGE_FILE_BYTES, RgbImage, decode_rgb};
+use crate::data::lines::LineSplitter;
 use crate::error::{Error, Result};
 use crate::job::OnBadRow;
 use crate::storage::Location;
@@ -52,6 +53,11 @@ impl Dataset {
         self.rows[index].label
     }
 
+    /// Labels below `num_classes` with no row (see [`csv::labels_without_rows`]).
+    pub fn labels_without_rows(&self) -> Vec<usize> {
+        csv::labels_without_rows(&self.rows, self.num_classes)
+    }
+
     pub fn count_per_class(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes];
         self.rows.iter().for_each(|row| counts[row.label] += 1);
@@ -61,18 +67,18 @@ impl Dataset {
 
 pub async fn load_dataset(csv_url: &str, options: &LoadOptions) -> Result<Dataset> {
     let csv_location = Location::parse(csv_url)?;
-    let text = csv_location.read().await?;
-    let text = std::str::from_utf8(&text)
-        .map_err(|e| Error::BadDataset { file: csv_url.into(), message: format!("not UTF-8 text: {e}") })?;
-    let parsed = csv::parse_rows(csv_url, text, options.num_classes, options.on_bad_row)?;
+    let parsed = read_csv(&csv_location, csv_url, options).await?;
     let mut skipped = parsed.skipped;
+    // Links resolved, so a link inside the folder that points outside it counts as outside.
+    let dataset_folder = csv_location.folder().resolve_links().await;
 
     let fetched: Vec<(Row, std::result::Result<bytes::Bytes, String>)> = futures::stream::iter(parsed.rows)
         .map(|row| {
-            let location = image_location(&csv_location, &row, options.allow_outside_paths);
+            let (csv_location, dataset_folder) = (&csv_location, &dataset_folder);
             async move {
-                let bytes = match location {
-                    Ok(location) => location.read().await.map_err(|e| e.to_string()),
+                let bytes = match image_location(csv_location, dataset_folder, &row, options.allow_outside_paths).await
+                {
+                    Ok(location) => location.read_at_most(MAX_IMAGE_FILE_BYTES).await.map_err(|e| e.to_string()),
                     Err(message) => Err(message),
                 };
                 Ok::<_, Error>((row, bytes))
@@ -123,18 +129,82 @@ pub async fn load_dataset(csv_url: &str, options: &LoadOptions) -> Result<Datase
     let num_classes = options.num_classes.unwrap_or_else(|| rows.iter().map(|r| r.label).max().unwrap_or(0) + 1);
     let class_names = csv::class_names(&rows, num_classes);
     skipped.sort_by_key(|e| e.line);
-    Ok(Dataset { source: csv_url.into(), rows, images, num_classes, class_names, skipped, resized })
+    let dataset = Dataset { source: csv_url.into(), rows, images, num_classes, class_names, skipped, resized };
+    // Logged here so every caller (dataset check, training start, eval) shows it.
+    let gaps = dataset.labels_without_rows();
+    if !gaps.is_empty() {
+        tracing::warn!(csv = csv_url, labels = %list(&gaps), num_classes, "{LABEL_GAP_WARNING}");
+    }
+    Ok(dataset)
 }
 
-fn image_location(csv: &Location, row: &Row, allow_outside: bool) -> std::result::Result<Location, String> {
-    let location = csv.sibling(&row.path).map_err(|e| e.to_string())?;
-    if !allow_outside && !csv.folder_contains(&location) {
+/// The CSV, streamed: each line is checked as it arrives, so the first bad line of a huge file
+/// is reported without reading on, and memory holds one line at a time beside the rows.
+async fn read_csv(location: &Location, csv_url: &str, options: &LoadOptions) -> Result<ParsedCsv> {
+    let mut parser = CsvParser::new(csv_url, options.num_classes, options.on_bad_row)?;
+    let mut lines = LineSplitter::new(MAX_LINE_BYTES);
+    let mut chunks = std::pin::pin!(location.read_chunks().await?);
+    while let Some(chunk) = chunks.next().await {
+        lines.push(&chunk?, |line| parser.push(line))?;
+    }
+    lines.finish(|line| parser.push(line))?;
+    parser.finish()
+}
+
+/// Where a row's image is, refused when it leaves the dataset folder (after links are resolved)
+/// unless the job allows it.
+async fn image_location(
+    csv: &Location,
+    dataset_folder: &Location,
+    row: &Row,
+    allow_outside: bool,
+) -> std::result::Result<Location, String> {
+    let location = csv.sibling(&row.path).map_err(|e| match e {
+        Error::Storage { message, .. } => message,
+        other => other.to_string(),
+    })?;
+    if allow_outside {
+        return Ok(location);
+    }
+    let resolved = location.resolve_links().await;
+    if !dataset_folder.contains(&resolved) {
+        let link = if resolved.to_string() == location.to_string() {
+            String::new()
+        } else {
+            format!(" (a link to {resolved})")
+        };
         return Err(format!(
-            "image path `{}` escapes the dataset folder (set dataset.allow_outside_paths = true to allow it)",
+            "image path `{}`{link} escapes the dataset folder {dataset_folder} (set dataset.allow_outside_paths = true \
+             to allow it)",
             row.path
         ));
     }
-    Ok(location)
+    Ok(resolved)
+}
+
+/// What a label with no rows means, for the warning.
+pub const LABEL_GAP_WARNING: &str = "labels with no rows: the model gets output classes it is never trained or \
+                                     checked on (labels should be 0..N-1 without gaps)";
+
+/// `1, 2, 5` (the first 20, then how many more), for messages.
+pub fn list(labels: &[usize]) -> String {
+    let mut shown: Vec<String> = labels.iter().take(20).map(usize::to_string).collect();
+    if labels.len() > shown.len() {
+        shown.push(format!("and {} more", labels.len() - shown.len()));
+    }
+    shown.join(", ")
+}
+
+/// Labels whose names differ between a dataset and a checkpoint's classes (label, in the
+/// dataset, in the checkpoint): evaluating one person's photos against another's class.
+pub fn class_name_mismatches(dataset: &[String], checkpoint: &[String]) -> Vec<(usize, String, String)> {
+    dataset
+        .iter()
+        .zip(checkpoint)
+        .enumerate()
+        .filter(|(_, (ours, theirs))| !ours.is_empty() && !theirs.is_empty() && ours != theirs)
+        .map(|(label, (ours, theirs))| (label, ours.clone(), theirs.clone()))
+        .collect()
 }
 
 /// Checks that a validation set names its classes as the training set does.

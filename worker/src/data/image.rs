@@ -9,6 +9,12 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits};
 pub const MAX_IMAGE_SIDE: u32 = 8192;
 /// Refuse images whose decoded pixels would take more than this (an 8192x8192 RGB8 fits).
 pub const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+/// Sides a model input may have (`model.image_size`), so a flag such as `--image-size` is
+/// refused before it sizes a buffer.
+pub const MODEL_SIDES: std::ops::RangeInclusive<u32> = 8..=1024;
+/// Refuse image files larger than this before reading them: a face photo is far smaller, and
+/// loading reads many files at once, so one huge file must not be held whole.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// An RGB image, `side x side`, row-major HWC bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,5 +5,6 @@ pub mod batch;
 pub mod csv;
 pub mod dataset;
 pub mod image;
+pub mod lines;
 pub mod shard;
 pub mod synth;

@@ -12,6 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::augment::sample_seed;
 use crate::error::{Error, Result};
 
+/// Photos per person and split a synthetic dataset may have: an empty split is no dataset, and
+/// the bound keeps a mistyped count from filling a disk.
+pub const PER_PERSON: std::ops::RangeInclusive<u32> = 1..=10_000;
+
 pub const PEOPLE: [&str; 5] = ["Ada_Lovelace", "Alan_Turing", "Grace_Hopper", "Edsger_Dijkstra", "Barbara_Liskov"];
 
 #[derive(Debug, Clone)]
@@ -25,6 +29,30 @@ pub struct SynthOptions {
 impl Default for SynthOptions {
     fn default() -> Self {
         Self { side: 96, train_per_person: 40, validate_per_person: 10, seed: 7 }
+    }
+}
+
+impl SynthOptions {
+    /// What is out of range, named as the option.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let per_person = |n: usize| u32::try_from(n).is_ok_and(|n| PER_PERSON.contains(&n));
+        let checks = [
+            (
+                crate::data::image::MODEL_SIDES.contains(&self.side),
+                "side",
+                self.side as usize,
+                crate::data::image::MODEL_SIDES,
+            ),
+            (per_person(self.train_per_person), "train_per_person", self.train_per_person, PER_PERSON),
+            (per_person(self.validate_per_person), "validate_per_person", self.validate_per_person, PER_PERSON),
+        ];
+        for (ok, name, value, range) in checks {
+            if !ok {
+                let (low, high) = (range.start(), range.end());
+                return Err(format!("{name} = {value}: expected {low}..={high}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -51,8 +79,10 @@ fn person(index: usize) -> Person {
     }
 }
 
-/// Writes the dataset under `dir` and returns the number of images written.
+/// Writes the dataset under `dir` and returns the number of images written. Options out of
+/// range are refused before anything is written.
 pub fn write_synthetic_dataset(dir: &Path, options: &SynthOptions) -> Result<usize> {
+    options.validate().map_err(|message| Error::BadDataset { file: dir.display().to_string(), message })?;
     let mut written = 0;
     for (split, per_person) in [("train", options.train_per_person), ("validate", options.validate_per_person)] {
         let mut csv = String::new();
