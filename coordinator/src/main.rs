@@ -17,7 +17,6 @@ use facetrain_coordinator::server::Security;
 use facetrain_coordinator::store::JobStore;
 use facetrain_proto::auth::Token;
 use facetrain_proto::tls::{ClientCertificates, TlsFiles};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -36,14 +35,14 @@ struct Args {
     /// Job store file (redb), on a persistent volume.
     #[arg(long, env = "FACETRAIN_STORE", default_value = "/var/lib/facetrain/jobs.redb")]
     store: PathBuf,
-    /// A worker silent this long is lost.
-    #[arg(long, default_value = "5000")]
+    /// A worker silent this long is lost (100 ms to 1 h).
+    #[arg(long, default_value = "5000", value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     heartbeat_timeout_ms: u64,
-    /// Floor of the per-step deadline (k x recent p99 step time).
-    #[arg(long, default_value = "10000")]
+    /// Floor of the per-step deadline (k x recent p99 step time; 100 ms to 1 day).
+    #[arg(long, default_value = "10000", value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     step_deadline_ms: u64,
-    /// How long a queued job waits for all its workers before starting with fewer.
-    #[arg(long, default_value = "5000")]
+    /// How long a queued job waits for all its workers before starting with fewer (0 to 1 h).
+    #[arg(long, default_value = "5000", value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     start_grace_ms: u64,
     /// Refuse jobs whose model needs more than this much memory on one worker (GiB, estimated
     /// from the job's model, class count and per-worker batch at submit).
@@ -123,9 +122,9 @@ async fn main() -> anyhow::Result<()> {
     let limits = Limits { max_job_bytes: args.max_job_memory_gib << 30 };
     let coordinator = Coordinator::open(store, timing, limits, metrics)?;
     register_job_metrics(&registry, coordinator.clone())?;
-    let listener = TcpListener::bind(&args.listen).await?;
+    let listener = facetrain_telemetry::bind(&args.listen, "gRPC").await?;
     let security = args.security(listener.local_addr()?)?;
-    let metrics_listener = TcpListener::bind(&args.metrics_listen).await?;
+    let metrics_listener = facetrain_telemetry::bind(&args.metrics_listen, "/metrics").await?;
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -47,7 +47,7 @@ pub async fn run_agent(
     let mailbox = Arc::new(ring::Mailbox::default());
     let peer_address = match &options.peer_listen {
         Some(listen) => {
-            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let listener = facetrain_telemetry::bind(listen, "ring peers").await?;
             let bound = listener.local_addr()?;
             let api = ring::PeerApi { mailbox: mailbox.clone() };
             let service = facetrain_proto::pb::peer_service_server::PeerServiceServer::new(api)
