@@ -93,10 +93,11 @@ impl JobStore {
     /// error closes it so the next call starts from a fresh handle.
     fn with_db<T>(&self, operation: impl FnOnce(&Database) -> Result<T, String>) -> Result<T, StoreError> {
         let mut slot = self.slot();
-        if slot.is_none() {
-            *slot = Some(self.open_database(false).map_err(|e| self.fail(format!("cannot reopen: {e}")))?);
-        }
-        let db = slot.as_ref().expect("just opened");
+        let db = match slot.take() {
+            Some(db) => db,
+            None => self.open_database(false).map_err(|e| self.fail(format!("cannot reopen: {e}")))?,
+        };
+        let db = slot.insert(db);
         let result = guarded(|| operation(db));
         if result.is_err() {
             *slot = None;

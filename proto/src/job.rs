@@ -276,6 +276,8 @@ impl JobSpec {
     }
 
     pub fn to_toml(&self) -> String {
+        // Plain strings, numbers, booleans, arrays and tables: TOML can hold all of them.
+        #[allow(clippy::expect_used)]
         toml::to_string(self).expect("a job spec always serialises")
     }
 

@@ -106,19 +106,18 @@ impl SampleLedger {
                 *slot = Some((row, member.worker));
             }
         }
-        let missing: Vec<u64> =
-            row_of.iter().enumerate().filter(|(_, s)| s.is_none()).map(|(i, _)| start + i as u64).collect();
-        if !missing.is_empty() {
+        let Some(trained_rows) = row_of.iter().map(|slot| slot.map(|(row, _)| row)).collect::<Option<Vec<u32>>>() else {
+            let missing: Vec<u64> =
+                row_of.iter().enumerate().filter(|(_, s)| s.is_none()).map(|(i, _)| start + i as u64).collect();
             return Err(LedgerViolation(format!(
                 "{} of the step's {batch} positions were not trained: {}",
                 missing.len(),
                 preview(&missing)
             )));
-        }
+        };
         let mut next = self.clone();
         next.rows = rows;
-        for (offset, slot) in row_of.iter().enumerate() {
-            let (row, _) = slot.expect("checked: every position trained");
+        for (offset, row) in trained_rows.into_iter().enumerate() {
             next.add(start + offset as u64, row)?;
         }
         *self = next;

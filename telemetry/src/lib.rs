@@ -36,8 +36,10 @@ pub fn register_build_info(registry: &Registry, component: &str) -> prometheus::
 /// The registry's metrics in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     let mut buffer = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut buffer).expect("text encoding of gathered metrics");
-    String::from_utf8(buffer).expect("the text format is UTF-8")
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+        tracing::warn!(error = %e, "metrics could not all be encoded");
+    }
+    String::from_utf8_lossy(&buffer).into_owned()
 }
 
 /// Serves `GET /metrics` (and `/healthz`) until `shutdown` resolves.
@@ -71,11 +73,10 @@ fn respond(path: &str, registry: &Registry) -> Response<Full<Bytes>> {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics\n".to_string()),
     };
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response parts are valid")
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response
 }
 
 /// gRPC status names as grpc-go spells them (the convention dashboards and alerts use).

@@ -81,6 +81,8 @@ impl Checkpoint {
             model_len: self.model.len() as u64,
             optimizer_len: self.optimizer.len() as u64,
         };
+        // Strings, numbers and lists with string keys only: JSON can hold all of them.
+        #[allow(clippy::expect_used)]
         let header = serde_json::to_vec(&header).expect("checkpoint header serialises");
         let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + self.model.len() + self.optimizer.len() + 4);
         out.extend_from_slice(MAGIC);
@@ -99,7 +101,7 @@ impl Checkpoint {
             return Err("not a facetrain checkpoint (bad magic)".into());
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
-        let expected = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+        let expected = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
         let actual = crc32fast::hash(body);
         if expected != actual {
             return Err(format!(
@@ -107,7 +109,7 @@ impl Checkpoint {
             ));
         }
         let rest = &body[MAGIC.len()..];
-        let header_len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let header_len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let rest = &rest[4..];
         if header_len > rest.len() {
             return Err("header length exceeds the file".into());

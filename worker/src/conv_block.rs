@@ -63,7 +63,9 @@ fn fused_shape(x: &Tensor<4>, conv: &Conv2d, pool: &MaxPool2d) -> Option<BlockSh
 
 fn fused(x: Tensor<4>, conv: &Conv2d, pool: &MaxPool2d, shape: BlockShape) -> (Tensor<4>, BlockPath) {
     let weight = conv.weight.val();
-    let bias = conv.bias.as_ref().expect("checked by fused_shape").val();
+    let Some(bias) = conv.bias.as_ref().map(|b| b.val()) else {
+        return (unfused(x, conv, pool), BlockPath::BurnOps);
+    };
     if let (Ok(x), Ok(weight), Ok(bias)) = (
         x.clone().try_into_primitive::<Autodiff<Flex>>(),
         weight.clone().try_into_primitive::<Autodiff<Flex>>(),
@@ -160,7 +162,7 @@ fn output_dims(shape: BlockShape) -> Vec<usize> {
 fn f32s(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(values) => values.into(),
-        None => tensor.clone().into_data().try_to_vec::<f32>().expect("checked: an f32 tensor").into(),
+        None => tensor.clone().into_data().iter::<f32>().collect::<Vec<_>>().into(),
     }
 }
 

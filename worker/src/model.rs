@@ -41,7 +41,8 @@ impl Architecture {
     }
 
     pub fn flat_features(&self) -> usize {
-        let channels = *self.spec.conv_channels.last().expect("validated: at least one conv layer");
+        // Without conv layers (refused by the job's validation) the image's 3 channels go in flat.
+        let channels = self.spec.conv_channels.last().copied().unwrap_or(3);
         channels * self.final_side() * self.final_side()
     }
 

@@ -91,8 +91,9 @@ pub fn replace_gradients<M: Module>(module: &M, grads: &mut GradientsParams, fla
         }
     }
     assert_eq!(flat.len(), parameter_count(module), "gradient vector does not match the model");
-    let device = module.devices().into_iter().next().expect("a model lives on a device").inner();
-    module.visit(&mut Replace { grads, flat, device });
+    // A model without parameters has no device and nothing to replace.
+    let Some(device) = module.devices().into_iter().next() else { return };
+    module.visit(&mut Replace { grads, flat, device: device.inner() });
 }
 
 fn tensor_from<const D: usize>(flat: &mut &[f32], dims: [usize; D], device: &burn::tensor::Device) -> Tensor<D> {
@@ -103,7 +104,7 @@ fn tensor_from<const D: usize>(flat: &mut &[f32], dims: [usize; D], device: &bur
 }
 
 fn extend_from(out: &mut Vec<f32>, data: TensorData) {
-    out.extend_from_slice(data.as_slice::<f32>().expect("model parameters are f32"));
+    out.extend(data.iter::<f32>());
 }
 
 /// A cheap, order-sensitive fingerprint of a parameter vector, to compare workers' replicas.

@@ -40,11 +40,11 @@ impl Cluster {
 
     /// Records an incident for `condition` unless one is already open.
     pub(super) fn open_condition(&mut self, job: &str, condition: Condition, detail: String, now: Now) {
-        if self.conditions.iter().any(|(j, _, c)| j == job && *c == condition) || !self.jobs.contains_key(job) {
+        if self.conditions.iter().any(|(j, _, c)| j == job && *c == condition) {
             return;
         }
         let cause = condition.cause();
-        let record = self.jobs.get_mut(job).expect("checked above");
+        let Some(record) = self.jobs.get_mut(job) else { return };
         let step = record.step + 1;
         record.incidents.push(IncidentRecord::detected(cause, detail.clone(), step, now.unix_ms, 0.0));
         self.conditions.push((job.to_string(), record.incidents.len() - 1, condition));

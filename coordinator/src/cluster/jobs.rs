@@ -37,10 +37,14 @@ impl Cluster {
     }
 
     fn new_job_id(&self, now: Now) -> String {
-        (0u64..)
-            .map(|n| format!("j-{:x}{:04x}", now.unix_ms, (self.jobs.len() as u64 + n) % 0x10000))
-            .find(|id| !self.jobs.contains_key(id))
-            .expect("an unused id exists")
+        let mut n = self.jobs.len() as u64;
+        loop {
+            let id = format!("j-{:x}{:04x}", now.unix_ms, n % 0x10000);
+            if !self.jobs.contains_key(&id) {
+                return id;
+            }
+            n += 1;
+        }
     }
 
     /// A job prepared by [`Self::prepare_submit`] and saved.
@@ -103,7 +107,7 @@ impl Cluster {
             }
         }
         self.close_all(id, now);
-        let job = self.jobs.get_mut(id).expect("checked above");
+        let Some(job) = self.jobs.get_mut(id) else { return };
         job.running_seconds += running;
         job.state = to;
         job.message = message.clone();

@@ -139,7 +139,7 @@ impl Cluster {
             }
             if run.members.is_empty() {
                 // Nobody holds the state: rewind to the latest checkpoint (or start over).
-                let job = self.jobs.get_mut(&run.job_id).expect("the running job is known");
+                let Some(job) = self.jobs.get_mut(&run.job_id) else { return };
                 let (step, source, ledger) = match &job.latest_checkpoint {
                     Some(c) => (c.step, StateSource::Checkpoint(c.location.clone()), c.ledger.clone()),
                     None => (0, StateSource::Fresh, Some(Default::default())),
@@ -209,7 +209,7 @@ impl Cluster {
     }
 
     fn start(&mut self, id: &str, spec: JobSpec, now: Now) {
-        let record = self.jobs.get_mut(id).expect("a queued job is known");
+        let Some(record) = self.jobs.get_mut(id) else { return };
         let step = record.latest_checkpoint.as_ref().map_or(0, |c| c.step);
         let run = JobRun::new(id.to_string(), spec, record.job_toml.clone(), step, now.at);
         record.state = JobState::Running;

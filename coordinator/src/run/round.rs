@@ -66,12 +66,13 @@ impl JobRun {
         let members = &self.members;
         let sum = self.sum.get_or_insert_with(|| GradientSum::new(chunk.total as usize, members));
         sum.add_values(worker, chunk.total, chunk.offset, values)?;
-        if sum.is_complete() {
-            let sum = self.sum.take().expect("present");
-            self.release(sum.into_sum());
-            return Ok(true);
+        match self.sum.take_if(|sum| sum.is_complete()) {
+            Some(sum) => {
+                self.release(sum.into_sum());
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        Ok(false)
     }
 
     fn arrived(&mut self, worker: &str, now: Instant) {

@@ -6,7 +6,7 @@
 //! pieces waiting. The segment arithmetic ([`segment`], [`schedule`]) is plain and tested.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use facetrain_proto::auth::AttachToken;
 use facetrain_proto::job::GradientDtype;
@@ -37,7 +37,7 @@ pub struct Mailbox {
 impl Mailbox {
     fn deliver(&self, chunk: pb::RingChunk) {
         let key = (chunk.job_id, chunk.step, chunk.round, chunk.phase);
-        self.pieces.lock().expect("mailbox").entry(key).or_default().push((chunk.offset, chunk.data));
+        self.pieces.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default().push((chunk.offset, chunk.data));
         self.arrived.notify_waiters();
     }
 
@@ -46,9 +46,10 @@ impl Mailbox {
         loop {
             let notified = self.arrived.notified();
             {
-                let mut pieces = self.pieces.lock().expect("mailbox");
-                if pieces.get(key).is_some_and(|p| p.iter().map(|(_, d)| d.len()).sum::<usize>() >= bytes) {
-                    return pieces.remove(key).expect("checked");
+                let mut pieces = self.pieces.lock().unwrap_or_else(PoisonError::into_inner);
+                let ready = pieces.get(key).is_some_and(|p| p.iter().map(|(_, d)| d.len()).sum::<usize>() >= bytes);
+                if let Some(pieces) = pieces.remove(key).filter(|_| ready) {
+                    return pieces;
                 }
             }
             notified.await;
@@ -57,7 +58,7 @@ impl Mailbox {
 
     /// Drops pieces of earlier steps or abandoned rounds of `job`.
     fn forget_before(&self, job: &str, step: u64, round: u64) {
-        self.pieces.lock().expect("mailbox").retain(|(j, s, r, _), _| j != job || (*s, *r) >= (step, round));
+        self.pieces.lock().unwrap_or_else(PoisonError::into_inner).retain(|(j, s, r, _), _| j != job || (*s, *r) >= (step, round));
     }
 }
 
@@ -103,7 +104,7 @@ impl Ring {
     }
 
     async fn client(&self, address: &str) -> Result<PeerClient, Status> {
-        if let Some(client) = self.clients.lock().expect("clients").get(address) {
+        if let Some(client) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(address) {
             return Ok(client.clone());
         }
         let channel = self
@@ -117,7 +118,7 @@ impl Ring {
         let client = PeerServiceClient::with_interceptor(channel, self.security.attach_token())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        self.clients.lock().expect("clients").insert(address.to_string(), client.clone());
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner).insert(address.to_string(), client.clone());
         Ok(client)
     }
 
@@ -147,8 +148,8 @@ impl Ring {
             if phase == world - 1 && dtype != GradientDtype::F32 {
                 // The fully reduced segment this worker owns goes out in the wire dtype: keep the
                 // same rounded values here, or this replica would differ from the others.
-                let rounded =
-                    decode_gradients(&encode_gradients(&values[outgoing.clone()], dtype), dtype).expect("own encoding");
+                let rounded = decode_gradients(&encode_gradients(&values[outgoing.clone()], dtype), dtype)
+                    .ok_or_else(|| Status::internal("a gradient segment did not decode from its own encoding"))?;
                 values[outgoing.clone()].copy_from_slice(&rounded);
             }
             let sending = async {

@@ -116,10 +116,10 @@ impl JobSession {
         task: pb::TrainStep,
         (metrics, ring, max_job_bytes): (&WorkerMetrics, &Arc<Ring>, u64),
     ) -> Result<(), StepError> {
-        if slot.as_ref().is_none_or(|s| s.job_id != task.job_id) {
-            *slot = Some(Self::open(&task, max_job_bytes).await?);
-        }
-        let session = slot.as_mut().expect("just opened");
+        let session = match slot.take() {
+            Some(session) if session.job_id == task.job_id => slot.insert(session),
+            _ => slot.insert(Self::open(&task, max_job_bytes).await?),
+        };
         session.ensure_state(&task, client, worker).await?;
         let result = session.compute(&task, client, worker, ring).await?;
         metrics.step(
@@ -231,7 +231,7 @@ impl JobSession {
         worker: &str,
         ring: &Arc<Ring>,
     ) -> Result<StepResult, StepError> {
-        let mut trainer = self.trainer.take().expect("ensure_state loaded a trainer");
+        let mut trainer = self.trainer.take().ok_or_else(|| StepError::Abandoned("no model state yet".into()))?;
         let train = self.train.clone();
         let validate = self.validate.clone();
         let spec = self.spec.clone();
@@ -286,6 +286,12 @@ fn step_on_thread(
     exchange: &mut RemoteExchange,
 ) -> crate::Result<StepResult> {
     let batch_size = spec.training.batch_size;
+    if task.rank >= task.world || task.world as usize > batch_size {
+        return Err(Error::InvalidJob(format!(
+            "the task gives rank {} of {} workers for a batch of {batch_size}",
+            task.rank, task.world
+        )));
+    }
     let started = Instant::now();
     let picks = ShardPlan::new(train.len(), spec.training.seed).picks(task.cursor, batch_size);
     let mut mine = picks[share(batch_size, task.rank as usize, task.world as usize)].to_vec();

@@ -62,10 +62,11 @@ impl ShardPlan {
     }
 
     fn epoch_order(&mut self, epoch: u64) -> &[u32] {
-        if self.cached.as_ref().is_none_or(|(cached, _)| *cached != epoch) {
-            self.cached = Some((epoch, self.permutation(epoch)));
-        }
-        &self.cached.as_ref().expect("just filled").1
+        let cached = match self.cached.take() {
+            Some((at, order)) if at == epoch => (at, order),
+            _ => (epoch, self.permutation(epoch)),
+        };
+        &self.cached.insert(cached).1
     }
 }
 

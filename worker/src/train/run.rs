@@ -305,7 +305,9 @@ impl TrainingLoop<'_> {
     }
 
     fn save_checkpoint(&self, evaluation: Option<&(u64, Evaluation)>) -> Result<(u64, String)> {
-        let store = self.store.as_ref().expect("checkpointing is configured");
+        let Some(store) = self.store.as_ref() else {
+            return Err(Error::Training("no checkpoint folder is configured (checkpoint.dir)".into()));
+        };
         let step = self.trainer.step;
         let val_accuracy = evaluation.filter(|(at, _)| *at == step).map(|(_, e)| e.accuracy);
         let checkpoint =

@@ -166,7 +166,7 @@ impl Trainer {
         let inference = self.model.valid();
         let images = images_tensor(batch, &self.device.clone().inner());
         let logits = inference.forward(images, None).into_data();
-        logits.as_slice::<f32>().expect("f32 logits").to_vec()
+        logits.iter::<f32>().collect()
     }
 
     pub fn parameters(&self) -> Vec<f32> {
@@ -225,13 +225,13 @@ fn one_hot(labels: &[usize], classes: usize) -> Vec<f32> {
 }
 
 fn scalar(tensor: &Tensor<1>) -> f32 {
-    tensor.to_data().as_slice::<f32>().expect("f32 loss")[0]
+    tensor.to_data().iter::<f32>().next().unwrap_or(f32::NAN)
 }
 
 /// Index of the largest value in each row of a `[rows, classes]` f32 tensor.
 pub fn argmax_rows(data: &TensorData, classes: usize) -> Vec<usize> {
-    let values = data.as_slice::<f32>().expect("f32 logits");
-    values.chunks(classes).map(argmax).collect()
+    let values: Vec<f32> = data.iter::<f32>().collect();
+    values.chunks(classes.max(1)).map(argmax).collect()
 }
 
 pub fn argmax(row: &[f32]) -> usize {
