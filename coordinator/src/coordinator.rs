@@ -132,7 +132,9 @@ impl Coordinator {
         match event {
             Event::JobChanged { .. } => {}
             Event::JobStarted { job, step } => info!(job = %job, step, "job started"),
-            Event::JobFinished { job, state, message } => info!(job = %job, state = state.name(), message, "job finished"),
+            Event::JobFinished { job, state, message } => {
+                info!(job = %job, state = state.name(), message, "job finished")
+            }
             Event::WorkerRegistered { worker, name } => info!(worker = %worker, name, "worker registered"),
             Event::WorkerLost { worker, name, cause, detail } => {
                 warn!(worker = %worker, name, cause = cause.name(), detail, "worker lost")

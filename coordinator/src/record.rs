@@ -51,7 +51,15 @@ pub struct IncidentRecord {
 impl IncidentRecord {
     /// An incident detected at `unix_ms` while the job computed `step`, still open.
     pub fn detected(cause: IncidentCause, detail: String, step: u64, unix_ms: u64, lost_work_seconds: f64) -> Self {
-        Self { cause, detail, detected_unix_ms: unix_ms, resolved_unix_ms: 0, resolved_by: None, lost_work_seconds, step }
+        Self {
+            cause,
+            detail,
+            detected_unix_ms: unix_ms,
+            resolved_unix_ms: 0,
+            resolved_by: None,
+            lost_work_seconds,
+            step,
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -70,7 +78,9 @@ fn resolver_or_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Optio
     let name = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
     match name.as_str() {
         "" => Ok(None),
-        other => Resolver::parse(other).map(Some).ok_or_else(|| serde::de::Error::custom(format!("resolver `{other}`"))),
+        other => {
+            Resolver::parse(other).map(Some).ok_or_else(|| serde::de::Error::custom(format!("resolver `{other}`")))
+        }
     }
 }
 

@@ -18,9 +18,9 @@ use crate::access::AccessPolicy;
 use crate::cluster::{Limits, Timing};
 use crate::coordinator::{Coordinator, Shared};
 use crate::metrics::CoordinatorMetrics;
-use crate::store::JobStore;
 use crate::service::jobs::JobApi;
 use crate::service::workers::WorkerApi;
+use crate::store::JobStore;
 
 /// How often lost workers and deadlines are checked.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(250);

@@ -110,7 +110,8 @@ impl JobStore {
     }
 
     pub fn put(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(job).map_err(|e| self.fail(format!("job {} does not serialise: {e}", job.id)))?;
+        let bytes =
+            serde_json::to_vec(job).map_err(|e| self.fail(format!("job {} does not serialise: {e}", job.id)))?;
         self.with_db(|db| {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             {
@@ -175,7 +176,9 @@ impl JobStore {
 /// What `facectl list` shows for a record that could not be read.
 fn quarantined_job(id: &str, reason: &str) -> JobRecord {
     let mut job = JobRecord::queued(id.into(), id.into(), String::new(), String::new(), 0, 0);
-    let message = format!("the job's record in the store is unreadable ({reason}); its bytes are kept in the store's quarantine table");
+    let message = format!(
+        "the job's record in the store is unreadable ({reason}); its bytes are kept in the store's quarantine table"
+    );
     let mut incident = IncidentRecord::detected(IncidentCause::JobStore, message.clone(), 0, 0, 0.0);
     incident.resolve(facetrain_proto::incidents::Resolver::JobEnded, 0);
     job.incidents.push(incident);
@@ -217,7 +220,10 @@ mod tests {
         store
             .with_db(|db| {
                 let txn = db.begin_write().map_err(|e| e.to_string())?;
-                txn.open_table(JOBS).map_err(|e| e.to_string())?.insert("bad", b"{not json".as_slice()).map_err(|e| e.to_string())?;
+                txn.open_table(JOBS)
+                    .map_err(|e| e.to_string())?
+                    .insert("bad", b"{not json".as_slice())
+                    .map_err(|e| e.to_string())?;
                 txn.commit().map_err(|e| e.to_string())
             })
             .unwrap();

@@ -372,7 +372,8 @@ impl ModelSpec {
             parameters = parameters.saturating_add(mul(mul(channels, out), mul(k, k))).saturating_add(out);
             // The conv output at full size, then the pooled map.
             let half = side / 2;
-            activations = activations.saturating_add(mul(out, mul(side, side))).saturating_add(mul(out, mul(half, half)));
+            activations =
+                activations.saturating_add(mul(out, mul(side, side))).saturating_add(mul(out, mul(half, half)));
             channels = out;
             side = half;
         }

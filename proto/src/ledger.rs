@@ -106,7 +106,8 @@ impl SampleLedger {
                 *slot = Some((row, member.worker));
             }
         }
-        let Some(trained_rows) = row_of.iter().map(|slot| slot.map(|(row, _)| row)).collect::<Option<Vec<u32>>>() else {
+        let Some(trained_rows) = row_of.iter().map(|slot| slot.map(|(row, _)| row)).collect::<Option<Vec<u32>>>()
+        else {
             let missing: Vec<u64> =
                 row_of.iter().enumerate().filter(|(_, s)| s.is_none()).map(|(i, _)| start + i as u64).collect();
             return Err(LedgerViolation(format!(
@@ -209,7 +210,12 @@ mod tests {
             .collect()
     }
 
-    fn record(ledger: &mut SampleLedger, batch: u64, rows: u64, parts: &[(String, Vec<u64>, Vec<u32>)]) -> Result<(), LedgerViolation> {
+    fn record(
+        ledger: &mut SampleLedger,
+        batch: u64,
+        rows: u64,
+        parts: &[(String, Vec<u64>, Vec<u32>)],
+    ) -> Result<(), LedgerViolation> {
         let members: Vec<Trained<'_>> =
             parts.iter().map(|(w, p, r)| Trained { worker: w, positions: p, rows: r }).collect();
         ledger.record_step(batch, rows, &members)

@@ -34,9 +34,13 @@ fn proto_list(proto: &str, message: &str, field: &str) -> BTreeSet<String> {
 
 /// The backquoted names in the METRICS.md row of `metric`, after `label`.
 fn metrics_list(metrics: &str, metric: &str, label: &str) -> BTreeSet<String> {
-    let row = metrics.lines().find(|l| l.starts_with(&format!("| `{metric}`"))).unwrap_or_else(|| panic!("no row for {metric}"));
+    let row = metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{metric}`")))
+        .unwrap_or_else(|| panic!("no row for {metric}"));
     let meaning = row.rsplit('|').nth(1).unwrap_or_default();
-    let after = &meaning[meaning.find(&format!("`{label}`")).unwrap_or_else(|| panic!("{metric}: no `{label}` list"))..];
+    let after =
+        &meaning[meaning.find(&format!("`{label}`")).unwrap_or_else(|| panic!("{metric}: no `{label}` list"))..];
     let list = after.split('.').next().unwrap_or_default();
     list.split('`').skip(1).step_by(2).filter(|w| *w != label).map(String::from).collect()
 }
@@ -53,7 +57,8 @@ fn incident_causes_are_documented_everywhere_and_nothing_else_is() {
     let metrics = repo_file("dashboards/METRICS.md");
     assert_eq!(metrics_list(&metrics, "facetrain_incidents_total", "cause"), causes, "METRICS.md incidents cause");
     let runbook = repo_file("docs/operations.md");
-    let section = &runbook[runbook.find("## Incidents by cause").expect("docs/operations.md: no `## Incidents by cause`")..];
+    let section =
+        &runbook[runbook.find("## Incidents by cause").expect("docs/operations.md: no `## Incidents by cause`")..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
     let headings: BTreeSet<String> = section
         .lines()

@@ -200,7 +200,13 @@ fn a_corrupt_latest_checkpoint_is_skipped_for_the_one_before() {
     sandbox.restart_coordinator();
     workers.iter().for_each(|pid| signal(*pid, "CONT"));
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
-    let lost = assert_recovered(&sandbox, &id, &done, (150, BATCH, ACCURACY_FLOOR), &["coordinator_restart", "corrupt_checkpoint"]);
+    let lost = assert_recovered(
+        &sandbox,
+        &id,
+        &done,
+        (150, BATCH, ACCURACY_FLOOR),
+        &["coordinator_restart", "corrupt_checkpoint"],
+    );
     let (detect, recover) = timings(&done, "corrupt_checkpoint", injected);
     within_targets("corrupt checkpoint", (detect, recover));
     report(&Outcome {
@@ -298,7 +304,9 @@ fn network_delay_and_a_dropped_connection_between_workers_and_coordinator() {
     let total = |suffix: &str| {
         metrics
             .lines()
-            .find(|l| l.starts_with(&format!("facetrain_step_duration_seconds_{suffix}{{")) && l.contains("phase=\"total\""))
+            .find(|l| {
+                l.starts_with(&format!("facetrain_step_duration_seconds_{suffix}{{")) && l.contains("phase=\"total\"")
+            })
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .unwrap_or(0.0)
     };

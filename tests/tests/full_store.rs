@@ -6,8 +6,8 @@
 use facetrain_coordinator::cluster::{Limits, Timing};
 use facetrain_coordinator::coordinator::Coordinator;
 use facetrain_coordinator::metrics::CoordinatorMetrics;
-use facetrain_proto::incidents::{IncidentCause, Resolver};
 use facetrain_coordinator::store::JobStore;
+use facetrain_proto::incidents::{IncidentCause, Resolver};
 use facetrain_tests::chaos::Tmpfs;
 
 const JOB: &str =
@@ -33,8 +33,7 @@ fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {
     let cancelled = coordinator.cancel(&id, &who, 1.0).unwrap();
     assert_eq!(cancelled.record.state, facetrain_coordinator::record::JobState::Cancelled);
     let job = coordinator.job(&id).unwrap().record;
-    let incident =
-        job.incidents.iter().find(|i| i.cause == IncidentCause::JobStore).expect("a job_store incident");
+    let incident = job.incidents.iter().find(|i| i.cause == IncidentCause::JobStore).expect("a job_store incident");
     assert!(incident.detail.contains("No space left on device"), "{}", incident.detail);
     assert!(incident.is_open(), "still open while the disk is full");
     assert!(coordinator.submit(JOB, "test").is_err(), "new jobs are refused while nothing can be saved");

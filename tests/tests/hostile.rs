@@ -10,7 +10,8 @@ use facetrain_tests::{Sandbox, binary, small_dataset, small_job};
 const LONG: Duration = Duration::from_secs(120);
 
 fn with_learning_rate(path: &std::path::Path, rate: &str) {
-    let text = std::fs::read_to_string(path).unwrap().replace("learning_rate = 0.001", &format!("learning_rate = {rate}"));
+    let text =
+        std::fs::read_to_string(path).unwrap().replace("learning_rate = 0.001", &format!("learning_rate = {rate}"));
     std::fs::write(path, text).unwrap();
 }
 
@@ -179,5 +180,9 @@ fn a_job_for_a_backend_no_worker_has_waits_with_the_reason() {
     assert_eq!(waiting["state"], "queued", "{waiting}");
     std::thread::sleep(Duration::from_secs(3));
     let later = sandbox.status(&id);
-    assert_eq!((later["state"].as_str(), later["incidents"].as_array().map(Vec::len)), (Some("queued"), Some(0)), "{later}");
+    assert_eq!(
+        (later["state"].as_str(), later["incidents"].as_array().map(Vec::len)),
+        (Some("queued"), Some(0)),
+        "{later}"
+    );
 }

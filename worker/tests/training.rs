@@ -127,9 +127,14 @@ async fn the_small_model_learns_the_synthetic_faces() {
 /// tutorial's model and for odd shapes.
 #[test]
 fn the_size_estimate_counts_the_parameters_burn_builds() {
-    let shapes = [(96, vec![16, 32, 64, 128], 3, vec![512, 1024], 5), (33, vec![7, 9, 5], 5, vec![], 11), (8, vec![4], 1, vec![3, 2], 2)];
+    let shapes = [
+        (96, vec![16, 32, 64, 128], 3, vec![512, 1024], 5),
+        (33, vec![7, 9, 5], 5, vec![], 11),
+        (8, vec![4], 1, vec![3, 2], 2),
+    ];
     for (image_size, conv_channels, kernel_size, fc_units, classes) in shapes {
-        let spec = facetrain_worker::job::ModelSpec { image_size, conv_channels, kernel_size, fc_units, ..Default::default() };
+        let spec =
+            facetrain_worker::job::ModelSpec { image_size, conv_channels, kernel_size, fc_units, ..Default::default() };
         let model = Architecture::new(spec.clone(), classes).build(&burn::tensor::Device::flex());
         assert_eq!(spec.size(classes, 1).parameters, params::parameter_count(&model) as u64, "{spec:?}");
     }

@@ -8,18 +8,68 @@ use crate::record::JobState;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The job's record changed: save it.
-    JobChanged { job: String },
-    JobStarted { job: String, step: u64 },
-    JobFinished { job: String, state: JobState, message: String },
-    WorkerRegistered { worker: String, name: String },
-    WorkerLost { worker: String, name: String, cause: IncidentCause, detail: String },
+    JobChanged {
+        job: String,
+    },
+    JobStarted {
+        job: String,
+        step: u64,
+    },
+    JobFinished {
+        job: String,
+        state: JobState,
+        message: String,
+    },
+    WorkerRegistered {
+        worker: String,
+        name: String,
+    },
+    WorkerLost {
+        worker: String,
+        name: String,
+        cause: IncidentCause,
+        detail: String,
+    },
     /// A worker stopped training a job (lost, released, or the job ended).
-    MemberLeft { job: String, name: String },
-    IncidentOpened { job: String, cause: IncidentCause, detail: String },
-    IncidentResolved { job: String, cause: IncidentCause, resolver: Resolver, recovery_seconds: f64 },
-    StepApplied { job: String, step: u64, seconds: f64, compute: Vec<(String, f64)> },
-    ReduceBytes { job: String, bytes: u64 },
-    CheckpointRecorded { job: String, step: u64, seconds: f64 },
-    CheckpointFailed { job: String, step: u64, error: String },
-    Toil { job: String, kind: ToilKind, by: String, hands_on_seconds: f64 },
+    MemberLeft {
+        job: String,
+        name: String,
+    },
+    IncidentOpened {
+        job: String,
+        cause: IncidentCause,
+        detail: String,
+    },
+    IncidentResolved {
+        job: String,
+        cause: IncidentCause,
+        resolver: Resolver,
+        recovery_seconds: f64,
+    },
+    StepApplied {
+        job: String,
+        step: u64,
+        seconds: f64,
+        compute: Vec<(String, f64)>,
+    },
+    ReduceBytes {
+        job: String,
+        bytes: u64,
+    },
+    CheckpointRecorded {
+        job: String,
+        step: u64,
+        seconds: f64,
+    },
+    CheckpointFailed {
+        job: String,
+        step: u64,
+        error: String,
+    },
+    Toil {
+        job: String,
+        kind: ToilKind,
+        by: String,
+        hands_on_seconds: f64,
+    },
 }

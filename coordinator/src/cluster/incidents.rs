@@ -78,7 +78,8 @@ impl Cluster {
     /// A job ended: whatever is still open was not resolved.
     pub(super) fn close_all(&mut self, job: &str, now: Now) {
         self.conditions.retain(|(j, _, _)| j != job);
-        let open: Vec<usize> = self.jobs.get(job).map(|r| r.open_incidents().map(|(i, _)| i).collect()).unwrap_or_default();
+        let open: Vec<usize> =
+            self.jobs.get(job).map(|r| r.open_incidents().map(|(i, _)| i).collect()).unwrap_or_default();
         for index in open {
             self.resolve(job, index, Resolver::JobEnded, now);
         }
@@ -127,7 +128,8 @@ mod tests {
 
     #[test]
     fn the_failure_message_names_the_cause_the_step_and_a_hint() {
-        let message = recurrence_message(IncidentCause::BadGradient, 5, 2, "w1: evicted: non-finite value at element 3");
+        let message =
+            recurrence_message(IncidentCause::BadGradient, 5, 2, "w1: evicted: non-finite value at element 3");
         assert_eq!(
             message,
             "gradients non-finite 5 times at step 2 without getting past it (last: w1: evicted: non-finite value at \

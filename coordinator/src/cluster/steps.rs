@@ -11,7 +11,7 @@ use facetrain_proto::plan::{StepPlan, StopReason};
 
 use super::error::{DomainError, Result, not_running, unknown_worker};
 use super::{Cluster, Event, Now};
-use crate::conditions::{Condition, WINDOW, SLOW_TO_REPORT};
+use crate::conditions::{Condition, SLOW_TO_REPORT, WINDOW};
 use crate::record::{CheckpointRef, JobState};
 use crate::run::{Pull, PushError, Report, StepOutcome};
 
@@ -36,7 +36,8 @@ impl Cluster {
         let (_, active) = self.running(&chunk.job_id).ok_or_else(|| not_running(&chunk.job_id))?;
         let decoded = facetrain_proto::decode_gradients(&chunk.data, active.run.gradient_dtype())
             .ok_or(crate::reduce::BadGradient::Ragged(chunk.data.len()));
-        let result = decoded.map_err(PushError::from).and_then(|values| active.run.add_chunk(worker, chunk, &values, now.at));
+        let result =
+            decoded.map_err(PushError::from).and_then(|values| active.run.add_chunk(worker, chunk, &values, now.at));
         match result {
             Ok(released) => {
                 self.emit(Event::ReduceBytes { job: chunk.job_id.clone(), bytes: chunk.data.len() as u64 });
@@ -220,7 +221,8 @@ impl Cluster {
             return Ok(()); // already rejected on another worker's word
         }
         record.reject_checkpoint(location);
-        let fallback = record.latest_checkpoint.as_ref().map_or("the start".to_string(), |c| format!("step {}", c.step));
+        let fallback =
+            record.latest_checkpoint.as_ref().map_or("the start".to_string(), |c| format!("step {}", c.step));
         let detail = format!("{location}: {reason}; resuming from {fallback}");
         self.incident(job, IncidentCause::CorruptCheckpoint, detail, 0.0, now);
         if let Some(active) = self.active.as_mut().filter(|a| a.run.job_id == job) {
@@ -232,10 +234,17 @@ impl Cluster {
 }
 
 /// The ledger after `outcome`'s samples, or why they are not the step's global batch.
-fn check_samples(ledger: &SampleLedger, batch: u64, outcome: &StepOutcome) -> std::result::Result<SampleLedger, String> {
+fn check_samples(
+    ledger: &SampleLedger,
+    batch: u64,
+    outcome: &StepOutcome,
+) -> std::result::Result<SampleLedger, String> {
     let dataset_rows = outcome.trained.first().map_or(0, |(_, t)| t.dataset_rows);
     if let Some((worker, t)) = outcome.trained.iter().find(|(_, t)| t.dataset_rows != dataset_rows) {
-        return Err(format!("{worker} trains on {} rows, the others on {dataset_rows}: not the same dataset", t.dataset_rows));
+        return Err(format!(
+            "{worker} trains on {} rows, the others on {dataset_rows}: not the same dataset",
+            t.dataset_rows
+        ));
     }
     let trained: Vec<Trained<'_>> =
         outcome.trained.iter().map(|(w, t)| Trained { worker: w, positions: &t.positions, rows: &t.rows }).collect();

@@ -164,8 +164,12 @@ impl Cluster {
     /// Starts the oldest queued job that workers can run, once `workers.count` of them are free
     /// or the start grace has passed with at least one. Queued jobs say what they wait for.
     fn maybe_start(&mut self, now: Now) {
-        let mut queued: Vec<(u64, String)> =
-            self.jobs.values().filter(|j| j.state == JobState::Queued).map(|j| (j.created_unix_ms, j.id.clone())).collect();
+        let mut queued: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .map(|j| (j.created_unix_ms, j.id.clone()))
+            .collect();
         queued.sort();
         let mut candidate = None;
         for (_, id) in queued {

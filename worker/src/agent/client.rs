@@ -212,10 +212,18 @@ impl CoordinatorClient {
     }
 
     /// This worker cannot go on with `job`: `message` says why.
-    pub async fn report_failure(&self, worker: &str, job: &str, message: &str, failure: Failure<'_>) -> Result<(), CallError> {
+    pub async fn report_failure(
+        &self,
+        worker: &str,
+        job: &str,
+        message: &str,
+        failure: Failure<'_>,
+    ) -> Result<(), CallError> {
         let (cause, unreadable_checkpoint) = match failure {
             Failure::Job(cause) => (cause.name().to_string(), String::new()),
-            Failure::Checkpoint(location) => (IncidentCause::CorruptCheckpoint.name().to_string(), location.to_string()),
+            Failure::Checkpoint(location) => {
+                (IncidentCause::CorruptCheckpoint.name().to_string(), location.to_string())
+            }
         };
         let report = pb::FailureReport {
             worker_id: worker.to_string(),

@@ -37,7 +37,12 @@ pub struct Mailbox {
 impl Mailbox {
     fn deliver(&self, chunk: pb::RingChunk) {
         let key = (chunk.job_id, chunk.step, chunk.round, chunk.phase);
-        self.pieces.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default().push((chunk.offset, chunk.data));
+        self.pieces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .push((chunk.offset, chunk.data));
         self.arrived.notify_waiters();
     }
 
@@ -58,7 +63,10 @@ impl Mailbox {
 
     /// Drops pieces of earlier steps or abandoned rounds of `job`.
     fn forget_before(&self, job: &str, step: u64, round: u64) {
-        self.pieces.lock().unwrap_or_else(PoisonError::into_inner).retain(|(j, s, r, _), _| j != job || (*s, *r) >= (step, round));
+        self.pieces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(j, s, r, _), _| j != job || (*s, *r) >= (step, round));
     }
 }
 

@@ -380,9 +380,8 @@ impl GradientExchange for RemoteExchange {
             None => self.handle.block_on(self.through_coordinator(step, gradients)),
         };
         self.seconds = started.elapsed().as_secs_f64();
-        result.map(|bytes| self.bytes = bytes).map_err(|error| Error::Exchange {
-            retry: matches!(error, CallError::Redo(_)),
-            message: error.to_string(),
-        })
+        result
+            .map(|bytes| self.bytes = bytes)
+            .map_err(|error| Error::Exchange { retry: matches!(error, CallError::Redo(_)), message: error.to_string() })
     }
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use facetrain_proto::ledger::{SampleLedger, Trained};
-pub use facetrain_proto::plan::StopReason;
 use facetrain_proto::plan::StepPlan;
+pub use facetrain_proto::plan::StopReason;
 use serde::Serialize;
 use tracing::info;
 
@@ -299,9 +299,9 @@ impl TrainingLoop<'_> {
         let picked_rows: Vec<u32> = batch.picks.iter().map(|p| p.row as u32).collect();
         let trained = [Trained { worker: "local", positions: &positions, rows: &picked_rows }];
         let batch_size = self.spec.training.batch_size as u64;
-        self.ledger.record_step(batch_size, rows, &trained).map_err(|v| {
-            Error::Training(format!("sample accounting failed at step {}: {v}", self.trainer.step))
-        })
+        self.ledger
+            .record_step(batch_size, rows, &trained)
+            .map_err(|v| Error::Training(format!("sample accounting failed at step {}: {v}", self.trainer.step)))
     }
 
     fn save_checkpoint(&self, evaluation: Option<&(u64, Evaluation)>) -> Result<(u64, String)> {
