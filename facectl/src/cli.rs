@@ -29,6 +29,16 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// As the telemetry crate names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
@@ -238,8 +248,8 @@ fn since(text: &str) -> Result<u64, String> {
     crate::toil::parse_duration(text)
 }
 
-pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+pub async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Local { job, output, max_steps, via_coordinator } => {
             crate::local::run(&job, output, max_steps, via_coordinator).await
         }

@@ -70,7 +70,7 @@ impl Connection {
             .http2_keep_alive_interval(half)
             .keep_alive_timeout(half)
             .keep_alive_while_idle(true);
-        let observed = Observed::new();
+        let observed = Observed::default();
         let dialer = Dialer { tls, observed: observed.clone() };
         let channel = match tokio::time::timeout(connect_timeout, endpoint.connect_with_connector(dialer)).await {
             Ok(Ok(channel)) => channel,

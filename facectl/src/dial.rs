@@ -31,11 +31,14 @@ pub struct Observed {
     error: Arc<Mutex<Option<String>>>,
 }
 
-impl Observed {
-    pub fn new() -> Self {
+/// Starts the clock: nothing heard yet, no error.
+impl Default for Observed {
+    fn default() -> Self {
         Self { since: Instant::now(), heard_ms: Arc::new(AtomicU64::new(0)), error: Arc::default() }
     }
+}
 
+impl Observed {
     fn heard(&self) {
         self.heard_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
@@ -167,7 +170,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_received_end_the_silence_and_errors_are_kept() {
-        let observed = Observed::new();
+        let observed = Observed::default();
         let (mut client, mut server) = dial(&observed).await;
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(observed.silent_for() >= Duration::from_millis(50));

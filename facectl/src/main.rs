@@ -1,39 +1,32 @@
-//! `facectl`: the facetrain command line.
+//! `facectl`: the facetrain command line. The commands live in the library; this parses the
+//! arguments, sets up logging and the runtime, and maps the result to the exit code (clap exits
+//! with 2 on a usage error before anything runs).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use facectl::cli::{Cli, Command, dispatch};
 
 /// mimalloc keeps freed pages for reuse: glibc returns the large per-step tensors to the OS and
 /// faults them back in every step (~13% of a flex training step at batch 100).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bench;
-mod certs;
-mod cli;
-mod connection;
-mod dataset_cmd;
-mod dial;
-mod local;
-mod local_cluster;
-mod model_cmd;
-mod output;
-mod remote;
-mod toil;
-
-use clap::Parser;
-
-fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
-    let format = match cli.global.log_format {
-        cli::LogFormat::Json => "json",
-        cli::LogFormat::Text => "text",
-    };
-    facetrain_telemetry::init_logging(format, &cli.global.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let result = runtime.block_on(cli::dispatch(cli));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    facetrain_telemetry::init_logging(cli.global.log_format.name(), &cli.global.log);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(dispatch(command))
 }
