@@ -15,13 +15,15 @@ use facetrain_worker::train::trainer::{ADAM_EPSILON, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::args::bounded;
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Milliseconds per training step (forward + backward + Adam) on random data.
     Step {
         #[arg(long, num_args = 1.., default_values_t = [100, 32], value_parser = batch)]
         batch: Vec<usize>,
-        #[arg(long, default_value_t = 2, value_parser = |t: &str| bounded(t, 0..=MAX_ITERATIONS))]
+        #[arg(long, default_value_t = 2, value_parser = |t: &str| bounded::<usize>(t, 0..=MAX_ITERATIONS))]
         warmup: usize,
         #[arg(long, default_value_t = 10, value_parser = iterations)]
         steps: usize,
@@ -45,7 +47,7 @@ pub enum BenchCommand {
     },
     /// TCP throughput over loopback (the link the ring all-reduce bound is computed from).
     Loopback {
-        #[arg(long, default_value_t = 512, value_parser = |t: &str| bounded(t, 1..=65536))]
+        #[arg(long, default_value_t = 512, value_parser = |t: &str| bounded::<usize>(t, 1..=65536))]
         megabytes: usize,
     },
     /// Input pipeline images/s with the tutorial's augmentations, batched.
@@ -66,17 +68,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3.0, value_parser = seconds)]
         seconds: f64,
         /// Untimed batches first (`cache`; `files` warms up with one untimed epoch).
-        #[arg(long, default_value_t = 4, value_parser = |t: &str| bounded(t, 0..=MAX_ITERATIONS))]
+        #[arg(long, default_value_t = 4, value_parser = |t: &str| bounded::<usize>(t, 0..=MAX_ITERATIONS))]
         warmup_batches: usize,
     },
 }
 
 /// Repetitions a benchmark flag takes at most.
 const MAX_ITERATIONS: u64 = 100_000;
-
-fn bounded(text: &str, range: std::ops::RangeInclusive<u64>) -> Result<usize, String> {
-    crate::cli::bounded(text, range).map(|v| v as usize)
-}
 
 /// A batch as `training.batch_size` allows it.
 fn batch(text: &str) -> Result<usize, String> {

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::args::{bounded, widen};
+use crate::output::Output;
+
 #[derive(Parser, Debug)]
 #[command(name = "facectl", version, about = "Train, evaluate and operate facetrain face-recognition jobs")]
 pub struct Cli {
@@ -37,12 +40,6 @@ impl LogFormat {
             Self::Json => "json",
         }
     }
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -215,25 +212,12 @@ pub enum DatasetCommand {
 /// The most steps `--max-steps` takes (far beyond any real job; keeps step arithmetic small).
 pub const MAX_STEPS: u64 = 1_000_000_000;
 
-/// Numeric flags are refused outside their range before anything runs or is written; each
-/// message gives the range (clap prints it with the flag's name).
-pub fn bounded(text: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
-    let (low, high) = (range.start(), range.end());
-    let value: u64 = text.trim().parse().map_err(|_| format!("expected an integer in {low}..={high}"))?;
-    if !range.contains(&value) {
-        return Err(format!("{value} is not in {low}..={high}"));
-    }
-    Ok(value)
-}
-
 fn image_size(text: &str) -> Result<u32, String> {
-    let sides = facetrain_worker::data::image::MODEL_SIDES;
-    bounded(text, u64::from(*sides.start())..=u64::from(*sides.end())).map(|v| v as u32)
+    bounded(text, widen(facetrain_worker::data::image::MODEL_SIDES))
 }
 
 fn per_person(text: &str) -> Result<u32, String> {
-    let range = facetrain_worker::data::synth::PER_PERSON;
-    bounded(text, u64::from(*range.start())..=u64::from(*range.end())).map(|v| v as u32)
+    bounded(text, widen(facetrain_worker::data::synth::PER_PERSON))
 }
 
 fn hands_on_seconds(text: &str) -> Result<f64, String> {

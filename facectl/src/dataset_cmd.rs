@@ -6,8 +6,7 @@ use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
 use facetrain_worker::data::synth::{SynthOptions, write_synthetic_dataset};
 use facetrain_worker::job::OnBadRow;
 
-use crate::cli::Output;
-use crate::output::print_json;
+use crate::output::{Output, print_json};
 
 pub async fn check(csv: &str, image_size: usize, skip_bad_rows: bool, output: Output) -> anyhow::Result<()> {
     let on_bad_row = if skip_bad_rows { OnBadRow::Skip } else { OnBadRow::Fail };

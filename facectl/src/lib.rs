@@ -2,6 +2,7 @@
 //! command to the module that owns its flags and its `run`; the binary only parses, sets up
 //! logging and the runtime, and turns the result into an exit code.
 
+pub mod args;
 pub mod bench;
 pub mod certs;
 pub mod cli;
@@ -12,5 +13,6 @@ pub mod local;
 pub mod local_cluster;
 pub mod model_cmd;
 pub mod output;
+pub mod progress;
 pub mod remote;
 pub mod toil;

@@ -9,8 +9,8 @@ use anyhow::Context;
 use facetrain_worker::job::JobSpec;
 use facetrain_worker::train::run::run_local;
 
-use crate::cli::Output;
-use crate::output::{ProgressBarReporter, print_json};
+use crate::output::{Output, print_json};
+use crate::progress::ProgressBarReporter;
 
 pub async fn run(job: &Path, output: Output, max_steps: Option<u64>, via_coordinator: bool) -> anyhow::Result<()> {
     let mut spec = JobSpec::load(job)?;

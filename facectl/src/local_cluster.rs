@@ -14,7 +14,7 @@ use facetrain_worker::agent::{AgentOptions, WorkerMetrics, run_agent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::remote::state_name;
+use crate::output::state_name;
 
 /// What a local cluster run measured, beside the job itself.
 pub struct ClusterRun {

@@ -10,8 +10,7 @@ use facetrain_worker::storage::Location;
 use facetrain_worker::train::evaluate::{evaluate, softmax};
 use facetrain_worker::train::trainer::Trainer;
 
-use crate::cli::Output;
-use crate::output::print_json;
+use crate::output::{Output, print_json};
 
 async fn restore(checkpoint: &str) -> anyhow::Result<(Trainer, Vec<String>, usize)> {
     let (location, checkpoint) = read_checkpoint(checkpoint).await?;

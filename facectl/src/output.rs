@@ -1,19 +1,23 @@
-//! How results reach the user: JSON on stdout for programs, a progress bar on a terminal,
-//! plain log lines otherwise.
+//! How results reach the user: `--output json` prints one JSON value on stdout for programs,
+//! `--output text` lines for people. The job and ledger views several commands print live here
+//! so that every command shows a job the same way.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use facetrain_proto::pb;
 
-use facetrain_worker::train::evaluate::Evaluation;
-use facetrain_worker::train::run::{Progress, StartInfo, StepReport};
-use indicatif::{ProgressBar, ProgressStyle};
+/// What a command prints on stdout.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
 
+/// One JSON value on one line (serde_json's `Display` is its compact form).
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string(value).expect("JSON values serialise"));
+    println!("{value}");
 }
 
 /// The sample ledger as `--output json` shows it (the digest in hex: JSON numbers lose u64s).
-pub fn ledger_json(ledger: &facetrain_proto::pb::SampleLedger) -> serde_json::Value {
+pub fn ledger_json(ledger: &pb::SampleLedger) -> serde_json::Value {
     serde_json::json!({
         "rows": ledger.rows,
         "next_position": ledger.next_position,
@@ -23,87 +27,65 @@ pub fn ledger_json(ledger: &facetrain_proto::pb::SampleLedger) -> serde_json::Va
     })
 }
 
-/// Progress of a training run on stderr.
-pub struct ProgressBarReporter {
-    bar: Option<ProgressBar>,
-    /// Without a terminal: a line at every evaluation, and at most every 30 s otherwise.
-    last_line: Mutex<Instant>,
-    eval_every: u64,
-    last_accuracy: Mutex<Option<f64>>,
-}
-
-impl ProgressBarReporter {
-    pub fn new(terminal: bool, eval_every: u64) -> Self {
-        let bar = terminal.then(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (eta {eta})")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            bar
-        });
-        Self { bar, last_line: Mutex::new(Instant::now()), eval_every, last_accuracy: Mutex::new(None) }
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+pub fn state_name(state: i32) -> &'static str {
+    match pb::JobState::try_from(state) {
+        Ok(pb::JobState::Queued) => "queued",
+        Ok(pb::JobState::Running) => "running",
+        Ok(pb::JobState::Succeeded) => "succeeded",
+        Ok(pb::JobState::Failed) => "failed",
+        Ok(pb::JobState::Cancelled) => "cancelled",
+        _ => "unknown",
     }
 }
 
-impl Progress for ProgressBarReporter {
-    fn started(&self, info: &StartInfo) {
-        let message = format!(
-            "training on {} images ({} classes, {} validation), {} parameters, steps {}..{}{}",
-            info.train_samples,
-            info.num_classes,
-            info.validate_samples,
-            info.parameters,
-            info.first_step,
-            info.max_steps,
-            if info.skipped_rows > 0 { format!(", {} bad rows skipped", info.skipped_rows) } else { String::new() }
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_length(info.max_steps);
-                bar.set_position(info.first_step);
-                bar.println(message);
-            }
-            None => eprintln!("{message}"),
-        }
-    }
+/// A job as one line of text.
+pub fn job_line(job: &pb::Job) -> String {
+    let accuracy = job.val_accuracy.map_or("-".to_string(), |a| format!("{a:.3}"));
+    let message = if job.message.is_empty() { String::new() } else { format!(" ({})", job.message) };
+    format!(
+        "{} {} {} step {}/{} val_acc {accuracy} loss {:.4} workers {} incidents {}{message}",
+        job.id,
+        job.name,
+        state_name(job.state),
+        job.step,
+        job.max_steps,
+        job.train_loss,
+        job.workers,
+        job.incidents.len()
+    )
+}
 
-    fn step(&self, report: &StepReport) {
-        let accuracy = self.last_accuracy.lock().expect("not poisoned").map_or("-".to_string(), |a| format!("{a:.3}"));
-        let message = format!("loss {:.4} val_acc {accuracy} {:.0} img/s", report.loss, report.images_per_second);
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(report.step);
-                bar.set_message(message);
-            }
-            None => {
-                let mut last = self.last_line.lock().expect("not poisoned");
-                if last.elapsed() >= Duration::from_secs(30)
-                    && (self.eval_every == 0 || !report.step.is_multiple_of(self.eval_every))
-                {
-                    *last = Instant::now();
-                    eprintln!("step {} {message}", report.step);
-                }
-            }
-        }
-    }
-
-    fn evaluated(&self, step: u64, evaluation: &Evaluation) {
-        *self.last_accuracy.lock().expect("not poisoned") = Some(evaluation.accuracy);
-        if self.bar.is_none() {
-            *self.last_line.lock().expect("not poisoned") = Instant::now();
-            eprintln!("step {step} validation accuracy {:.3} ({} samples)", evaluation.accuracy, evaluation.samples);
-        }
-    }
-
-    fn checkpointed(&self, step: u64, location: &str) {
-        tracing::info!(step, checkpoint = location, "checkpoint written");
-    }
+/// A job as `--output json` shows it.
+pub fn job_json(job: &pb::Job) -> serde_json::Value {
+    serde_json::json!({
+        "id": job.id,
+        "name": job.name,
+        "state": state_name(job.state),
+        "step": job.step,
+        "max_steps": job.max_steps,
+        "cursor": job.cursor,
+        "val_accuracy": job.val_accuracy,
+        "train_loss": job.train_loss,
+        "workers": job.workers,
+        "message": job.message,
+        "latest_checkpoint": job.latest_checkpoint,
+        "running_seconds": job.running_seconds,
+        "samples_trained": job.samples_trained,
+        "ledger": job.ledger.as_ref().map(ledger_json),
+        "created_unix_ms": job.created_unix_ms,
+        "started_unix_ms": job.started_unix_ms,
+        "finished_unix_ms": job.finished_unix_ms,
+        "toil": job.toil.iter().map(|t| serde_json::json!({
+            "kind": t.kind, "by": t.by, "unix_ms": t.unix_ms, "hands_on_seconds": t.hands_on_seconds,
+        })).collect::<Vec<_>>(),
+        "incidents": job.incidents.iter().map(|i| serde_json::json!({
+            "cause": i.cause,
+            "detail": i.detail,
+            "detected_unix_ms": i.detected_unix_ms,
+            "resolved_unix_ms": i.resolved_unix_ms,
+            "resolved_by": i.resolved_by,
+            "lost_work_seconds": i.lost_work_seconds,
+            "step": i.step,
+        })).collect::<Vec<_>>(),
+    })
 }

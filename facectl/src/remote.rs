@@ -5,9 +5,9 @@ use std::path::Path;
 use facetrain_proto::job::JobSpec;
 use facetrain_proto::pb;
 
-use crate::cli::{Output, Remote};
+use crate::cli::Remote;
 use crate::connection::Connection;
-use crate::output::print_json;
+use crate::output::{Output, job_json, job_line, print_json};
 
 fn who() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
@@ -107,65 +107,4 @@ pub async fn toil(
         Output::Text => crate::toil::print_text(&ledger, &scope),
     }
     Ok(())
-}
-
-pub fn state_name(state: i32) -> &'static str {
-    match pb::JobState::try_from(state) {
-        Ok(pb::JobState::Queued) => "queued",
-        Ok(pb::JobState::Running) => "running",
-        Ok(pb::JobState::Succeeded) => "succeeded",
-        Ok(pb::JobState::Failed) => "failed",
-        Ok(pb::JobState::Cancelled) => "cancelled",
-        _ => "unknown",
-    }
-}
-
-fn job_line(job: &pb::Job) -> String {
-    let accuracy = job.val_accuracy.map_or("-".to_string(), |a| format!("{a:.3}"));
-    let message = if job.message.is_empty() { String::new() } else { format!(" ({})", job.message) };
-    format!(
-        "{} {} {} step {}/{} val_acc {accuracy} loss {:.4} workers {} incidents {}{message}",
-        job.id,
-        job.name,
-        state_name(job.state),
-        job.step,
-        job.max_steps,
-        job.train_loss,
-        job.workers,
-        job.incidents.len()
-    )
-}
-
-fn job_json(job: &pb::Job) -> serde_json::Value {
-    serde_json::json!({
-        "id": job.id,
-        "name": job.name,
-        "state": state_name(job.state),
-        "step": job.step,
-        "max_steps": job.max_steps,
-        "cursor": job.cursor,
-        "val_accuracy": job.val_accuracy,
-        "train_loss": job.train_loss,
-        "workers": job.workers,
-        "message": job.message,
-        "latest_checkpoint": job.latest_checkpoint,
-        "running_seconds": job.running_seconds,
-        "samples_trained": job.samples_trained,
-        "ledger": job.ledger.as_ref().map(crate::output::ledger_json),
-        "created_unix_ms": job.created_unix_ms,
-        "started_unix_ms": job.started_unix_ms,
-        "finished_unix_ms": job.finished_unix_ms,
-        "toil": job.toil.iter().map(|t| serde_json::json!({
-            "kind": t.kind, "by": t.by, "unix_ms": t.unix_ms, "hands_on_seconds": t.hands_on_seconds,
-        })).collect::<Vec<_>>(),
-        "incidents": job.incidents.iter().map(|i| serde_json::json!({
-            "cause": i.cause,
-            "detail": i.detail,
-            "detected_unix_ms": i.detected_unix_ms,
-            "resolved_unix_ms": i.resolved_unix_ms,
-            "resolved_by": i.resolved_by,
-            "lost_work_seconds": i.lost_work_seconds,
-            "step": i.step,
-        })).collect::<Vec<_>>(),
-    })
 }
