@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::args::{bounded, widen};
 use crate::output::Output;
+use crate::{remote, toil};
 
 #[derive(Parser, Debug)]
 #[command(name = "facectl", version, about = "Train, evaluate and operate facetrain face-recognition jobs")]
@@ -79,54 +80,17 @@ pub enum Command {
         images: Vec<String>,
     },
     /// Submit a job to the coordinator; prints its id.
-    Submit {
-        job: PathBuf,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Submit(remote::SubmitArgs),
     /// One job's state (`--output json` for programs).
-    Status {
-        job_id: String,
-        #[command(flatten)]
-        remote: Remote,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
+    Status(remote::StatusArgs),
     /// Every job the coordinator knows.
-    List {
-        #[command(flatten)]
-        remote: Remote,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
+    List(remote::ListArgs),
     /// Follow a job's progress until it ends.
-    Watch {
-        job_id: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Watch(remote::WatchArgs),
     /// Cancel a job (a manual action: counted as toil).
-    Cancel {
-        job_id: String,
-        /// Hands-on time this took you, in seconds (0..=604800), for the toil ledger (0: the
-        /// coordinator's estimate, 300 s).
-        #[arg(long, default_value_t = 0.0, value_parser = hands_on_seconds)]
-        hands_on_seconds: f64,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Cancel(remote::CancelArgs),
     /// The toil ledger: incidents, automated vs manual recoveries, MTTR, hands-on time, toil ratio.
-    Toil {
-        /// One job; all jobs when omitted.
-        job_id: Option<String>,
-        /// Only incidents and actions within this window (90s, 15m, 2h, 7d; at most 3650d).
-        #[arg(long, value_parser = since)]
-        since: Option<u64>,
-        #[command(flatten)]
-        remote: Remote,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
+    Toil(toil::Args),
     /// Dataset tools.
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -136,32 +100,6 @@ pub enum Command {
     /// Measure step time and input-pipeline throughput (prints `RESULT {json}` lines).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct Remote {
-    /// Coordinator gRPC URL (https:// with --tls-ca).
-    #[arg(long, env = "FACETRAIN_COORDINATOR", default_value = "http://127.0.0.1:7070")]
-    pub coordinator: String,
-    /// CA (PEM) that signed the coordinator's certificate.
-    #[arg(long, env = "FACETRAIN_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// A client certificate (PEM) instead of a token.
-    #[arg(long, env = "FACETRAIN_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    #[arg(long, env = "FACETRAIN_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// Name to check on the coordinator's certificate (default: the URL's host).
-    #[arg(long, env = "FACETRAIN_TLS_SERVER_NAME")]
-    pub tls_server_name: Option<String>,
-    /// File holding the bearer token (first line). FACETRAIN_TOKEN, when set, wins; there is
-    /// no flag for the value itself, so it never shows in `ps` or shell history.
-    #[arg(long, env = "FACETRAIN_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Seconds to wait for the coordinator: a call unanswered this long fails, and `watch` gives
-    /// up after this long without a sign of life from the connection (keep-alive pings).
-    #[arg(long, env = "FACETRAIN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub timeout: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -220,18 +158,6 @@ fn per_person(text: &str) -> Result<u32, String> {
     bounded(text, widen(facetrain_worker::data::synth::PER_PERSON))
 }
 
-fn hands_on_seconds(text: &str) -> Result<f64, String> {
-    const MAX: f64 = 7.0 * 86_400.0;
-    match text.trim().parse::<f64>() {
-        Ok(value) if (0.0..=MAX).contains(&value) => Ok(value),
-        _ => Err(format!("expected a number of seconds in 0..={MAX} (a week)")),
-    }
-}
-
-fn since(text: &str) -> Result<u64, String> {
-    crate::toil::parse_duration(text)
-}
-
 pub async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Local { job, output, max_steps, via_coordinator } => {
@@ -251,15 +177,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Certs(CertsCommand::Create { dir, coordinator_names, days, force }) => {
             crate::certs::create(&dir, &coordinator_names, days, force)
         }
-        Command::Toil { job_id, since, remote, output } => {
-            crate::remote::toil(&remote, job_id.as_deref(), since, output).await
-        }
-        Command::Submit { job, remote } => crate::remote::submit(&remote, &job).await,
-        Command::Status { job_id, remote, output } => crate::remote::status(&remote, &job_id, output).await,
-        Command::List { remote, output } => crate::remote::list(&remote, output).await,
-        Command::Watch { job_id, remote } => crate::remote::watch(&remote, &job_id).await,
-        Command::Cancel { job_id, remote, hands_on_seconds } => {
-            crate::remote::cancel(&remote, &job_id, hands_on_seconds).await
-        }
+        Command::Toil(args) => args.run().await,
+        Command::Submit(args) => args.run().await,
+        Command::Status(args) => args.run().await,
+        Command::List(args) => args.run().await,
+        Command::Watch(args) => args.run().await,
+        Command::Cancel(args) => args.run().await,
     }
 }

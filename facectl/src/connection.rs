@@ -13,8 +13,8 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::cli::Remote;
 use crate::dial::{Dialer, Observed};
+use crate::remote::Remote;
 
 pub type Client = JobServiceClient<InterceptedService<Channel, AttachToken>>;
 

@@ -1,110 +1,167 @@
-//! Commands that talk to a coordinator: submit, status, list, watch, cancel.
+//! Commands on the coordinator's jobs: submit, status, list, watch, cancel, and the connection
+//! flags every command that talks to a coordinator takes.
 
-use std::path::Path;
+use std::path::PathBuf;
 
+use clap::Args;
 use facetrain_proto::job::JobSpec;
 use facetrain_proto::pb;
 
-use crate::cli::Remote;
 use crate::connection::Connection;
 use crate::output::{Output, job_json, job_line, print_json};
 
+/// Where the coordinator is and how to prove who we are.
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// Coordinator gRPC URL (https:// with --tls-ca).
+    #[arg(long, env = "FACETRAIN_COORDINATOR", default_value = "http://127.0.0.1:7070")]
+    pub coordinator: String,
+    /// CA (PEM) that signed the coordinator's certificate.
+    #[arg(long, env = "FACETRAIN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) instead of a token.
+    #[arg(long, env = "FACETRAIN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "FACETRAIN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Name to check on the coordinator's certificate (default: the URL's host).
+    #[arg(long, env = "FACETRAIN_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+    /// File holding the bearer token (first line). FACETRAIN_TOKEN, when set, wins; there is
+    /// no flag for the value itself, so it never shows in `ps` or shell history.
+    #[arg(long, env = "FACETRAIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds to wait for the coordinator: a call unanswered this long fails, and `watch` gives
+    /// up after this long without a sign of life from the connection (keep-alive pings).
+    #[arg(long, env = "FACETRAIN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+}
+
+/// Who asked, for the job's record and the toil ledger.
 fn who() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
-pub async fn submit(remote: &Remote, job: &Path) -> anyhow::Result<()> {
-    // Validate here so a mistake is reported against the file, with paths resolved from it.
-    let spec = JobSpec::load(job)?;
-    let mut connection = Connection::open(remote, "submit").await?;
-    let request = connection.request(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: who() });
-    let response = connection.client.submit_job(request).await.map_err(|s| connection.failed(s))?;
-    println!("{}", response.into_inner().job_id);
-    Ok(())
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    job: PathBuf,
+    #[command(flatten)]
+    remote: Remote,
 }
 
-pub async fn status(remote: &Remote, job_id: &str, output: Output) -> anyhow::Result<()> {
-    let mut connection = Connection::open(remote, "status").await?;
-    let request = connection.request(pb::GetJobRequest { job_id: job_id.into() });
-    let job = connection.client.get_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
-    match output {
-        Output::Json => print_json(&job_json(&job)),
-        Output::Text => println!("{}", job_line(&job)),
+impl SubmitArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        // Validate here so a mistake is reported against the file, with paths resolved from it.
+        let spec = JobSpec::load(&self.job)?;
+        let mut connection = Connection::open(&self.remote, "submit").await?;
+        let request = connection.request(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: who() });
+        let response = connection.client.submit_job(request).await.map_err(|s| connection.failed(s))?;
+        println!("{}", response.into_inner().job_id);
+        Ok(())
     }
-    Ok(())
 }
 
-pub async fn list(remote: &Remote, output: Output) -> anyhow::Result<()> {
-    let mut connection = Connection::open(remote, "list").await?;
-    let request = connection.request(pb::ListJobsRequest {});
-    let jobs = connection.client.list_jobs(request).await.map_err(|s| connection.failed(s))?.into_inner().jobs;
-    match output {
-        Output::Json => print_json(&serde_json::Value::Array(jobs.iter().map(job_json).collect())),
-        Output::Text => jobs.iter().for_each(|job| println!("{}", job_line(job))),
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    job_id: String,
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+impl StatusArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut connection = Connection::open(&self.remote, "status").await?;
+        let request = connection.request(pb::GetJobRequest { job_id: self.job_id });
+        let job = connection.client.get_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
+        match self.output {
+            Output::Json => print_json(&job_json(&job)),
+            Output::Text => println!("{}", job_line(&job)),
+        }
+        Ok(())
     }
-    Ok(())
 }
 
-/// Follows the job until it ends. The stream has no deadline (a job may run for days and stay
-/// quiet while queued); keep-alive pings bound how long a silent coordinator is waited for.
-pub async fn watch(remote: &Remote, job_id: &str) -> anyhow::Result<()> {
-    let mut connection = Connection::open(remote, "watch").await?;
-    let request = tonic::Request::new(pb::WatchJobRequest { job_id: job_id.into() });
-    let mut stream = connection.client.watch_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
-    let mut last_line = String::new();
-    while let Some(event) = stream.message().await.map_err(|s| connection.failed(s))? {
-        if let Some(job) = event.job {
-            let line = job_line(&job);
-            if line != last_line {
-                println!("{line}");
-                last_line = line;
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+impl ListArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut connection = Connection::open(&self.remote, "list").await?;
+        let request = connection.request(pb::ListJobsRequest {});
+        let jobs = connection.client.list_jobs(request).await.map_err(|s| connection.failed(s))?.into_inner().jobs;
+        match self.output {
+            Output::Json => print_json(&serde_json::Value::Array(jobs.iter().map(job_json).collect())),
+            Output::Text => jobs.iter().for_each(|job| println!("{}", job_line(job))),
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    job_id: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+impl WatchArgs {
+    /// Follows the job until it ends. The stream has no deadline (a job may run for days and stay
+    /// quiet while queued); keep-alive pings bound how long a silent coordinator is waited for.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut connection = Connection::open(&self.remote, "watch").await?;
+        let request = tonic::Request::new(pb::WatchJobRequest { job_id: self.job_id });
+        let mut stream = connection.client.watch_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
+        let mut last_line = String::new();
+        while let Some(event) = stream.message().await.map_err(|s| connection.failed(s))? {
+            if let Some(job) = event.job {
+                let line = job_line(&job);
+                if line != last_line {
+                    println!("{line}");
+                    last_line = line;
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
-pub async fn cancel(remote: &Remote, job_id: &str, hands_on_seconds: f64) -> anyhow::Result<()> {
-    let mut connection = Connection::open(remote, "cancel").await?;
-    let request =
-        connection.request(pb::CancelJobRequest { job_id: job_id.into(), requested_by: who(), hands_on_seconds });
-    let job = connection.client.cancel_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
-    println!("{}", job_line(&job));
-    Ok(())
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    job_id: String,
+    /// Hands-on time this took you, in seconds (0..=604800), for the toil ledger (0: the
+    /// coordinator's estimate, 300 s).
+    #[arg(long, default_value_t = 0.0, value_parser = hands_on_seconds)]
+    hands_on_seconds: f64,
+    #[command(flatten)]
+    remote: Remote,
 }
 
-/// `since_seconds`: only incidents and actions within this window.
-pub async fn toil(
-    remote: &Remote,
-    job_id: Option<&str>,
-    since_seconds: Option<u64>,
-    output: Output,
-) -> anyhow::Result<()> {
-    let mut connection = Connection::open(remote, "toil").await?;
-    let jobs = match job_id {
-        Some(id) => {
-            let request = connection.request(pb::GetJobRequest { job_id: id.into() });
-            vec![connection.client.get_job(request).await.map_err(|s| connection.failed(s))?.into_inner()]
-        }
-        None => {
-            let request = connection.request(pb::ListJobsRequest {});
-            connection.client.list_jobs(request).await.map_err(|s| connection.failed(s))?.into_inner().jobs
-        }
-    };
-    let since_unix_ms = match since_seconds {
-        Some(seconds) => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
-            now.saturating_sub(seconds.saturating_mul(1000))
-        }
-        None => 0,
-    };
-    let ledger = crate::toil::ledger(&jobs, since_unix_ms);
-    let scope = job_id.map_or("all jobs".to_string(), |id| format!("job {id}"));
-    match output {
-        Output::Json => {
-            print_json(&serde_json::json!({"scope": scope, "since_unix_ms": since_unix_ms, "ledger": ledger}))
-        }
-        Output::Text => crate::toil::print_text(&ledger, &scope),
+impl CancelArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut connection = Connection::open(&self.remote, "cancel").await?;
+        let request = connection.request(pb::CancelJobRequest {
+            job_id: self.job_id,
+            requested_by: who(),
+            hands_on_seconds: self.hands_on_seconds,
+        });
+        let job = connection.client.cancel_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
+        println!("{}", job_line(&job));
+        Ok(())
     }
-    Ok(())
+}
+
+/// At most a week: more is a typo, and would swamp the ledger's toil ratio.
+fn hands_on_seconds(text: &str) -> Result<f64, String> {
+    const MAX: f64 = 7.0 * 86_400.0;
+    match text.trim().parse::<f64>() {
+        Ok(value) if (0.0..=MAX).contains(&value) => Ok(value),
+        _ => Err(format!("expected a number of seconds in 0..={MAX} (a week)")),
+    }
 }

@@ -1,6 +1,6 @@
-//! `facectl toil`: the toil ledger of one job or of every job: incidents, how they were
-//! resolved, MTTR, manual actions with their hands-on time, and the toil ratio (hands-on time
-//! over the jobs' running time). The arithmetic is plain functions over the jobs, tested below.
+//! The toil ledger's arithmetic: incidents, how they were resolved, MTTR, manual actions with
+//! their hands-on time, and the toil ratio (hands-on time over the jobs' running time), as plain
+//! functions over the jobs, tested below.
 
 use facetrain_proto::incidents::Resolver;
 use facetrain_proto::pb;
@@ -54,29 +54,6 @@ pub fn ledger(jobs: &[pb::Job], since_unix_ms: u64) -> Ledger {
         running_seconds,
         toil_ratio: (running_seconds > 0.0).then(|| toil_seconds / running_seconds),
         incidents_by_cause: by_cause.into_iter().collect(),
-    }
-}
-
-/// The longest `--since` window: ten years.
-pub const MAX_SINCE_SECONDS: u64 = 3650 * 86400;
-
-/// `90s`, `15m`, `2h`, `7d` -> seconds, at most [`MAX_SINCE_SECONDS`].
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 =
-        number.parse().map_err(|_| format!("`{text}`: expected a duration such as 90s, 15m, 2h or 7d"))?;
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        other => return Err(format!("`{text}`: unknown unit `{other}` (use s, m, h or d)")),
-    };
-    match number.checked_mul(scale) {
-        Some(seconds) if seconds <= MAX_SINCE_SECONDS => Ok(seconds),
-        _ => Err(format!("`{text}`: longer than the limit of 3650d")),
     }
 }
 
@@ -149,19 +126,5 @@ mod tests {
         );
         let recent = super::ledger(&[job], 25_000);
         assert_eq!((recent.incidents, recent.manual_actions), (2, 1));
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("15m"), Ok(900));
-        assert_eq!(parse_duration("2h"), Ok(7200));
-        assert_eq!(parse_duration("7d"), Ok(604_800));
-        assert!(parse_duration("soon").unwrap_err().contains("expected a duration"));
-        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
-        assert_eq!(parse_duration("3650d"), Ok(MAX_SINCE_SECONDS));
-        assert!(parse_duration("3651d").unwrap_err().contains("limit of 3650d"));
-        assert!(parse_duration("999999999999999999d").unwrap_err().contains("limit of 3650d"));
-        assert!(parse_duration("99999999999999999999999").unwrap_err().contains("expected a duration"));
     }
 }
