@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::args::{bounded, widen};
 use crate::output::Output;
-use crate::{remote, toil};
+use crate::{local, model, remote, toil};
 
 #[derive(Parser, Debug)]
 #[command(name = "facectl", version, about = "Train, evaluate and operate facetrain face-recognition jobs")]
@@ -46,39 +46,11 @@ impl LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a job on this machine (no coordinator, no cloud account).
-    Local {
-        job: PathBuf,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        /// Override training.max_steps.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_STEPS))]
-        max_steps: Option<u64>,
-        /// Run through an embedded coordinator and in-process workers over loopback gRPC even
-        /// with one worker (several workers always do).
-        #[arg(long)]
-        via_coordinator: bool,
-    },
+    Local(local::Args),
     /// Accuracy of a checkpoint on a dataset, per class, with the confusion matrix.
-    Eval {
-        /// A checkpoint file (.ftck) or a checkpoint folder (its newest good checkpoint).
-        #[arg(long)]
-        checkpoint: String,
-        #[arg(long)]
-        csv: String,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
+    Eval(model::EvalArgs),
     /// Top-k names with probabilities for each image.
-    Predict {
-        #[arg(long)]
-        checkpoint: String,
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        top_k: u32,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Predict(model::PredictArgs),
     /// Submit a job to the coordinator; prints its id.
     Submit(remote::SubmitArgs),
     /// One job's state (`--output json` for programs).
@@ -147,9 +119,6 @@ pub enum DatasetCommand {
     },
 }
 
-/// The most steps `--max-steps` takes (far beyond any real job; keeps step arithmetic small).
-pub const MAX_STEPS: u64 = 1_000_000_000;
-
 fn image_size(text: &str) -> Result<u32, String> {
     bounded(text, widen(facetrain_worker::data::image::MODEL_SIDES))
 }
@@ -160,13 +129,9 @@ fn per_person(text: &str) -> Result<u32, String> {
 
 pub async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Local { job, output, max_steps, via_coordinator } => {
-            crate::local::run(&job, output, max_steps, via_coordinator).await
-        }
-        Command::Eval { checkpoint, csv, output } => crate::model_cmd::eval(&checkpoint, &csv, output).await,
-        Command::Predict { checkpoint, top_k, output, images } => {
-            crate::model_cmd::predict(&checkpoint, top_k as usize, &images, output).await
-        }
+        Command::Local(args) => args.run().await,
+        Command::Eval(args) => args.run().await,
+        Command::Predict(args) => args.run().await,
         Command::Dataset(DatasetCommand::Check { csv, image_size, skip_bad_rows, output }) => {
             crate::dataset_cmd::check(&csv, image_size as usize, skip_bad_rows, output).await
         }

@@ -11,7 +11,7 @@ pub mod dataset_cmd;
 pub mod dial;
 pub mod local;
 pub mod local_cluster;
-pub mod model_cmd;
+pub mod model;
 pub mod output;
 pub mod progress;
 pub mod remote;

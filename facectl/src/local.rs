@@ -1,28 +1,54 @@
 //! `facectl local JOB.toml`: the whole job on this machine, with progress.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use clap::Args as ClapArgs;
 use facetrain_worker::job::JobSpec;
 use facetrain_worker::train::run::run_local;
 
 use crate::output::{Output, print_json};
 use crate::progress::ProgressBarReporter;
 
-pub async fn run(job: &Path, output: Output, max_steps: Option<u64>, via_coordinator: bool) -> anyhow::Result<()> {
-    let mut spec = JobSpec::load(job)?;
-    if let Some(max_steps) = max_steps {
-        spec.training.max_steps = max_steps;
-        spec.validate().map_err(|e| anyhow::anyhow!("--max-steps: {e}"))?;
+/// The most steps `--max-steps` takes (far beyond any real job; keeps step arithmetic small).
+pub const MAX_STEPS: u64 = 1_000_000_000;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    job: PathBuf,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Override training.max_steps.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_STEPS))]
+    max_steps: Option<u64>,
+    /// Run through an embedded coordinator and in-process workers over loopback gRPC even
+    /// with one worker (several workers always do).
+    #[arg(long)]
+    via_coordinator: bool,
+}
+
+impl Args {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self { job, output, max_steps, via_coordinator } = self;
+        let mut spec = JobSpec::load(&job)?;
+        if let Some(max_steps) = max_steps {
+            spec.training.max_steps = max_steps;
+            spec.validate().map_err(|e| anyhow::anyhow!("--max-steps: {e}"))?;
+        }
+        if spec.workers.count > 1 || via_coordinator {
+            return run_cluster(&spec, output).await;
+        }
+        run_here(spec, &job, output).await
     }
+}
+
+/// One worker in this process, with a progress bar and Ctrl-C finishing the step.
+async fn run_here(spec: JobSpec, job: &Path, output: Output) -> anyhow::Result<()> {
     let name = spec.name.clone();
     let init = spec.model.init;
-    if spec.workers.count > 1 || via_coordinator {
-        return run_cluster(&spec, output).await;
-    }
     let interrupt = Arc::new(AtomicBool::new(false));
     let on_signal = interrupt.clone();
     tokio::spawn(async move {

@@ -1,0 +1,147 @@
+//! `facectl eval` and `facectl predict`: use a trained checkpoint.
+
+use clap::Args;
+use facetrain_worker::backend::training_device;
+use facetrain_worker::checkpoint::read_checkpoint;
+use facetrain_worker::data::batch::unlabelled_batch;
+use facetrain_worker::data::dataset::{LoadOptions, class_name_mismatches, load_dataset};
+use facetrain_worker::data::image::{RgbImage, decode_rgb};
+use facetrain_worker::job::{JobSpec, OnBadRow};
+use facetrain_worker::storage::Location;
+use facetrain_worker::train::evaluate::{evaluate, softmax};
+use facetrain_worker::train::trainer::Trainer;
+
+use crate::output::{Output, print_json};
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A checkpoint file (.ftck) or a checkpoint folder (its newest good checkpoint).
+    #[arg(long)]
+    checkpoint: String,
+    #[arg(long)]
+    csv: String,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+impl EvalArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self { checkpoint, csv, output } = self;
+        let (checkpoint, csv) = (checkpoint.as_str(), csv.as_str());
+        let (trainer, class_names, side) = restore(checkpoint).await?;
+        let options = LoadOptions {
+            side,
+            num_classes: Some(trainer.arch.num_classes),
+            on_bad_row: OnBadRow::Fail,
+            allow_outside_paths: false,
+        };
+        let mut dataset = load_dataset(csv, &options).await?;
+        // Labels are what is scored; names only show whether the CSV is the checkpoint's dataset.
+        let mismatches = class_name_mismatches(&dataset.class_names, &class_names);
+        if !mismatches.is_empty() {
+            let shown: Vec<String> = mismatches
+                .iter()
+                .take(10)
+                .map(|(label, ours, theirs)| {
+                    format!("label {label} is `{ours}` in the CSV but `{theirs}` in the checkpoint")
+                })
+                .collect();
+            let more = mismatches.len().saturating_sub(shown.len());
+            let more = if more > 0 { format!(" (and {more} more)") } else { String::new() };
+            tracing::warn!(
+                csv,
+                checkpoint,
+                "class names differ from the checkpoint's: {}{more}; is this the dataset it was trained on?",
+                shown.join("; ")
+            );
+        }
+        dataset.class_names = class_names;
+        let evaluation = tokio::task::spawn_blocking(move || evaluate(&trainer, &dataset)).await?;
+        match output {
+            Output::Json => print_json(&serde_json::to_value(&evaluation)?),
+            Output::Text => {
+                println!("accuracy {:.4} on {} samples", evaluation.accuracy, evaluation.samples);
+                // Zipped, not indexed: a checkpoint naming more classes than its model has must
+                // not panic here.
+                let rows = evaluation.per_class_accuracy.iter().zip(&evaluation.confusion);
+                for (i, (name, (accuracy, predicted))) in evaluation.class_names.iter().zip(rows).enumerate() {
+                    let accuracy = accuracy.map_or("-".into(), |a| format!("{a:.3}"));
+                    println!("  {i} {name:<24} accuracy {accuracy:<6} predicted as {predicted:?}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[arg(long)]
+    checkpoint: String,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    top_k: u32,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+impl PredictArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self { checkpoint, top_k, output, images } = self;
+        let top_k = top_k as usize;
+        let (trainer, class_names, side) = restore(&checkpoint).await?;
+        let mut decoded = Vec::with_capacity(images.len());
+        for image in &images {
+            let bytes = Location::parse(image)?.read().await?;
+            let (rgb, _) = decode_rgb(&bytes, side).map_err(|e| anyhow::anyhow!("{image}: {e}"))?;
+            decoded.push(rgb);
+        }
+        let results = tokio::task::spawn_blocking(move || rank(&trainer, decoded, &class_names, top_k)).await?;
+        match output {
+            Output::Json => print_json(&serde_json::json!(
+                images.iter().zip(&results).map(|(image, top)| serde_json::json!({
+                    "image": image,
+                    "predictions": top.iter().map(|(name, p)| serde_json::json!({"name": name, "probability": p})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>()
+            )),
+            Output::Text => {
+                for (image, top) in images.iter().zip(&results) {
+                    let ranked: Vec<String> = top.iter().map(|(name, p)| format!("{name} {p:.3}")).collect();
+                    println!("{image}: {}", ranked.join(", "));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint's model, class names and image side.
+async fn restore(checkpoint: &str) -> anyhow::Result<(Trainer, Vec<String>, usize)> {
+    let (location, checkpoint) = read_checkpoint(checkpoint).await?;
+    let job = JobSpec::parse(&checkpoint.meta.job, &location.to_string())?;
+    let device = training_device(job.workers.backend, &job.workers.device)?;
+    let trainer = Trainer::from_checkpoint(&checkpoint, &location.to_string(), device)?;
+    Ok((trainer, checkpoint.meta.class_names, job.model.image_size))
+}
+
+/// Each image's `top_k` most probable classes, named (or `class N` where the checkpoint has no name).
+fn rank(trainer: &Trainer, images: Vec<RgbImage>, class_names: &[String], top_k: usize) -> Vec<Vec<(String, f32)>> {
+    let classes = trainer.arch.num_classes;
+    let logits = trainer.predict_logits(&unlabelled_batch(&images));
+    logits
+        .chunks(classes)
+        .map(|row| {
+            let mut ranked: Vec<(String, f32)> = softmax(row)
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (class_names.get(i).filter(|n| !n.is_empty()).cloned().unwrap_or_else(|| format!("class {i}")), p)
+                })
+                .collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            ranked.truncate(top_k.max(1));
+            ranked
+        })
+        .collect()
+}
