@@ -2,9 +2,10 @@
 //! workers, one facectl client) plus an API token, for a test cluster or a first deployment.
 //! Production clusters can issue the same shapes from cert-manager (see deploy/README.md).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::{Args, Subcommand};
 use rand::Rng;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -29,19 +30,50 @@ pub const FILES: [&str; 9] = [
 /// The longest validity `--days` takes (the CA gets twice as long: 20 years).
 pub const MAX_DAYS: u32 = 3650;
 
-/// Everything is generated in memory first: refused arguments or a failed generation leave no
-/// folder and no file behind.
-pub fn create(dir: &Path, coordinator_names: &[String], days: u32, force: bool) -> anyhow::Result<()> {
-    let files = generate(coordinator_names, days)?;
-    if !force && let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
-        anyhow::bail!("{} exists; pass --force to replace every file", existing.display());
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// A private CA, coordinator/worker/client certificates and an API token, in one folder.
+    Create(CreateArgs),
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Create(args) => args.run(),
+        }
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (name, text, secret) in &files {
-        write(dir, name, text, *secret)?;
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    dir: PathBuf,
+    /// Extra names (DNS or IP) on the coordinator's certificate, e.g. its Service name.
+    #[arg(long = "coordinator-name")]
+    coordinator_names: Vec<String>,
+    /// Validity of the leaf certificates in days (the CA gets twice as long).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
+    days: u32,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+impl CreateArgs {
+    /// Everything is generated in memory first: refused arguments or a failed generation leave
+    /// no folder and no file behind.
+    pub fn run(self) -> anyhow::Result<()> {
+        let Self { dir, coordinator_names, days, force } = self;
+        let files = generate(&coordinator_names, days)?;
+        if !force && let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+            anyhow::bail!("{} exists; pass --force to replace every file", existing.display());
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, text, secret) in &files {
+            write(&dir, name, text, *secret)?;
+        }
+        println!("wrote {} to {}", FILES.join(", "), dir.display());
+        Ok(())
     }
-    println!("wrote {} to {}", FILES.join(", "), dir.display());
-    Ok(())
 }
 
 /// The files of [`FILES`], in that order: (name, PEM or token text, whether it is a secret).
@@ -127,7 +159,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("certs");
         for days in [0, MAX_DAYS + 1, 4_000_000] {
-            let error = create(&target, &[], days, false).unwrap_err().to_string();
+            let args = CreateArgs { dir: target.clone(), coordinator_names: Vec::new(), days, force: false };
+            let error = args.run().unwrap_err().to_string();
             assert!(error.contains(&format!("1..={MAX_DAYS}")), "{error}");
             assert!(!target.exists(), "--days {days} created {}", target.display());
         }

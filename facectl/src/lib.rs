@@ -7,7 +7,7 @@ pub mod bench;
 pub mod certs;
 pub mod cli;
 pub mod connection;
-pub mod dataset_cmd;
+pub mod dataset;
 pub mod dial;
 pub mod local;
 pub mod local_cluster;
