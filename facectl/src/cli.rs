@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{certs, dataset, local, model, remote, toil};
+use crate::{bench, certs, dataset, local, model, remote, toil};
 
 #[derive(Parser, Debug)]
 #[command(name = "facectl", version, about = "Train, evaluate and operate facetrain face-recognition jobs")]
@@ -67,7 +67,7 @@ pub enum Command {
     Certs(certs::Command),
     /// Measure step time and input-pipeline throughput (prints `RESULT {json}` lines).
     #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
+    Bench(bench::Command),
 }
 
 pub async fn dispatch(command: Command) -> anyhow::Result<()> {
@@ -76,7 +76,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => args.run().await,
         Command::Predict(args) => args.run().await,
         Command::Dataset(command) => command.run().await,
-        Command::Bench(command) => crate::bench::run(command).await,
+        Command::Bench(command) => command.run().await,
         Command::Certs(command) => command.run(),
         Command::Toil(args) => args.run().await,
         Command::Submit(args) => args.run().await,

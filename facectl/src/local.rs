@@ -84,7 +84,7 @@ async fn run_here(spec: JobSpec, job: &Path, output: Output) -> anyhow::Result<(
             "class_names": summary.evaluation.class_names,
             "ledger": crate::output::ledger_json(&(&summary.ledger).into()),
             "init": init,
-            "adam_epsilon": crate::bench::adam_epsilon(),
+            "adam_epsilon": crate::bench::model::adam_epsilon(),
         })),
         Output::Text => {
             println!(
