@@ -1,4 +1,6 @@
-//! Command-line grammar and dispatch.
+//! The command-line grammar: the global flags, one variant per command holding that command's
+//! own flags (its module defines them and its `run`), and dispatch. What each command does and
+//! which flags it takes live with the command, so this file only lists them.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -70,19 +72,40 @@ pub enum Command {
     Bench(bench::Command),
 }
 
+/// Runs the command; its error is what the user reads.
 pub async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Local(args) => args.run().await,
         Command::Eval(args) => args.run().await,
         Command::Predict(args) => args.run().await,
-        Command::Dataset(command) => command.run().await,
-        Command::Bench(command) => command.run().await,
-        Command::Certs(command) => command.run(),
-        Command::Toil(args) => args.run().await,
         Command::Submit(args) => args.run().await,
         Command::Status(args) => args.run().await,
         Command::List(args) => args.run().await,
         Command::Watch(args) => args.run().await,
         Command::Cancel(args) => args.run().await,
+        Command::Toil(args) => args.run().await,
+        Command::Dataset(command) => command.run().await,
+        Command::Certs(command) => command.run(),
+        Command::Bench(command) => command.run().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        // clap checks names, defaults against their parsers, and conflicts only when asked.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_follow_the_command() {
+        let cli = Cli::try_parse_from(["facectl", "list", "--log-format", "json", "--log", "debug"]).unwrap();
+        assert_eq!((cli.global.log_format.name(), cli.global.log.as_str()), ("json", "debug"));
+        assert!(matches!(cli.command, Command::List(_)));
     }
 }

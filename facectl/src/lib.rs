@@ -1,6 +1,12 @@
-//! facectl: the facetrain command line as a library. `cli` is the grammar and sends each
-//! command to the module that owns its flags and its `run`; the binary only parses, sets up
-//! logging and the runtime, and turns the result into an exit code.
+//! facectl: the facetrain command line as a library; the binary only parses, sets up logging
+//! and the runtime, and turns the result into an exit code.
+//!
+//! [`cli`] lists the commands and dispatches them. Each command's module owns its flags (a
+//! `clap::Args` struct) and its `run`: [`local`] (with [`local_cluster`]), [`model`] (eval and
+//! predict), [`remote`] (submit, status, list, watch, cancel), [`toil`], [`dataset`], [`certs`]
+//! and [`bench`](mod@bench). Commands that reach a coordinator go through [`connection`] over [`dial`].
+//! [`output`] is how results are printed (text or JSON), [`progress`] the training progress on
+//! stderr, and [`args`] the value parsers several commands' flags share.
 
 pub mod args;
 pub mod bench;
