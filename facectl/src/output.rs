@@ -27,6 +27,7 @@ pub fn ledger_json(ledger: &pb::SampleLedger) -> serde_json::Value {
     })
 }
 
+/// A job state as facectl prints it; `unknown` for a state newer than this build.
 pub fn state_name(state: i32) -> &'static str {
     match pb::JobState::try_from(state) {
         Ok(pb::JobState::Queued) => "queued",

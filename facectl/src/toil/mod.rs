@@ -1,7 +1,7 @@
 //! `facectl toil`: the toil ledger of one job or of every job, from what the coordinator
 //! recorded, within an optional window.
 
-mod ledger;
+pub mod ledger;
 
 use clap::Args as ClapArgs;
 use facetrain_proto::pb;
