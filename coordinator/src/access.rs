@@ -8,6 +8,7 @@
 //! interceptors only read the request and log refusals, at most one line per peer per window.
 
 mod refusals;
+mod submissions;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -19,6 +20,7 @@ use tonic::{Request, Status};
 use tracing::warn;
 
 pub use refusals::RefusalLog;
+pub use submissions::{Submissions, SubmitLimit};
 
 #[derive(Clone, Debug, Default)]
 pub struct AccessPolicy {

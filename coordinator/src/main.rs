@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use facetrain_coordinator::access::AccessPolicy;
+use facetrain_coordinator::access::{AccessPolicy, SubmitLimit};
 use facetrain_coordinator::cluster::{Limits, Timing};
 use facetrain_coordinator::coordinator::Coordinator;
 use facetrain_coordinator::metrics::{CoordinatorMetrics, register_job_metrics};
@@ -49,6 +49,14 @@ struct Args {
     #[arg(long, env = "FACETRAIN_MAX_JOB_MEMORY_GIB", default_value = "64",
           value_parser = clap::value_parser!(u64).range(1..=65536))]
     max_job_memory_gib: u64,
+    /// Job submissions one client (address) may make at once, before --submit-per-minute applies.
+    #[arg(long, env = "FACETRAIN_SUBMIT_BURST", default_value = "50",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    submit_burst: u32,
+    /// Job submissions per minute one client may make after its burst.
+    #[arg(long, env = "FACETRAIN_SUBMIT_PER_MINUTE", default_value = "60",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    submit_per_minute: u32,
     #[arg(long, env = "FACETRAIN_LOG_FORMAT", default_value = "text")]
     log_format: String,
     /// This server's certificate (PEM); with --tls-key, the API is served over TLS only.
@@ -99,7 +107,8 @@ impl Args {
             }
             (true, _) => tracing::info!(%listen, mutual_tls = self.tls_client_ca.is_some(), "TLS on"),
         }
-        Ok(Security { tls, access })
+        let submit_limit = SubmitLimit { burst: self.submit_burst, per_minute: self.submit_per_minute };
+        Ok(Security { tls, access, submit_limit })
     }
 }
 

@@ -3,6 +3,7 @@
 //! `shutdown` resolves.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use facetrain_proto::pb::job_service_server::JobServiceServer;
@@ -14,7 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::ServerTlsConfig;
 use tracing::info;
 
-use crate::access::AccessPolicy;
+use crate::access::{AccessPolicy, Submissions, SubmitLimit};
 use crate::cluster::{Limits, Timing};
 use crate::coordinator::{Coordinator, Shared};
 use crate::metrics::CoordinatorMetrics;
@@ -25,11 +26,13 @@ use crate::store::JobStore;
 /// How often lost workers and deadlines are checked.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 
-/// How the API is protected: TLS (`None`: plaintext) and who may call what.
+/// How the API is protected: TLS (`None`: plaintext), who may call what, and how fast one caller
+/// may submit jobs.
 #[derive(Clone, Debug, Default)]
 pub struct Security {
     pub tls: Option<ServerTlsConfig>,
     pub access: AccessPolicy,
+    pub submit_limit: SubmitLimit,
 }
 
 pub async fn run(
@@ -43,7 +46,8 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let jobs = JobServiceServer::new(JobApi { coordinator: coordinator.clone() })
+    let submissions = Arc::new(Mutex::new(Submissions::new(security.submit_limit)));
+    let jobs = JobServiceServer::new(JobApi { coordinator: coordinator.clone(), submissions })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let jobs = InterceptedService::new(jobs, security.access.jobs());

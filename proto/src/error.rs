@@ -10,6 +10,8 @@ pub enum ErrorCode {
     FailedPrecondition,
     /// The step round was abandoned (membership changed); redo the step.
     Aborted,
+    /// The caller is over a limit (job submissions per minute); retry after the wait it names.
+    ResourceExhausted,
     Unavailable,
     Internal,
 }
@@ -27,6 +29,7 @@ impl From<ErrorCode> for tonic::Code {
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::FailedPrecondition => tonic::Code::FailedPrecondition,
             ErrorCode::Aborted => tonic::Code::Aborted,
+            ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::Internal => tonic::Code::Internal,
         }
@@ -40,6 +43,7 @@ impl From<tonic::Code> for ErrorCode {
             tonic::Code::NotFound => Self::NotFound,
             tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists => Self::FailedPrecondition,
             tonic::Code::Aborted => Self::Aborted,
+            tonic::Code::ResourceExhausted => Self::ResourceExhausted,
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Self::Unavailable,
             _ => Self::Internal,
         }
@@ -57,6 +61,7 @@ mod tests {
             ErrorCode::NotFound,
             ErrorCode::FailedPrecondition,
             ErrorCode::Aborted,
+            ErrorCode::ResourceExhausted,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
         ] {

@@ -1,6 +1,8 @@
 //! A sandbox for integration tests: a real coordinator process and real worker processes on
 //! 127.0.0.1, driven through the real `facectl`, with `wait_for` polling and chaos helpers
 //! (kill -9, restart).
+// A test harness: an unmet expectation here is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -87,6 +89,14 @@ impl Sandbox {
         sandbox.client_env =
             vec![("FACETRAIN_TLS_CA".into(), file("ca.pem")), ("FACETRAIN_TOKEN_FILE".into(), file("api-tokens"))];
         sandbox.scheme = "https";
+        sandbox.start_coordinator("127.0.0.1:0");
+        sandbox
+    }
+
+    /// As [`Sandbox::start`], with extra coordinator flags.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        let mut sandbox = Self::unstarted(Vec::new());
+        sandbox.coordinator_args.extend(args.iter().map(|a| a.to_string()));
         sandbox.start_coordinator("127.0.0.1:0");
         sandbox
     }

@@ -1,6 +1,8 @@
 //! Hostile and broken input against real processes: jobs that can never succeed fail with the
 //! reason instead of running forever, absurd model sizes are refused before anything is
 //! allocated, and a damaged job store is an error that says what to do, never a panic.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 use std::time::Duration;
@@ -185,4 +187,27 @@ fn a_job_for_a_backend_no_worker_has_waits_with_the_reason() {
         (Some("queued"), Some(0)),
         "{later}"
     );
+}
+
+/// Before: 200 submissions from one client were accepted in 4 s, each a job record kept forever.
+#[test]
+fn a_client_submitting_in_a_loop_is_slowed_down_with_the_wait() {
+    let sandbox = Sandbox::start_with_args(&["--submit-burst", "3", "--submit-per-minute", "1"]);
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "sweep", &data, 1, 10, "");
+    for _ in 0..3 {
+        sandbox.submit(&job);
+    }
+    let refused = sandbox.facectl(&["submit", job.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "the fourth submission is refused: {stderr}");
+    assert!(
+        stderr.contains("too many job submissions")
+            && stderr.contains("at most 3 at once")
+            && stderr.contains("retry in"),
+        "{stderr}"
+    );
+    let list = sandbox.facectl(&["list", "--output", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(jobs.as_array().map(Vec::len), Some(3), "{jobs}");
 }

@@ -14,6 +14,9 @@ pub enum DomainError {
     /// The step round moved on (membership changed): redo the step.
     #[error("{0}")]
     Stale(String),
+    /// The caller is over its limit (submissions per minute): retry later.
+    #[error("{0}")]
+    Exhausted(String),
     /// The coordinator cannot take it now (the store refused, it is shutting down).
     #[error("{0}")]
     Unavailable(String),

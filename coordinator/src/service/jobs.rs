@@ -1,6 +1,8 @@
 //! `facetrain.v1.JobService`.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use facetrain_proto::pb::{self, job_service_server::JobService};
 use futures::Stream;
@@ -10,10 +12,34 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, observed};
+use crate::access::Submissions;
+use crate::cluster::DomainError;
 use crate::coordinator::Shared;
 
 pub struct JobApi {
     pub coordinator: Shared,
+    /// Per-caller submission rate.
+    pub submissions: Arc<Mutex<Submissions>>,
+}
+
+impl JobApi {
+    /// Refuses a submission over the caller's rate with how long to wait.
+    fn admit_submission<T>(&self, request: &Request<T>) -> Result<(), DomainError> {
+        let peer = request.remote_addr().map(|a| a.ip());
+        let Ok(mut submissions) = self.submissions.lock() else {
+            return Ok(()); // a poisoned lock only loses the limit
+        };
+        let limit = submissions.limit();
+        submissions.admit(peer, Instant::now()).map_err(|wait| {
+            DomainError::Exhausted(format!(
+                "too many job submissions from this client: at most {} at once and {} per minute \
+                 (coordinator flags --submit-burst, --submit-per-minute); retry in {:.1} s",
+                limit.burst,
+                limit.per_minute,
+                wait.as_secs_f64()
+            ))
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -23,6 +49,7 @@ impl JobService for JobApi {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         observed(&self.coordinator.metrics, "SubmitJob", true, async move {
+            self.admit_submission(&request)?;
             let request = request.into_inner();
             let job_id = self.coordinator.submit(&request.job_toml, &request.submitted_by)?;
             Ok(Response::new(pb::SubmitJobResponse { job_id }))

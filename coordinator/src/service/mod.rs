@@ -22,6 +22,7 @@ pub fn status(error: DomainError) -> tonic::Status {
         DomainError::NotFound(_) => ErrorCode::NotFound,
         DomainError::Precondition(_) => ErrorCode::FailedPrecondition,
         DomainError::Stale(_) => ErrorCode::Aborted,
+        DomainError::Exhausted(_) => ErrorCode::ResourceExhausted,
         DomainError::Unavailable(_) => ErrorCode::Unavailable,
     };
     code.status(error.to_string())
