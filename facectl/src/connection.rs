@@ -74,7 +74,14 @@ impl Connection {
         let dialer = Dialer { tls, observed: observed.clone() };
         let channel = match tokio::time::timeout(connect_timeout, endpoint.connect_with_connector(dialer)).await {
             Ok(Ok(channel)) => channel,
-            Ok(Err(error)) => return Err(what.failure(&Failure::CannotConnect(chain(&error)))),
+            // Reached but refused during the handshake (a TLS alert): the connection failed, and why.
+            Ok(Err(error)) => {
+                let failure = match observed.error() {
+                    Some(reason) => Failure::ConnectionLost(reason),
+                    None => Failure::CannotConnect(chain(&error)),
+                };
+                return Err(what.failure(&failure));
+            }
             Err(_) => return Err(what.failure(&Failure::NoAnswer { within: connect_timeout })),
         };
         let client = JobServiceClient::with_interceptor(channel, AttachToken::new(token.as_ref()));

@@ -85,14 +85,56 @@ impl tower_service::Service<Uri> for Dialer {
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             observed.heard();
-            let stream = match tls {
-                None => Stream::Plain(tcp),
-                Some((config, name)) => Stream::Tls(Box::new(TlsConnector::from(config).connect(name, tcp).await?)),
+            let (stream, first) = match tls {
+                None => (Stream::Plain(tcp), Vec::new()),
+                Some((config, name)) => {
+                    // An alert is the coordinator's answer, noted as the connection's failure; a
+                    // certificate this client does not trust is its own refusal to connect.
+                    let connected = TlsConnector::from(config).connect(name, tcp).await;
+                    let mut tls = Box::new(connected.inspect_err(|e| {
+                        if is_alert(e) {
+                            observed.failed(e)
+                        }
+                    })?);
+                    let first = first_bytes(&mut tls).await.inspect_err(|e| observed.failed(e))?;
+                    (Stream::Tls(tls), first)
+                }
             };
             observed.heard();
-            Ok(TokioIo::new(Connection { stream, observed }))
+            Ok(TokioIo::new(Connection { stream, first, observed }))
         })
     }
+}
+
+/// How long a TLS connection waits for the coordinator's first bytes before the client speaks.
+const FIRST_BYTES: Duration = Duration::from_secs(5);
+
+/// Waits for the coordinator's first bytes (its HTTP/2 SETTINGS) before the client sends any.
+/// In TLS 1.3 a server judges the client's certificate after the client thinks the handshake is
+/// done; had the client already sent its request, the server would close on unread bytes, the
+/// kernel would answer with a reset, and the reset would overtake the alert that says why. Silence
+/// past [`FIRST_BYTES`] is left to the call's own timeout.
+async fn first_bytes(tls: &mut TlsStream<TcpStream>) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 16 * 1024];
+    match tokio::time::timeout(FIRST_BYTES, tls.read(&mut buffer)).await {
+        Err(_elapsed) => Ok(Vec::new()),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(0)) => Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the coordinator closed the connection after the TLS handshake",
+        )),
+        Ok(Ok(n)) => {
+            buffer.truncate(n);
+            Ok(buffer)
+        }
+    }
+}
+
+/// A TLS alert received from the coordinator.
+fn is_alert(error: &std::io::Error) -> bool {
+    let rustls = error.get_ref().and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>());
+    matches!(rustls, Some(tokio_rustls::rustls::Error::AlertReceived(_)))
 }
 
 enum Stream {
@@ -103,6 +145,8 @@ enum Stream {
 /// One connection, noting what it saw in its [`Observed`].
 pub struct Connection {
     stream: Stream,
+    /// Bytes read before the connection was handed over (see [`first_bytes`]), served first.
+    first: Vec<u8>,
     observed: Observed,
 }
 
@@ -117,6 +161,12 @@ impl Connection {
 
 impl AsyncRead for Connection {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if !self.first.is_empty() {
+            let n = self.first.len().min(buf.remaining());
+            buf.put_slice(&self.first[..n]);
+            self.first.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = match &mut self.stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
