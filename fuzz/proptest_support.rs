@@ -1,6 +1,7 @@
 //! Shared by the proptest fuzz tests of proto and worker (each includes it with `#[path]`): how
 //! many cases to run, and the kept corpus every test replays. Not part of the cargo-fuzz crate.
-
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
 //! The job store file is input too: a disk can hand back damaged bytes. Whatever bytes are
 //! flipped, opening the store and reading its jobs gives jobs or an error that names the file,
 //! never a panic that takes the coordinator down.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use facetrain_coordinator::record::JobRecord;
 use facetrain_coordinator::store::JobStore;

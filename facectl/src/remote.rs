@@ -1,6 +1,7 @@
 //! Commands on the coordinator's jobs: submit, status, list, watch, cancel, and the connection
 //! flags every command that talks to a coordinator takes.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -123,7 +124,13 @@ impl WatchArgs {
             if let Some(job) = event.job {
                 let line = job_line(&job);
                 if line != last_line {
-                    println!("{line}");
+                    if let Err(e) = writeln!(std::io::stdout(), "{line}") {
+                        // The reader left (`facectl watch JOB | head -1`): nothing more to show.
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            return Ok(());
+                        }
+                        return Err(e.into());
+                    }
                     last_line = line;
                 }
             }

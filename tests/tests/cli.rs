@@ -1,4 +1,6 @@
 //! The facectl commands a user runs on one machine, end to end on generated data.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::{Command, Output};

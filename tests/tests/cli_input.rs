@@ -1,5 +1,7 @@
 //! Hostile and mistaken input to the binaries: numeric flags out of range are refused with the
 //! range before anything is written, and suspicious datasets are warned about with the labels.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::{Command, Output};

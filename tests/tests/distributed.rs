@@ -1,5 +1,7 @@
 //! Distributed training against real processes: a coordinator and worker processes talking gRPC
 //! over loopback, driven with `facectl`.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Shared fixtures for the worker's tests: small generated datasets and a tiny architecture so
 //! the training tests run in seconds on two cores.
-
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

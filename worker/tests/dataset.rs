@@ -1,5 +1,7 @@
 //! Loading datasets from real files: every kind of bad input is refused with the file, the line
 //! and the problem, or skipped and counted when the job says so.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

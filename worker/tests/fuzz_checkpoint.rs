@@ -1,6 +1,8 @@
 //! Checkpoints are read back from disks and buckets that may hold anything: any bytes must give
 //! an error, never a panic; damage the checksum can see must be refused; and no length field may
 //! make the decoder allocate more than the file it was given.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../fuzz/proptest_support.rs"]
 mod fuzz_support;

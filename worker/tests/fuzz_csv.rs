@@ -1,6 +1,8 @@
 //! Dataset CSVs are user input: any bytes must parse to rows or to an error naming the file (and
 //! the line, for a bad row), skip mode must account for every data line, and no image path may
 //! leave the dataset folder unless the job allows it.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../fuzz/proptest_support.rs"]
 mod fuzz_support;

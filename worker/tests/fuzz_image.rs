@@ -1,5 +1,7 @@
 //! Image files come from datasets nobody vetted: any bytes, truncated or damaged JPEG/PNG, and
 //! headers that claim huge sizes must end in a clear error, never a panic or a giant allocation.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../fuzz/proptest_support.rs"]
 mod fuzz_support;

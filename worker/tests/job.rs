@@ -1,4 +1,6 @@
 //! job.toml errors name the key and the expected form.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use facetrain_worker::job::JobSpec;
 

@@ -106,21 +106,21 @@ async fn bench_pipeline(
             // and batches on its thread while the caller takes batches.
             let dataset = Arc::new(load_dataset(csv, &options).await?);
             let spec = StreamSpec { cursor: 0, global_batch: batch, rank: 0, world: 1, augment, seed };
-            tokio::task::spawn_blocking(move || {
-                let mut prefetcher = Prefetcher::spawn(dataset, spec, 2);
+            tokio::task::spawn_blocking(move || -> facetrain_worker::Result<Throughput> {
+                let mut prefetcher = Prefetcher::spawn(dataset, spec, 2)?;
                 for _ in 0..warmup_batches {
-                    prefetcher.next_batch();
+                    prefetcher.next_batch()?;
                 }
                 let started = Instant::now();
                 let mut run = Throughput::default();
                 while !budget.spent(run.batches, started) {
-                    run.images += prefetcher.next_batch().len();
+                    run.images += prefetcher.next_batch()?.len();
                     run.batches += 1;
                 }
                 run.seconds = started.elapsed().as_secs_f64();
-                run
+                Ok(run)
             })
-            .await?
+            .await??
         }
         DataArg::Files => {
             // Nothing kept between epochs: each one loads the dataset as a job does (the CSV, every

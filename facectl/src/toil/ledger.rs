@@ -48,7 +48,8 @@ pub fn ledger(jobs: &[pb::Job], since_unix_ms: u64) -> Ledger {
         resolved_by_person: by(Resolver::Person).count(),
         unresolved_at_job_end: ended,
         mttr_seconds: (!recovery.is_empty()).then(|| recovery.iter().sum::<f64>() / recovery.len() as f64),
-        lost_work_seconds: incidents.iter().map(|i| i.lost_work_seconds).sum(),
+        // + 0.0: an empty f64 sum is -0.0, which would print as "-0.0 s".
+        lost_work_seconds: incidents.iter().map(|i| i.lost_work_seconds).sum::<f64>() + 0.0,
         manual_actions: toil.len(),
         toil_seconds,
         running_seconds,

@@ -11,6 +11,7 @@ use crate::data::augment::{Jitter, augment_into, draw, sample_seed};
 use crate::data::dataset::Dataset;
 use crate::data::image::RgbImage;
 use crate::data::shard::{Pick, ShardPlan, share};
+use crate::error::{Error, Result};
 use crate::job::AugmentSpec;
 
 #[derive(Debug, Clone)]
@@ -92,18 +93,22 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    pub fn spawn(dataset: Arc<Dataset>, spec: StreamSpec, depth: usize) -> Self {
+    pub fn spawn(dataset: Arc<Dataset>, spec: StreamSpec, depth: usize) -> Result<Self> {
         let (sender, receiver) = sync_channel(depth.max(1));
         let thread = std::thread::Builder::new()
             .name("facetrain-prefetch".into())
             .spawn(move || produce(&dataset, spec, sender))
-            .expect("spawning the prefetch thread");
-        Self { receiver: Some(receiver), thread: Some(thread) }
+            .map_err(|e| Error::io("cannot start the batch-preparing thread", e))?;
+        Ok(Self { receiver: Some(receiver), thread: Some(thread) })
     }
 
-    /// The next batch; blocks while it is being prepared.
-    pub fn next_batch(&mut self) -> Batch {
-        self.receiver.as_ref().expect("live prefetcher").recv().expect("the prefetch thread never stops first")
+    /// The next batch; blocks while it is being prepared. The thread only stops first if it
+    /// failed (a panic while preparing a batch): that is an error, not a hang.
+    pub fn next_batch(&mut self) -> Result<Batch> {
+        self.receiver
+            .as_ref()
+            .and_then(|receiver| receiver.recv().ok())
+            .ok_or_else(|| Error::Training("the batch-preparing thread stopped".into()))
     }
 }
 

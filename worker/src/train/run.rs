@@ -209,7 +209,7 @@ impl TrainingLoop<'_> {
                 seed: training.seed,
             },
             PREFETCH_DEPTH,
-        );
+        )?;
         let loop_started = Instant::now();
         let mut trained_images = 0usize;
         let mut interval = StepStats::default();
@@ -224,7 +224,7 @@ impl TrainingLoop<'_> {
                 break;
             }
             let step_started = Instant::now();
-            let batch = prefetcher.next_batch();
+            let batch = prefetcher.next_batch()?;
             let data_wait = step_started.elapsed();
             let stats = self.trainer.train_step(&batch, batch_size, None)?;
             self.check_samples(&batch, rows)?;
