@@ -4,7 +4,7 @@
 //! Every call takes the time as a value ([`Now`]) and reports what happened as [`Event`]s that
 //! the shell (`crate::coordinator`) turns into store writes, metrics and log lines. Nothing in
 //! here reads a clock, touches the store or knows the transport, so the rules are unit-tested
-//! directly and property-tested over random sequences of calls (`tests/cluster_properties.rs`).
+//! directly and property-tested over random sequences of calls (`properties.rs`).
 
 mod error;
 mod events;
