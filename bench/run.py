@@ -678,8 +678,10 @@ class Runner:
         return [self.args.facectl, *argv]
 
     def tf(self, *argv, seed=None):
-        return [self.tf_python, os.path.join(self.ref, "tf_cnn.py"), "--seed", str(self.args.seed if seed is None else seed),
-                "--adam-epsilon", repr(ADAM_EPSILON), *argv]
+        # The shared reference, unmodified, through bench/tf_ref.py (Adam's epsilon, tf.data's
+        # cache and the pipeline's duration are set there, and reported).
+        return [self.tf_python, os.path.join(HERE, "tf_ref.py"), "--ref", self.ref,
+                "--seed", str(self.args.seed if seed is None else seed), "--adam-epsilon", repr(ADAM_EPSILON), *argv]
 
     def bench_result(self, side, source, cmd, timeout=1800, append=False):
         stdout, _err, ru, _secs = run_child(cmd, timeout, cwd=self.ref if side == "tf" else REPO,
