@@ -53,7 +53,8 @@ impl Mailbox {
             {
                 let mut pieces = self.pieces.lock().unwrap_or_else(PoisonError::into_inner);
                 let ready = pieces.get(key).is_some_and(|p| p.iter().map(|(_, d)| d.len()).sum::<usize>() >= bytes);
-                if let Some(pieces) = pieces.remove(key).filter(|_| ready) {
+                // Only a complete set leaves the mailbox: pieces taken early would be lost.
+                if ready && let Some(pieces) = pieces.remove(key) {
                     return pieces;
                 }
             }
@@ -210,6 +211,33 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunk(offset: u64, bytes: usize) -> pb::RingChunk {
+        pb::RingChunk { job_id: "j".into(), step: 1, round: 0, phase: 0, offset, data: vec![7; bytes] }
+    }
+
+    /// A segment larger than one chunk arrives in pieces: waiting for it must keep the early ones.
+    /// (A version that removed the pieces before checking they were all there lost them, and a
+    /// ring job with a gradient over one chunk, such as the tutorial model's 12 MB, hung.)
+    #[tokio::test]
+    async fn a_segment_in_several_pieces_is_taken_whole() {
+        let mailbox = Arc::new(Mailbox::default());
+        let key: Key = ("j".into(), 1, 0, 0);
+        mailbox.deliver(chunk(0, 100));
+        let taker = tokio::spawn({
+            let mailbox = mailbox.clone();
+            let key = key.clone();
+            async move { mailbox.take(&key, 300).await }
+        });
+        tokio::task::yield_now().await;
+        mailbox.deliver(chunk(25, 100));
+        tokio::task::yield_now().await;
+        mailbox.deliver(chunk(50, 100));
+        let pieces = tokio::time::timeout(std::time::Duration::from_secs(5), taker).await.unwrap().unwrap();
+        let mut offsets: Vec<u64> = pieces.iter().map(|(offset, _)| *offset).collect();
+        offsets.sort();
+        assert_eq!(offsets, [0, 25, 50]);
+    }
 
     /// Simulates the schedule on N in-memory workers and checks every one ends with the sum.
     #[test]
