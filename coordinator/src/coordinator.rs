@@ -139,6 +139,7 @@ impl Coordinator {
             Event::WorkerLost { worker, name, cause, detail } => {
                 warn!(worker = %worker, name, cause = cause.name(), detail, "worker lost")
             }
+            Event::WorkerLeft { worker, name, reason } => info!(worker = %worker, name, reason, "worker left"),
             Event::MemberLeft { job, name } => m.member_left(&job, &name),
             Event::IncidentOpened { job, cause, detail } => warn!(job = %job, cause = cause.name(), detail, "incident"),
             Event::IncidentResolved { job, cause, resolver, recovery_seconds } => {
@@ -278,6 +279,11 @@ impl Coordinator {
 
     /// A worker cannot go on: a checkpoint it could not read (the job falls back to an older
     /// one), or a reason that fails the job.
+    pub fn leave(&self, worker: &str, reason: &str) -> Result<()> {
+        let reason = if reason.is_empty() { "stopping" } else { reason };
+        self.with_cluster(|cluster, now| cluster.leave(worker, reason, now))
+    }
+
     pub fn report_failure(&self, report: &pb::FailureReport) -> Result<()> {
         let (worker, job) = (&report.worker_id, &report.job_id);
         self.with_cluster(|cluster, now| {

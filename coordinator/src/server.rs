@@ -26,6 +26,15 @@ use crate::store::JobStore;
 /// How often lost workers and deadlines are checked.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 
+/// The services a coordinator serves, as reflection lists them.
+pub const SERVED: [&str; 5] = [
+    "facetrain.v1.JobService",
+    "facetrain.v1.WorkerService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
 /// How the API is protected: TLS (`None`: plaintext), who may call what, and how fast one caller
 /// may submit jobs.
 #[derive(Clone, Debug, Default)]
@@ -42,10 +51,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions (grpcurl speaks v1, grpcio's and older clients v1alpha), listing
+    // only the services this process serves (the ring's PeerService lives in the same proto
+    // files but is served by workers).
+    let reflection = || {
+        SERVED.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, service| builder.with_service_name(*service),
+        )
+    };
+    let (reflection, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let submissions = Arc::new(Mutex::new(Submissions::new(security.submit_limit)));
     let jobs = JobServiceServer::new(JobApi { coordinator: coordinator.clone(), submissions })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -77,6 +94,7 @@ pub async fn run(
         .timeout(Duration::from_secs(60))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(jobs)
         .add_service(workers)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -7,6 +7,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use facetrain_proto::auth::{AttachToken, Token};
+use facetrain_proto::pb;
 use facetrain_proto::pb::job_service_client::JobServiceClient;
 use facetrain_proto::tls::TlsFiles;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -89,6 +90,22 @@ impl Connection {
     }
 
     /// A request that gives up after `--timeout`.
+    /// Every job, oldest first, a page at a time (without their job.toml).
+    pub async fn all_jobs(&mut self) -> anyhow::Result<Vec<pb::Job>> {
+        let mut jobs = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = pb::ListJobsRequest { page_size: 1000, page_token, ..Default::default() };
+            let request = self.request(page);
+            let response = self.client.list_jobs(request).await.map_err(|s| self.failed(s))?.into_inner();
+            jobs.extend(response.jobs);
+            if response.next_page_token.is_empty() {
+                return Ok(jobs);
+            }
+            page_token = response.next_page_token;
+        }
+    }
+
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.what.timeout);

@@ -69,6 +69,7 @@ pub fn job_json(job: &pb::Job) -> serde_json::Value {
         "train_loss": job.train_loss,
         "workers": job.workers,
         "message": job.message,
+        "submitted_by": job.submitted_by,
         "latest_checkpoint": job.latest_checkpoint,
         "running_seconds": job.running_seconds,
         "samples_trained": job.samples_trained,

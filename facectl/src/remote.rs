@@ -95,8 +95,7 @@ pub struct ListArgs {
 impl ListArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "list").await?;
-        let request = connection.request(pb::ListJobsRequest {});
-        let jobs = connection.client.list_jobs(request).await.map_err(|s| connection.failed(s))?.into_inner().jobs;
+        let jobs = connection.all_jobs().await?;
         match self.output {
             Output::Json => print_json(&serde_json::Value::Array(jobs.iter().map(job_json).collect())),
             Output::Text => jobs.iter().for_each(|job| println!("{}", job_line(job))),

@@ -341,8 +341,29 @@ pub fn parse_device(text: &str) -> std::result::Result<Option<usize>, String> {
     }
 }
 
+impl JobSpec {
+    /// The locations (key, value) that are relative paths. A coordinator refuses them: they would
+    /// resolve against each worker's working directory, not against anything the submitter sees
+    /// (`facectl submit` resolves them against the job file before sending).
+    pub fn relative_locations(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("dataset.train", self.dataset.train.as_str()),
+            ("dataset.validate", self.dataset.validate.as_str()),
+            ("checkpoint.dir", self.checkpoint.dir.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, location)| !location.is_empty() && !is_absolute_location(location))
+        .collect()
+    }
+}
+
+/// A URL (`s3://`, `gs://`, `file://`) or an absolute path.
+fn is_absolute_location(location: &str) -> bool {
+    location.contains("://") || Path::new(location).is_absolute()
+}
+
 fn resolve_relative(base: &Path, location: &str) -> String {
-    if location.contains("://") || Path::new(location).is_absolute() {
+    if is_absolute_location(location) {
         return location.to_string();
     }
     base.join(location).display().to_string()

@@ -10,8 +10,7 @@ use facetrain_coordinator::store::JobStore;
 use facetrain_proto::incidents::{IncidentCause, Resolver};
 use facetrain_tests::chaos::Tmpfs;
 
-const JOB: &str =
-    "name = \"t\"\n[dataset]\ntrain = \"t.csv\"\nvalidate = \"v.csv\"\n[training]\nbatch_size = 10\nmax_steps = 5\n";
+const JOB: &str = "name = \"t\"\n[dataset]\ntrain = \"/data/t.csv\"\nvalidate = \"/data/v.csv\"\n[training]\nbatch_size = 10\nmax_steps = 5\n";
 
 #[test]
 fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {

@@ -30,6 +30,12 @@ pub enum Event {
         cause: IncidentCause,
         detail: String,
     },
+    /// A worker that was stopping said so and left (not a loss).
+    WorkerLeft {
+        worker: String,
+        name: String,
+        reason: String,
+    },
     /// A worker stopped training a job (lost, released, or the job ended).
     MemberLeft {
         job: String,

@@ -21,6 +21,13 @@ impl Cluster {
     /// (the shell saves the record in between, so a store that refuses means no job).
     pub fn prepare_submit(&self, job_toml: &str, submitted_by: &str, now: Now) -> Result<JobRecord> {
         let spec = JobSpec::parse(job_toml, "job.toml").map_err(|e| DomainError::Invalid(e.to_string()))?;
+        if let Some((key, location)) = spec.relative_locations().first() {
+            return Err(DomainError::Invalid(format!(
+                "job.toml: `{key}` = `{location}` is a relative path, which each worker would resolve against its \
+                 own working directory: give an absolute path or a URL (s3://, gs://, file://); `facectl submit` \
+                 resolves relative paths against the job file"
+            )));
+        }
         let classes = spec.dataset.num_classes.unwrap_or(2);
         let share = spec.training.batch_size.div_ceil(spec.workers.count);
         check_model_fits(&spec.model, classes, share, self.limits.max_job_bytes)

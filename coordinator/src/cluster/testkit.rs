@@ -17,8 +17,8 @@ pub const GRADIENT: usize = 4;
 
 pub fn job_toml(name: &str, workers: usize, max_steps: u64, batch: usize, extra: &str) -> String {
     format!(
-        "name = \"{name}\"\n{extra}\n[dataset]\ntrain = \"t.csv\"\nvalidate = \"v.csv\"\n[training]\nbatch_size = {batch}\n\
-         max_steps = {max_steps}\neval_every = 0\n[workers]\ncount = {workers}\n[checkpoint]\ndir = \"c\"\nevery = 3\n"
+        "name = \"{name}\"\n{extra}\n[dataset]\ntrain = \"/data/t.csv\"\nvalidate = \"/data/v.csv\"\n[training]\nbatch_size = {batch}\n\
+         max_steps = {max_steps}\neval_every = 0\n[workers]\ncount = {workers}\n[checkpoint]\ndir = \"/checkpoints\"\nevery = 3\n"
     )
 }
 

@@ -60,9 +60,15 @@ fn incidents_stay_open_until_the_job_gets_past_the_step_they_struck() {
     sim.advance(2100);
     sim.tick();
     assert_eq!(sim.job(&id).incidents[0].step, 5);
+    assert_eq!(
+        sim.job(&id).message,
+        "no worker left: waiting for one with backend flex; training resumes from step 3 (the latest checkpoint) \
+         when one is free"
+    );
     sim.register("a2");
     sim.tick();
     assert_eq!(sim.job(&id).step, 3, "rewound to the checkpoint of step 3 (every = 3)");
+    assert_eq!(sim.job(&id).message, "", "a member is back: nothing to wait for");
     sim.step(&["a2"]);
     let job = sim.job(&id);
     assert_eq!(job.step, 4);
@@ -270,4 +276,32 @@ fn steps_report_what_the_shell_must_do() {
     let events = sim.cluster.take_events();
     assert!(events.iter().any(|e| matches!(e, Event::StepApplied { step: 1, .. })), "{events:?}");
     assert!(events.iter().any(|e| matches!(e, Event::JobChanged { job } if *job == id)), "{events:?}");
+}
+
+#[test]
+fn a_stopping_worker_leaves_at_once_and_is_handed_no_job() {
+    let mut sim = Sim::new();
+    sim.register("idle");
+    let idle = sim.workers["idle"].id.clone();
+    sim.cluster.leave(&idle, "stopping", sim.now).unwrap();
+    let id = sim.submit(&job_toml("t", 1, 5, 10, ""));
+    sim.tick();
+    assert_eq!(sim.job(&id).state, JobState::Queued, "the job waits rather than going to a leaving worker");
+    assert!(sim.job(&id).incidents.is_empty(), "an idle worker leaving is no incident");
+    assert!(matches!(sim.cluster.leave(&idle, "again", sim.now), Err(DomainError::NotFound(_))));
+
+    // A member leaving: its job goes on without it now, not after the heartbeat timeout.
+    sim.register("a");
+    sim.tick();
+    sim.step(&["a"]);
+    assert_eq!(sim.cluster.job(&id).unwrap().workers, 1);
+    sim.register("b");
+    let a = sim.workers["a"].id.clone();
+    sim.cluster.leave(&a, "stopping", sim.now).unwrap();
+    let job = sim.job(&id);
+    assert_eq!(job.incidents.len(), 1);
+    assert_eq!(job.incidents[0].cause, IncidentCause::WorkerLost);
+    assert!(job.incidents[0].detail.ends_with("left: stopping"), "{}", job.incidents[0].detail);
+    sim.tick();
+    assert_eq!(sim.cluster.job(&id).unwrap().workers, 1, "b took over");
 }

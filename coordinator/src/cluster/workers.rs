@@ -12,6 +12,9 @@ use crate::conditions::StragglerTracker;
 use crate::record::JobState;
 use crate::run::{JobRun, StateSource};
 
+/// How a running job without members starts its message.
+const NO_MEMBER_LEFT: &str = "no worker left: waiting for one";
+
 impl Cluster {
     /// Admits a worker; one that restarts under the same name replaces its old registration.
     /// `backends`: the job backends it can run (none given: an older worker, flex only).
@@ -39,6 +42,23 @@ impl Cluster {
     pub fn heartbeat(&mut self, worker: &str, now: Now) -> Result<()> {
         let entry = self.workers.get_mut(worker).ok_or_else(|| unknown_worker(worker))?;
         entry.last_seen = now.at;
+        Ok(())
+    }
+
+    /// A stopping worker leaves: it gets no more work. An idle one just goes; a member's job
+    /// redoes its step without it at once (an incident, as a loss is: the job lost a worker, but
+    /// it is noticed now rather than after the heartbeat timeout).
+    pub fn leave(&mut self, worker: &str, reason: &str, now: Now) -> Result<()> {
+        let name = self.workers.get(worker).map(|w| w.name.clone()).ok_or_else(|| unknown_worker(worker))?;
+        if self.active.as_ref().is_some_and(|a| a.run.is_member(worker)) {
+            self.lose_worker(worker, IncidentCause::WorkerLost, &format!("left: {reason}"), now);
+            return Ok(());
+        }
+        self.workers.remove(worker);
+        if let Some(active) = self.active.as_mut() {
+            active.run.remove(worker, now.at);
+        }
+        self.emit(Event::WorkerLeft { worker: worker.to_string(), name, reason: reason.to_string() });
         Ok(())
     }
 
@@ -159,6 +179,29 @@ impl Cluster {
                 run.queue_joiner(&worker);
             }
         }
+        self.say_what_the_run_waits_for();
+    }
+
+    /// A running job with no member left says so (and from where it will resume) instead of
+    /// showing `running` with 0 workers and no word; the line goes once a worker is back.
+    fn say_what_the_run_waits_for(&mut self) {
+        let Some(active) = self.active.as_ref() else { return };
+        let run = &active.run;
+        let id = run.job_id.clone();
+        let Some(record) = self.jobs.get(&id) else { return };
+        let message = if run.members.is_empty() && run.joining.is_empty() {
+            let resume = record.latest_checkpoint.as_ref().map_or(0, |c| c.step);
+            format!(
+                "{NO_MEMBER_LEFT} with backend {}; training resumes from step {resume} (the latest checkpoint) when \
+                 one is free",
+                run.spec.workers.backend.name()
+            )
+        } else if record.message.starts_with(NO_MEMBER_LEFT) {
+            String::new()
+        } else {
+            return;
+        };
+        self.set_message(&id, message);
     }
 
     /// Starts the oldest queued job that workers can run, once `workers.count` of them are free

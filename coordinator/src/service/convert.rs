@@ -25,6 +25,7 @@ pub fn job(view: &JobView) -> pb::Job {
         train_loss: job.train_loss,
         workers: view.workers,
         message: job.message.clone(),
+        submitted_by: job.submitted_by.clone(),
         latest_checkpoint: job.latest_checkpoint.as_ref().map(|c| c.location.clone()).unwrap_or_default(),
         created_unix_ms: job.created_unix_ms,
         started_unix_ms: job.started_unix_ms,

@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use facetrain_proto::pb::{self, job_service_server::JobService};
 use futures::Stream;
@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, observed};
+use super::{convert, list, observed};
 use crate::access::Submissions;
 use crate::cluster::DomainError;
 use crate::coordinator::Shared;
@@ -64,20 +64,18 @@ impl JobService for JobApi {
         .await
     }
 
-    async fn list_jobs(
-        &self,
-        _request: Request<pb::ListJobsRequest>,
-    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+    async fn list_jobs(&self, request: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
         observed(&self.coordinator.metrics, "ListJobs", true, async move {
             let jobs = self.coordinator.jobs().iter().map(convert::job).collect();
-            Ok(Response::new(pb::ListJobsResponse { jobs }))
+            Ok(Response::new(list::page(jobs, &request.into_inner())?))
         })
         .await
     }
 
     type WatchJobStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
 
-    /// The job now and at every change, until it ends or the client leaves.
+    /// The job now, at every change a reader can see, and every [`WATCH_HEARTBEAT`] without one,
+    /// until it ends or the client leaves.
     async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
         observed(&self.coordinator.metrics, "WatchJob", false, async move {
             let id = request.into_inner().job_id;
@@ -90,13 +88,19 @@ impl JobService for JobApi {
                 if sender.send(Ok(pb::JobEvent { job: Some(last.clone()) })).await.is_err() {
                     return;
                 }
+                let mut sent_at = tokio::time::Instant::now();
                 while !is_terminal(&last) {
-                    if changes.changed().await.is_err() {
-                        return;
-                    }
+                    let heartbeat = tokio::select! {
+                        changed = changes.changed() => match changed {
+                            Ok(()) => false,
+                            Err(_) => return,
+                        },
+                        () = tokio::time::sleep_until(sent_at + WATCH_HEARTBEAT) => true,
+                    };
                     let Ok(now) = coordinator.job(&id).map(|view| convert::job(&view)) else { return };
-                    if now != last {
+                    if heartbeat || worth_sending(&last, &now) {
                         last = now;
+                        sent_at = tokio::time::Instant::now();
                         if sender.send(Ok(pb::JobEvent { job: Some(last.clone()) })).await.is_err() {
                             return; // the client left
                         }
@@ -118,9 +122,33 @@ impl JobService for JobApi {
     }
 }
 
+/// A watch without changes still sends the job this often, so a client knows the stream lives
+/// (and sees the running time move).
+pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Whether `now` differs from `last` in more than the running time, which grows on every tick:
+/// a job waiting for workers would otherwise send an event each time anything in the cluster
+/// moved.
+fn worth_sending(last: &pb::Job, now: &pb::Job) -> bool {
+    pb::Job { running_seconds: 0.0, ..now.clone() } != pb::Job { running_seconds: 0.0, ..last.clone() }
+}
+
 fn is_terminal(job: &pb::Job) -> bool {
     matches!(
         pb::JobState::try_from(job.state),
         Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_running_time_moving_is_not_worth_an_event() {
+        let last = pb::Job { id: "j".into(), running_seconds: 1.0, step: 3, ..Default::default() };
+        assert!(!worth_sending(&last, &pb::Job { running_seconds: 2.5, ..last.clone() }));
+        assert!(worth_sending(&last, &pb::Job { step: 4, ..last.clone() }));
+        assert!(worth_sending(&last, &pb::Job { message: "waiting".into(), ..last.clone() }));
+    }
 }

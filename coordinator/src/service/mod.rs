@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod jobs;
+pub mod list;
 pub mod workers;
 
 use std::future::Future;

@@ -171,6 +171,15 @@ impl WorkerService for WorkerApi {
         .await
     }
 
+    async fn leave(&self, request: Request<pb::LeaveRequest>) -> Result<Response<pb::LeaveAck>, Status> {
+        observed(&self.coordinator.metrics, "Leave", true, async move {
+            let request = request.into_inner();
+            self.coordinator.leave(&request.worker_id, &request.reason)?;
+            Ok(Response::new(pb::LeaveAck {}))
+        })
+        .await
+    }
+
     async fn reduce_done(
         &self,
         request: Request<pb::ReduceDoneRequest>,

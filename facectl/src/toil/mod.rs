@@ -31,10 +31,7 @@ impl Args {
                 let request = connection.request(pb::GetJobRequest { job_id: id.clone() });
                 vec![connection.client.get_job(request).await.map_err(|s| connection.failed(s))?.into_inner()]
             }
-            None => {
-                let request = connection.request(pb::ListJobsRequest {});
-                connection.client.list_jobs(request).await.map_err(|s| connection.failed(s))?.into_inner().jobs
-            }
+            None => connection.all_jobs().await?,
         };
         let since_unix_ms = match self.since {
             Some(seconds) => {

@@ -211,6 +211,13 @@ impl CoordinatorClient {
         Ok(())
     }
 
+    /// This worker is stopping: the coordinator gives it no more work.
+    pub async fn leave(&self, worker: &str, reason: &str) -> Result<(), CallError> {
+        let request = pb::LeaveRequest { worker_id: worker.to_string(), reason: reason.to_string() };
+        self.inner.clone().leave(unary(request)).await?;
+        Ok(())
+    }
+
     /// This worker cannot go on with `job`: `message` says why.
     pub async fn report_failure(
         &self,

@@ -96,12 +96,28 @@ pub async fn run_agent(
         let result =
             serve_tasks(&client, &worker_id.0, &mut session, (&metrics, &ring, options.max_job_bytes), &stop).await;
         heartbeat.abort();
+        if stop.load(Ordering::Relaxed) {
+            // Said at once, so no job is handed to a worker that is going away and none waits for
+            // the heartbeat timeout to learn it.
+            match client.leave(&worker_id.0, "the worker is stopping (SIGTERM)").await {
+                Ok(()) => info!(worker = %worker_id.0, "left the coordinator"),
+                Err(e) => warn!(error = %e, "could not tell the coordinator this worker is leaving"),
+            }
+            break;
+        }
         if let Err(e) = result {
             warn!(error = %e, "lost the coordinator; reconnecting");
             tokio::time::sleep(backoff).await;
         }
     }
     Ok(())
+}
+
+/// Resolves once `stop` is set (checked every 50 ms: the flag is set by a signal handler).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Takes tasks until the coordinator forgets this worker or becomes unreachable.
@@ -113,7 +129,15 @@ async fn serve_tasks(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
-        let task = client.next_task(worker, POLL).await?;
+        // A stop during the long poll ends it: a task handed out after the stop is not started
+        // (leaving tells the coordinator, which gives the step to the others).
+        let task = tokio::select! {
+            task = client.next_task(worker, POLL) => task?,
+            () = stopped(stop) => return Ok(()),
+        };
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         match task.kind {
             Some(pb::task::Kind::Step(step)) => {
                 let job_id = step.job_id.clone();

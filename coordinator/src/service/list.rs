@@ -1,0 +1,111 @@
+//! `ListJobs` a page at a time, oldest first. Every job with its job.toml in one message once
+//! passed the 4 MiB most clients accept by default, and then facectl's 8 MiB, for good.
+//! The page token is the id of the last job returned; job ids grow with submission time, so the
+//! next page is the jobs after it, whatever was submitted or ended in between.
+
+use facetrain_proto::pb;
+
+use crate::cluster::DomainError;
+
+/// Jobs in a page when the request does not say.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The page `request` asks for out of `jobs` (in any order).
+pub fn page(mut jobs: Vec<pb::Job>, request: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, DomainError> {
+    let size = match usize::try_from(request.page_size) {
+        Ok(0) => DEFAULT_PAGE_SIZE,
+        Ok(size) if size <= MAX_PAGE_SIZE => size,
+        _ => {
+            return Err(DomainError::Invalid(format!(
+                "page_size: expected 0 (for {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}, got {}",
+                request.page_size
+            )));
+        }
+    };
+    let mut states = Vec::with_capacity(request.states.len());
+    for &state in &request.states {
+        match pb::JobState::try_from(state) {
+            Ok(pb::JobState::Unspecified) | Err(_) => {
+                return Err(DomainError::Invalid(format!("states: {state} is not a job state")));
+            }
+            Ok(known) => states.push(known as i32),
+        }
+    }
+    let full = match pb::JobView::try_from(request.view) {
+        Ok(pb::JobView::Full) => true,
+        Ok(pb::JobView::Basic | pb::JobView::Unspecified) => false,
+        Err(_) => return Err(DomainError::Invalid(format!("view: {} is not a job view", request.view))),
+    };
+    jobs.retain(|job| {
+        (states.is_empty() || states.contains(&job.state))
+            && (request.page_token.is_empty() || job.id.as_str() > request.page_token.as_str())
+    });
+    jobs.sort_by(|a, b| a.id.cmp(&b.id));
+    let more = jobs.len() > size;
+    jobs.truncate(size);
+    if !full {
+        jobs.iter_mut().for_each(|job| job.job_toml.clear());
+    }
+    let next_page_token = if more { jobs.last().map(|job| job.id.clone()).unwrap_or_default() } else { String::new() };
+    Ok(pb::ListJobsResponse { jobs, next_page_token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, state: pb::JobState) -> pb::Job {
+        pb::Job { id: id.into(), state: state as i32, job_toml: "name = \"x\"".into(), ..Default::default() }
+    }
+
+    fn ids(response: &pb::ListJobsResponse) -> Vec<&str> {
+        response.jobs.iter().map(|j| j.id.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_follow_each_other_oldest_first_and_the_last_has_no_token() {
+        let jobs: Vec<_> = ["j-3", "j-1", "j-5", "j-2", "j-4"].map(|id| job(id, pb::JobState::Queued)).into();
+        let mut request = pb::ListJobsRequest { page_size: 2, ..Default::default() };
+        let mut seen = Vec::new();
+        loop {
+            let response = page(jobs.clone(), &request).unwrap();
+            seen.extend(ids(&response).iter().map(|s| s.to_string()));
+            if response.next_page_token.is_empty() {
+                break;
+            }
+            request.page_token = response.next_page_token;
+        }
+        assert_eq!(seen, ["j-1", "j-2", "j-3", "j-4", "j-5"]);
+    }
+
+    #[test]
+    fn the_basic_view_leaves_out_the_job_toml_and_states_filter() {
+        let jobs = vec![job("j-1", pb::JobState::Running), job("j-2", pb::JobState::Failed)];
+        let request = pb::ListJobsRequest { states: vec![pb::JobState::Failed as i32], ..Default::default() };
+        let response = page(jobs.clone(), &request).unwrap();
+        assert_eq!(ids(&response), ["j-2"]);
+        assert_eq!(response.jobs[0].job_toml, "");
+        let full = pb::ListJobsRequest { view: pb::JobView::Full as i32, ..Default::default() };
+        assert_eq!(page(jobs, &full).unwrap().jobs[0].job_toml, "name = \"x\"");
+    }
+
+    #[test]
+    fn sizes_states_and_views_out_of_range_are_refused_by_field() {
+        let bad = [
+            pb::ListJobsRequest { page_size: -1, ..Default::default() },
+            pb::ListJobsRequest { page_size: 1001, ..Default::default() },
+            pb::ListJobsRequest { states: vec![0], ..Default::default() },
+            pb::ListJobsRequest { states: vec![99], ..Default::default() },
+            pb::ListJobsRequest { view: 7, ..Default::default() },
+        ];
+        for request in bad {
+            let error = page(Vec::new(), &request).unwrap_err();
+            assert!(matches!(error, DomainError::Invalid(_)), "{request:?}");
+        }
+        let default = pb::ListJobsRequest::default();
+        let jobs: Vec<_> = (0..150).map(|i| job(&format!("j-{i:03}"), pb::JobState::Queued)).collect();
+        let response = page(jobs, &default).unwrap();
+        assert_eq!((response.jobs.len(), response.next_page_token.as_str()), (DEFAULT_PAGE_SIZE, "j-099"));
+    }
+}

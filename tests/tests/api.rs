@@ -1,0 +1,186 @@
+//! The job API as another program uses it: a generated gRPC client against a real coordinator,
+//! with no facectl in between to smooth things over.
+// Test helpers: an unmet expectation is a failed test, which is what unwrap/expect say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use facetrain_proto::pb;
+use facetrain_proto::pb::job_service_client::JobServiceClient;
+use facetrain_tests::{Sandbox, small_dataset, small_job};
+use tokio_stream::StreamExt;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+async fn client(sandbox: &Sandbox) -> JobServiceClient<tonic::transport::Channel> {
+    JobServiceClient::connect(sandbox.url()).await.unwrap()
+}
+
+/// Before: a running job whose only worker was gone sent ~4 events a second in which only
+/// `running_seconds` changed.
+#[test]
+fn a_watch_sends_changes_not_ticks_of_the_running_time() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "idle", &data, 1, 100_000, "");
+    sandbox.add_worker("a");
+    let id = sandbox.submit(&job);
+    sandbox.wait_for_job(&id, LONG, |s| s["step"].as_u64().unwrap_or(0) >= 2);
+    sandbox.kill_worker("a");
+    let waiting = sandbox.wait_for_job(&id, LONG, |s| s["workers"] == 0);
+    assert_eq!(waiting["state"], "running", "{waiting}");
+    let message = waiting["message"].as_str().unwrap();
+    assert!(message.starts_with("no worker left: waiting for one"), "the job says what it waits for: {waiting}");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let events = runtime().block_on(async {
+        let mut client = client(&sandbox).await;
+        let request = pb::WatchJobRequest { job_id: id.clone() };
+        let mut stream = client.watch_job(request).await.unwrap().into_inner();
+        let mut events = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Ok(Some(event)) = tokio::time::timeout_at(until, stream.next()).await {
+            events.push(event.unwrap().job.unwrap());
+        }
+        events
+    });
+    // The first event is the job as it is; nothing a reader sees changes while no worker is
+    // there (the coordinator's supervisor ticks 12 times in 3 s).
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].id, id);
+}
+
+/// Before: `submitted_by` was stored but never returned.
+#[test]
+fn a_job_says_who_submitted_it() {
+    let sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "mine", &data, 1, 10, "");
+    let toml = std::fs::read_to_string(&job).unwrap();
+    let job = runtime().block_on(async {
+        let mut client = client(&sandbox).await;
+        let request = pb::SubmitJobRequest { job_toml: toml, submitted_by: "notebook-7".into() };
+        let id = client.submit_job(request).await.unwrap().into_inner().job_id;
+        client.get_job(pb::GetJobRequest { job_id: id }).await.unwrap().into_inner()
+    });
+    assert_eq!(job.submitted_by, "notebook-7");
+    let status = sandbox.status(&job.id);
+    assert_eq!(status["submitted_by"], "notebook-7", "{status}");
+}
+
+/// Before: relative dataset paths were accepted and resolved against each worker's working
+/// directory, wherever that was.
+#[test]
+fn a_relative_dataset_path_is_refused_at_submit_with_the_key() {
+    let sandbox = Sandbox::start();
+    let toml = "name = \"rel\"\n[dataset]\ntrain = \"data/train.csv\"\nvalidate = \"/data/validate.csv\"\n";
+    let refused = runtime().block_on(async {
+        let mut client = client(&sandbox).await;
+        let request = pb::SubmitJobRequest { job_toml: toml.into(), submitted_by: "ci".into() };
+        client.submit_job(request).await.unwrap_err()
+    });
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let message = refused.message();
+    assert!(message.contains("`dataset.train` = `data/train.csv` is a relative path"), "{message}");
+    assert!(message.contains("absolute path or a URL"), "{message}");
+}
+
+/// Before: reflection served v1 only (grpcio-reflection's client asks v1alpha and got
+/// UNIMPLEMENTED) and listed PeerService, which only workers serve.
+#[test]
+fn reflection_answers_v1alpha_clients_and_lists_only_what_is_served() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    let sandbox = Sandbox::start();
+    let names = runtime().block_on(async {
+        let channel = tonic::transport::Channel::from_shared(sandbox.url()).unwrap().connect().await.unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = client.server_reflection_info(tokio_stream::once(request)).await.unwrap().into_inner();
+        match responses.next().await.unwrap().unwrap().message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
+            other => panic!("not a service list: {other:?}"),
+        }
+    });
+    assert!(names.iter().any(|n| n == "facetrain.v1.JobService"), "{names:?}");
+    assert!(names.iter().any(|n| n == "grpc.health.v1.Health"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("PeerService")), "{names:?}");
+}
+
+/// Before: a worker that received SIGTERM ("stopping after the current step") was handed a new
+/// job 1.3 s later, then lost by heartbeat (a 5 s stall and an incident).
+#[test]
+fn a_stopping_worker_leaves_at_once_and_is_handed_no_job() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    sandbox.add_worker("a");
+    let first = sandbox.submit(&small_job(sandbox.dir.path(), "first", &data, 1, 3, ""));
+    let done = sandbox.wait_for_state(&first, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    let pid = sandbox.worker_pid("a").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !sandbox.log("worker-a.log").contains("left the coordinator") {
+        assert!(std::time::Instant::now() < deadline, "no leave within 5 s:\n{}", sandbox.log("worker-a.log"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = sandbox.submit(&small_job(sandbox.dir.path(), "second", &data, 1, 3, ""));
+    std::thread::sleep(Duration::from_millis(500));
+    let status = sandbox.status(&second);
+    assert_eq!(status["state"], "queued", "{status}");
+    assert!(status["message"].as_str().unwrap().contains("0 registered"), "{status}");
+    assert!(sandbox.log("coordinator.log").contains("worker left"), "{}", sandbox.log("coordinator.log"));
+}
+
+/// Before: `ListJobs` returned every job with its whole job.toml in one message, which failed for
+/// good once it passed the client's message limit.
+#[test]
+fn jobs_are_listed_a_page_at_a_time_without_their_job_toml_unless_asked() {
+    let sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let toml = std::fs::read_to_string(small_job(sandbox.dir.path(), "many", &data, 1, 10, "")).unwrap();
+    let (pages, listed, full) = runtime().block_on(async {
+        let mut client = client(&sandbox).await;
+        for _ in 0..5 {
+            let request = pb::SubmitJobRequest { job_toml: toml.clone(), submitted_by: "ci".into() };
+            client.submit_job(request).await.unwrap();
+        }
+        let (mut pages, mut listed, mut token) = (0, Vec::new(), String::new());
+        loop {
+            let request = pb::ListJobsRequest { page_size: 2, page_token: token, ..Default::default() };
+            let response = client.list_jobs(request).await.unwrap().into_inner();
+            pages += 1;
+            assert!(response.jobs.iter().all(|j| j.job_toml.is_empty()), "the basic view has no job.toml");
+            listed.extend(response.jobs.into_iter().map(|j| j.id));
+            if response.next_page_token.is_empty() {
+                break;
+            }
+            token = response.next_page_token;
+        }
+        let request = pb::ListJobsRequest { view: pb::JobView::Full as i32, ..Default::default() };
+        let full = client.list_jobs(request).await.unwrap().into_inner().jobs;
+        (pages, listed, full)
+    });
+    assert_eq!((pages, listed.len()), (3, 5), "{listed:?}");
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, listed, "oldest first, each once");
+    assert!(full.iter().all(|j| j.job_toml == toml), "the full view has each job.toml");
+    let list = sandbox.facectl(&["list", "--output", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(jobs.as_array().map(Vec::len), Some(5), "facectl pages through: {jobs}");
+}
