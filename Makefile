@@ -8,7 +8,7 @@ CARGO ?= cargo
 FACECTL := $(CARGO_TARGET_DIR)/debug/facectl
 SHARED ?= $(abspath ../shared)
 
-.PHONY: help build demo test test-begin test-rust test-tools tools lint fmt bench bench-quick bench-distributed chaos clean
+.PHONY: help build demo test test-begin test-rust test-tools tools lint fmt bench bench-check bench-quick bench-distributed chaos clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ demo: build ## Generate the synthetic faces and train the tutorial CNN on them l
 	@test -f out/demo-data/train.csv || $(FACECTL) dataset synth out/demo-data
 	$(FACECTL) local examples/demo.toml
 
-test: test-begin tools test-rust chaos dashboards-validate deploy-validate deny ## Run every test (incl. chaos and fuzz smoke; installs missing test tools first), then list what was skipped
+test: test-begin tools test-rust chaos bench-check dashboards-validate deploy-validate deny ## Run every test (incl. chaos and fuzz smoke; installs missing test tools first), then list what was skipped
 	@bash scripts/skips.sh summary
 
 # A check that cannot run here (a tool or a network source missing) prints SKIPPED with its reason
@@ -62,6 +62,11 @@ bench: build ## Step, pipeline, time-to-90% against TensorFlow like for like, RE
 	python3 bench/run.py --facectl $(FACECTL) --shared $(SHARED)
 	python3 bench/render.py
 	python3 bench/distributed.py --facectl $(FACECTL) --shared $(SHARED)
+
+bench-check: ## The bench scripts' self-tests, and the README's performance block matches bench/results/latest.json
+	python3 bench/run.py --self-test
+	python3 bench/render.py --self-test
+	python3 bench/render.py --check
 
 bench-quick: build ## Smoke run of every bench code path (a few minutes; bench/results/quick.json, not the README)
 	python3 bench/run.py --quick --facectl $(FACECTL) --shared $(SHARED)

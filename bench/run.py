@@ -67,8 +67,9 @@ PIPELINE_HOW = {
                             "from the decoded pixels on its thread",
     ("tf", "files"): "tf.data: shuffle paths, repeat, map(read_file + decode_jpeg + augment, AUTOTUNE), "
                      "batch, prefetch(AUTOTUNE)",
-    ("tf", "cache"): "tf.data: map(read_file + decode_jpeg, AUTOTUNE), .cache() (uint8), shuffle, repeat, "
-                     "map(convert + augment, AUTOTUNE), batch, prefetch(AUTOTUNE)",
+    ("tf", "cache"): "tf.data: map(read_file + decode_jpeg + convert to float, AUTOTUNE), .cache() (float32: the "
+                     "convert is not repeated, unlike facetrain's u8 cache), shuffle, repeat, map(augment, AUTOTUNE), "
+                     "batch, prefetch(AUTOTUNE)",
 }
 
 # Every figure of the table, in table order. `better` is the direction that is good for the
