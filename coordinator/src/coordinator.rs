@@ -163,10 +163,16 @@ impl Coordinator {
 
     // ---- jobs ----
 
-    /// Saves a new job; refused when the store cannot take it (nothing was accepted).
-    pub fn submit(&self, job_toml: &str, submitted_by: &str) -> Result<String> {
+    /// Saves a new job; refused when the store cannot take it (nothing was accepted). A retry
+    /// under the same `request_id` returns the job the first call created.
+    pub fn submit(&self, job_toml: &str, submitted_by: &str, request_id: &str) -> Result<String> {
         self.with_cluster(|cluster, now| {
-            let record = cluster.prepare_submit(job_toml, submitted_by, now)?;
+            if let Some(id) = cluster.submitted_as(request_id, job_toml)? {
+                info!(job = %id, request_id, "job submitted again: the same request as before");
+                return Ok(id);
+            }
+            let mut record = cluster.prepare_submit(job_toml, submitted_by, now)?;
+            record.request_id = request_id.to_string();
             self.store.put(&record).map_err(|e| DomainError::Unavailable(e.to_string()))?;
             info!(job = %record.id, name = %record.name, "job submitted");
             Ok(cluster.accept(record))

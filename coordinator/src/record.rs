@@ -112,6 +112,9 @@ pub struct JobRecord {
     pub name: String,
     pub job_toml: String,
     pub submitted_by: String,
+    /// The client's id for the submission (`SubmitJobRequest.request_id`), empty if none.
+    #[serde(default)]
+    pub request_id: String,
     pub state: JobState,
     pub step: u64,
     pub max_steps: u64,
@@ -185,6 +188,7 @@ impl JobRecord {
             name,
             job_toml,
             submitted_by,
+            request_id: String::new(),
             state: JobState::Queued,
             step: 0,
             max_steps,

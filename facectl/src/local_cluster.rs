@@ -62,7 +62,11 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
     let channel = tonic::transport::Endpoint::from_shared(url)?.connect().await?;
     let mut client = JobServiceClient::new(channel);
     let submitted = client
-        .submit_job(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: "facectl local".into() })
+        .submit_job(pb::SubmitJobRequest {
+            job_toml: spec.to_toml(),
+            submitted_by: "facectl local".into(),
+            ..Default::default()
+        })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
     let id = submitted.into_inner().job_id;

@@ -55,7 +55,11 @@ impl SubmitArgs {
         // Validate here so a mistake is reported against the file, with paths resolved from it.
         let spec = JobSpec::load(&self.job)?;
         let mut connection = Connection::open(&self.remote, "submit").await?;
-        let request = connection.request(pb::SubmitJobRequest { job_toml: spec.to_toml(), submitted_by: who() });
+        let request = connection.request(pb::SubmitJobRequest {
+            job_toml: spec.to_toml(),
+            submitted_by: who(),
+            ..Default::default()
+        });
         let response = connection.client.submit_job(request).await.map_err(|s| connection.failed(s))?;
         println!("{}", response.into_inner().job_id);
         Ok(())

@@ -63,7 +63,7 @@ fn a_job_says_who_submitted_it() {
     let toml = std::fs::read_to_string(&job).unwrap();
     let job = runtime().block_on(async {
         let mut client = client(&sandbox).await;
-        let request = pb::SubmitJobRequest { job_toml: toml, submitted_by: "notebook-7".into() };
+        let request = pb::SubmitJobRequest { job_toml: toml, submitted_by: "notebook-7".into(), ..Default::default() };
         let id = client.submit_job(request).await.unwrap().into_inner().job_id;
         client.get_job(pb::GetJobRequest { job_id: id }).await.unwrap().into_inner()
     });
@@ -80,7 +80,7 @@ fn a_relative_dataset_path_is_refused_at_submit_with_the_key() {
     let toml = "name = \"rel\"\n[dataset]\ntrain = \"data/train.csv\"\nvalidate = \"/data/validate.csv\"\n";
     let refused = runtime().block_on(async {
         let mut client = client(&sandbox).await;
-        let request = pb::SubmitJobRequest { job_toml: toml.into(), submitted_by: "ci".into() };
+        let request = pb::SubmitJobRequest { job_toml: toml.into(), submitted_by: "ci".into(), ..Default::default() };
         client.submit_job(request).await.unwrap_err()
     });
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
@@ -155,7 +155,8 @@ fn jobs_are_listed_a_page_at_a_time_without_their_job_toml_unless_asked() {
     let (pages, listed, full) = runtime().block_on(async {
         let mut client = client(&sandbox).await;
         for _ in 0..5 {
-            let request = pb::SubmitJobRequest { job_toml: toml.clone(), submitted_by: "ci".into() };
+            let request =
+                pb::SubmitJobRequest { job_toml: toml.clone(), submitted_by: "ci".into(), ..Default::default() };
             client.submit_job(request).await.unwrap();
         }
         let (mut pages, mut listed, mut token) = (0, Vec::new(), String::new());
@@ -183,4 +184,30 @@ fn jobs_are_listed_a_page_at_a_time_without_their_job_toml_unless_asked() {
     let list = sandbox.facectl(&["list", "--output", "json"]);
     let jobs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(jobs.as_array().map(Vec::len), Some(5), "facectl pages through: {jobs}");
+}
+
+/// Before: a retry after UNAVAILABLE or a timeout created a second job.
+#[test]
+fn a_retried_submission_with_its_request_id_gets_the_same_job() {
+    let sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let toml = std::fs::read_to_string(small_job(sandbox.dir.path(), "once", &data, 1, 10, "")).unwrap();
+    let (first, again, other, listed) = runtime().block_on(async {
+        let mut client = client(&sandbox).await;
+        let submit = |job_toml: &str| pb::SubmitJobRequest {
+            job_toml: job_toml.into(),
+            submitted_by: "ci".into(),
+            request_id: "5f0c6a2e-sweep-1".into(),
+        };
+        let first = client.submit_job(submit(&toml)).await.unwrap().into_inner();
+        let again = client.submit_job(submit(&toml)).await.unwrap().into_inner();
+        let other = client.submit_job(submit(&toml.replace("max_steps = 10", "max_steps = 11"))).await.unwrap_err();
+        let listed = client.list_jobs(pb::ListJobsRequest::default()).await.unwrap().into_inner().jobs;
+        (first, again, other, listed)
+    });
+    assert_eq!(again.job_id, first.job_id, "the retry gets the first call's job");
+    assert_eq!(first.job.as_ref().map(|j| j.id.as_str()), Some(first.job_id.as_str()), "the response has the job");
+    assert_eq!(listed.len(), 1, "one job, not two: {listed:?}");
+    assert_eq!(other.code(), tonic::Code::InvalidArgument, "{other:?}");
+    assert!(other.message().contains("already used for another job.toml"), "{}", other.message());
 }

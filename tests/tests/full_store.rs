@@ -24,7 +24,7 @@ fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {
         CoordinatorMetrics::new(&registry).unwrap(),
     )
     .unwrap();
-    let id = coordinator.submit(JOB, "test").unwrap();
+    let id = coordinator.submit(JOB, "test", "").unwrap();
     disk.fill("filler");
 
     // A cancel whose toil record (a long name) needs new pages: accepted, kept in memory.
@@ -35,7 +35,7 @@ fn an_update_the_full_disk_refuses_is_kept_and_saved_when_space_is_back() {
     let incident = job.incidents.iter().find(|i| i.cause == IncidentCause::JobStore).expect("a job_store incident");
     assert!(incident.detail.contains("No space left on device"), "{}", incident.detail);
     assert!(incident.is_open(), "still open while the disk is full");
-    assert!(coordinator.submit(JOB, "test").is_err(), "new jobs are refused while nothing can be saved");
+    assert!(coordinator.submit(JOB, "test", "").is_err(), "new jobs are refused while nothing can be saved");
 
     coordinator.supervise();
     let job = coordinator.job(&id).unwrap().record;

@@ -13,6 +13,9 @@ use crate::record::{IncidentRecord, JobRecord, JobState, ToilRecord};
 /// decide and act; see docs/operations.md).
 pub const DEFAULT_HANDS_ON_SECONDS: f64 = 300.0;
 
+/// The longest `request_id` a client may choose.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
 /// The most hands-on time one action may claim: a week.
 const MAX_HANDS_ON_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -41,6 +44,29 @@ impl Cluster {
             spec.training.max_steps,
             now.unix_ms,
         ))
+    }
+
+    /// The job an earlier submission under `request_id` created, if any: a retry with the same
+    /// job.toml gets it back instead of a second job; another job.toml under the id is refused.
+    pub fn submitted_as(&self, request_id: &str, job_toml: &str) -> Result<Option<String>> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        if request_id.len() > MAX_REQUEST_ID_BYTES {
+            return Err(DomainError::Invalid(format!(
+                "request_id: at most {MAX_REQUEST_ID_BYTES} bytes, got {}",
+                request_id.len()
+            )));
+        }
+        match self.jobs.values().find(|job| job.request_id == request_id) {
+            None => Ok(None),
+            Some(job) if job.job_toml == job_toml => Ok(Some(job.id.clone())),
+            Some(job) => Err(DomainError::Invalid(format!(
+                "request_id `{request_id}` was already used for another job.toml (job {}): a retry sends the same \
+                 request, a new job a new id",
+                job.id
+            ))),
+        }
     }
 
     fn new_job_id(&self, now: Now) -> String {

@@ -51,8 +51,9 @@ impl JobService for JobApi {
         observed(&self.coordinator.metrics, "SubmitJob", true, async move {
             self.admit_submission(&request)?;
             let request = request.into_inner();
-            let job_id = self.coordinator.submit(&request.job_toml, &request.submitted_by)?;
-            Ok(Response::new(pb::SubmitJobResponse { job_id }))
+            let job_id = self.coordinator.submit(&request.job_toml, &request.submitted_by, &request.request_id)?;
+            let job = Some(convert::job(&self.coordinator.job(&job_id)?));
+            Ok(Response::new(pb::SubmitJobResponse { job_id, job }))
         })
         .await
     }
