@@ -5,15 +5,19 @@ use facetrain_proto::pb;
 use crate::cluster::JobView;
 use crate::record::JobState;
 
-pub fn job(view: &JobView) -> pb::Job {
-    let job = &view.record;
-    let state = match job.state {
+pub fn state(state: JobState) -> pb::JobState {
+    match state {
         JobState::Queued => pb::JobState::Queued,
         JobState::Running => pb::JobState::Running,
         JobState::Succeeded => pb::JobState::Succeeded,
         JobState::Failed => pb::JobState::Failed,
         JobState::Cancelled => pb::JobState::Cancelled,
-    };
+    }
+}
+
+pub fn job(view: &JobView) -> pb::Job {
+    let job = &view.record;
+    let state = state(job.state);
     pb::Job {
         id: job.id.clone(),
         name: job.name.clone(),

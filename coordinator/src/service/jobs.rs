@@ -67,8 +67,7 @@ impl JobService for JobApi {
 
     async fn list_jobs(&self, request: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
         observed(&self.coordinator.metrics, "ListJobs", true, async move {
-            let jobs = self.coordinator.jobs().iter().map(convert::job).collect();
-            Ok(Response::new(list::page(jobs, &request.into_inner())?))
+            Ok(Response::new(list::page(self.coordinator.jobs(), &request.into_inner())?))
         })
         .await
     }

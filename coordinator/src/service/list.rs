@@ -5,14 +5,15 @@
 
 use facetrain_proto::pb;
 
-use crate::cluster::DomainError;
+use super::convert;
+use crate::cluster::{DomainError, JobView};
 
 /// Jobs in a page when the request does not say.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-/// The page `request` asks for out of `jobs` (in any order).
-pub fn page(mut jobs: Vec<pb::Job>, request: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, DomainError> {
+/// The page `request` asks for out of `jobs` (in any order); only the page is converted.
+pub fn page(mut jobs: Vec<JobView>, request: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, DomainError> {
     let size = match usize::try_from(request.page_size) {
         Ok(0) => DEFAULT_PAGE_SIZE,
         Ok(size) if size <= MAX_PAGE_SIZE => size,
@@ -29,7 +30,7 @@ pub fn page(mut jobs: Vec<pb::Job>, request: &pb::ListJobsRequest) -> Result<pb:
             Ok(pb::JobState::Unspecified) | Err(_) => {
                 return Err(DomainError::Invalid(format!("states: {state} is not a job state")));
             }
-            Ok(known) => states.push(known as i32),
+            Ok(known) => states.push(known),
         }
     }
     let full = match pb::JobView::try_from(request.view) {
@@ -37,26 +38,33 @@ pub fn page(mut jobs: Vec<pb::Job>, request: &pb::ListJobsRequest) -> Result<pb:
         Ok(pb::JobView::Basic | pb::JobView::Unspecified) => false,
         Err(_) => return Err(DomainError::Invalid(format!("view: {} is not a job view", request.view))),
     };
-    jobs.retain(|job| {
-        (states.is_empty() || states.contains(&job.state))
+    jobs.retain(|view| {
+        let job = &view.record;
+        (states.is_empty() || states.contains(&convert::state(job.state)))
             && (request.page_token.is_empty() || job.id.as_str() > request.page_token.as_str())
     });
-    jobs.sort_by(|a, b| a.id.cmp(&b.id));
+    jobs.sort_by(|a, b| a.record.id.cmp(&b.record.id));
     let more = jobs.len() > size;
     jobs.truncate(size);
     if !full {
-        jobs.iter_mut().for_each(|job| job.job_toml.clear());
+        jobs.iter_mut().for_each(|view| view.record.job_toml.clear());
     }
-    let next_page_token = if more { jobs.last().map(|job| job.id.clone()).unwrap_or_default() } else { String::new() };
-    Ok(pb::ListJobsResponse { jobs, next_page_token })
+    let next_page_token = match jobs.last() {
+        Some(last) if more => last.record.id.clone(),
+        _ => String::new(),
+    };
+    Ok(pb::ListJobsResponse { jobs: jobs.iter().map(convert::job).collect(), next_page_token })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{JobRecord, JobState};
 
-    fn job(id: &str, state: pb::JobState) -> pb::Job {
-        pb::Job { id: id.into(), state: state as i32, job_toml: "name = \"x\"".into(), ..Default::default() }
+    fn job(id: &str, state: JobState) -> JobView {
+        let mut record = JobRecord::queued(id.into(), "x".into(), "name = \"x\"".into(), "ci".into(), 10, 0);
+        record.state = state;
+        JobView { record, workers: 0 }
     }
 
     fn ids(response: &pb::ListJobsResponse) -> Vec<&str> {
@@ -65,7 +73,7 @@ mod tests {
 
     #[test]
     fn pages_follow_each_other_oldest_first_and_the_last_has_no_token() {
-        let jobs: Vec<_> = ["j-3", "j-1", "j-5", "j-2", "j-4"].map(|id| job(id, pb::JobState::Queued)).into();
+        let jobs: Vec<_> = ["j-3", "j-1", "j-5", "j-2", "j-4"].map(|id| job(id, JobState::Queued)).into();
         let mut request = pb::ListJobsRequest { page_size: 2, ..Default::default() };
         let mut seen = Vec::new();
         loop {
@@ -81,7 +89,7 @@ mod tests {
 
     #[test]
     fn the_basic_view_leaves_out_the_job_toml_and_states_filter() {
-        let jobs = vec![job("j-1", pb::JobState::Running), job("j-2", pb::JobState::Failed)];
+        let jobs = vec![job("j-1", JobState::Running), job("j-2", JobState::Failed)];
         let request = pb::ListJobsRequest { states: vec![pb::JobState::Failed as i32], ..Default::default() };
         let response = page(jobs.clone(), &request).unwrap();
         assert_eq!(ids(&response), ["j-2"]);
@@ -104,7 +112,7 @@ mod tests {
             assert!(matches!(error, DomainError::Invalid(_)), "{request:?}");
         }
         let default = pb::ListJobsRequest::default();
-        let jobs: Vec<_> = (0..150).map(|i| job(&format!("j-{i:03}"), pb::JobState::Queued)).collect();
+        let jobs: Vec<_> = (0..150).map(|i| job(&format!("j-{i:03}"), JobState::Queued)).collect();
         let response = page(jobs, &default).unwrap();
         assert_eq!((response.jobs.len(), response.next_page_token.as_str()), (DEFAULT_PAGE_SIZE, "j-099"));
     }
