@@ -50,15 +50,15 @@ impl Submissions {
         if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS {
             self.forget_one(now);
         }
-        let (burst, rate) = (f64::from(self.limit.burst), self.rate());
-        let (tokens, counted) = self.peers.entry(peer).or_insert((burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*counted).as_secs_f64() * rate).min(burst);
-        *counted = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let (limit, burst) = (self.limit, f64::from(self.limit.burst));
+        let bucket = self.peers.entry(peer).or_insert((burst, now));
+        let tokens = refilled(limit, *bucket, now);
+        if tokens >= 1.0 {
+            *bucket = (tokens - 1.0, now);
             return Ok(());
         }
-        Err(Duration::from_secs_f64((1.0 - *tokens) / rate))
+        *bucket = (tokens, now);
+        Err(Duration::from_secs_f64((1.0 - tokens) / tokens_per_second(limit)))
     }
 
     /// Peers remembered now.
@@ -70,26 +70,28 @@ impl Submissions {
         self.peers.is_empty()
     }
 
-    /// Tokens per second.
-    fn rate(&self) -> f64 {
-        f64::from(self.limit.per_minute) / 60.0
-    }
-
     fn forget_one(&mut self, now: Instant) {
-        let (burst, rate) = (f64::from(self.limit.burst), self.rate());
-        let full = |(tokens, counted): &(f64, Instant)| {
-            tokens + now.saturating_duration_since(*counted).as_secs_f64() * rate >= burst
-        };
+        let (limit, burst) = (self.limit, f64::from(self.limit.burst));
         let victim = self
             .peers
             .iter()
-            .find(|(_, bucket)| full(bucket))
+            .find(|(_, bucket)| refilled(limit, **bucket, now) >= burst)
             .or_else(|| self.peers.iter().min_by_key(|(_, (_, counted))| *counted))
             .map(|(peer, _)| *peer);
         if let Some(peer) = victim {
             self.peers.remove(&peer);
         }
     }
+}
+
+fn tokens_per_second(limit: SubmitLimit) -> f64 {
+    f64::from(limit.per_minute) / 60.0
+}
+
+/// The tokens a bucket (tokens, when counted) holds at `now`: refilled since, up to the burst.
+fn refilled(limit: SubmitLimit, (tokens, counted): (f64, Instant), now: Instant) -> f64 {
+    let refill = now.saturating_duration_since(counted).as_secs_f64() * tokens_per_second(limit);
+    (tokens + refill).min(f64::from(limit.burst))
 }
 
 #[cfg(test)]
