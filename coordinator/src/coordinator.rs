@@ -171,8 +171,7 @@ impl Coordinator {
                 info!(job = %id, request_id, "job submitted again: the same request as before");
                 return Ok(id);
             }
-            let mut record = cluster.prepare_submit(job_toml, submitted_by, now)?;
-            record.request_id = request_id.to_string();
+            let record = cluster.prepare_submit(job_toml, submitted_by, request_id, now)?;
             self.store.put(&record).map_err(|e| DomainError::Unavailable(e.to_string()))?;
             info!(job = %record.id, name = %record.name, "job submitted");
             Ok(cluster.accept(record))
@@ -283,13 +282,14 @@ impl Coordinator {
         self.with_cluster(|cluster, now| cluster.report(worker, report, now))
     }
 
-    /// A worker cannot go on: a checkpoint it could not read (the job falls back to an older
-    /// one), or a reason that fails the job.
+    /// A stopping worker leaves (an empty reason from the wire reads as "stopping").
     pub fn leave(&self, worker: &str, reason: &str) -> Result<()> {
         let reason = if reason.is_empty() { "stopping" } else { reason };
         self.with_cluster(|cluster, now| cluster.leave(worker, reason, now))
     }
 
+    /// A worker cannot go on: a checkpoint it could not read (the job falls back to an older
+    /// one), or a reason that fails the job.
     pub fn report_failure(&self, report: &pb::FailureReport) -> Result<()> {
         let (worker, job) = (&report.worker_id, &report.job_id);
         self.with_cluster(|cluster, now| {

@@ -22,7 +22,7 @@ const MAX_HANDS_ON_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 impl Cluster {
     /// Checks a submission and builds its record; nothing is accepted until [`Self::accept`]
     /// (the shell saves the record in between, so a store that refuses means no job).
-    pub fn prepare_submit(&self, job_toml: &str, submitted_by: &str, now: Now) -> Result<JobRecord> {
+    pub fn prepare_submit(&self, job_toml: &str, submitted_by: &str, request_id: &str, now: Now) -> Result<JobRecord> {
         let spec = JobSpec::parse(job_toml, "job.toml").map_err(|e| DomainError::Invalid(e.to_string()))?;
         if let Some((key, location)) = spec.relative_locations().first() {
             return Err(DomainError::Invalid(format!(
@@ -36,14 +36,16 @@ impl Cluster {
         check_model_fits(&spec.model, classes, share, self.limits.max_job_bytes)
             .map_err(|e| DomainError::Invalid(format!("job.toml: {e} (this coordinator's --max-job-memory-gib)")))?;
         let id = self.new_job_id(now);
-        Ok(JobRecord::queued(
+        let mut record = JobRecord::queued(
             id,
             spec.name.clone(),
             job_toml.to_string(),
             submitted_by.to_string(),
             spec.training.max_steps,
             now.unix_ms,
-        ))
+        );
+        record.request_id = request_id.to_string();
+        Ok(record)
     }
 
     /// The job an earlier submission under `request_id` created, if any: a retry with the same

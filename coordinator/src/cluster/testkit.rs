@@ -61,7 +61,7 @@ impl Sim {
     }
 
     pub fn submit(&mut self, toml: &str) -> String {
-        let record = self.cluster.prepare_submit(toml, "test", self.now).expect("valid job");
+        let record = self.cluster.prepare_submit(toml, "test", "", self.now).expect("valid job");
         self.cluster.accept(record)
     }
 

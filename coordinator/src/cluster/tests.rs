@@ -261,7 +261,7 @@ fn a_refused_save_opens_a_job_store_incident_that_the_next_save_closes() {
 fn a_model_too_large_for_the_coordinator_is_refused_at_submit() {
     let sim = Sim::new();
     let toml = job_toml("big", 1, 10, 10, "").replace("[dataset]", "[model]\nfc_units = [1000000000]\n[dataset]");
-    let Err(DomainError::Invalid(message)) = sim.cluster.prepare_submit(&toml, "t", sim.now) else {
+    let Err(DomainError::Invalid(message)) = sim.cluster.prepare_submit(&toml, "t", "", sim.now) else {
         panic!("accepted a billion-unit layer")
     };
     assert!(message.contains("the model is too large"), "{message}");
