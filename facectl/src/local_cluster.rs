@@ -4,7 +4,6 @@
 //! the run is one job.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -42,7 +41,7 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
         .await
     });
 
-    let stop_workers = Arc::new(AtomicBool::new(false));
+    let (stop_workers, workers_stopped) = watch::channel(false);
     let worker_registry = prometheus::Registry::new();
     let worker_metrics = Arc::new(WorkerMetrics::new(&worker_registry)?);
     let workers: Vec<_> = (0..spec.workers.count)
@@ -55,7 +54,7 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
                 security: Default::default(),
                 max_job_bytes: facetrain_worker::memory::default_job_limit(),
             };
-            tokio::spawn(run_agent(options, worker_metrics.clone(), stop_workers.clone()))
+            tokio::spawn(run_agent(options, worker_metrics.clone(), workers_stopped.clone()))
         })
         .collect();
 
@@ -87,7 +86,7 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
         }
         last = Some(job);
     }
-    stop_workers.store(true, Ordering::Relaxed);
+    let _ = stop_workers.send(true);
     let _ = stop_server.send(true);
     for worker in workers {
         worker.abort();

@@ -7,7 +7,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
@@ -94,8 +93,7 @@ fn main() -> anyhow::Result<()> {
         // Tests read the bound address (the port may be 0) from this line.
         println!("facetrain-worker metrics on {}", metrics_listener.local_addr()?);
         tokio::spawn(facetrain_telemetry::serve_metrics(metrics_listener, registry, std::future::pending()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let on_signal = stop.clone();
+        let (on_signal, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
@@ -103,7 +101,7 @@ fn main() -> anyhow::Result<()> {
                 _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
             }
             tracing::info!("stopping after the current step");
-            on_signal.store(true, Ordering::Relaxed);
+            let _ = on_signal.send(true);
         });
         let peer_advertise = args.peer_advertise.or_else(|| {
             // Listening on all interfaces: peers need a routable name, not 0.0.0.0.

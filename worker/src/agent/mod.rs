@@ -10,10 +10,10 @@ mod session;
 mod upload;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use facetrain_proto::pb;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use client::{CoordinatorClient, Failure};
@@ -38,11 +38,11 @@ pub struct AgentOptions {
     pub max_job_bytes: u64,
 }
 
-/// Runs until `stop` is set.
+/// Runs until `stop` turns true.
 pub async fn run_agent(
     options: AgentOptions,
     metrics: Arc<WorkerMetrics>,
-    stop: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mailbox = Arc::new(ring::Mailbox::default());
     let peer_address = match &options.peer_listen {
@@ -71,7 +71,7 @@ pub async fn run_agent(
     let ring = Arc::new(ring::Ring::new(mailbox, options.security.clone()));
     let mut backoff = Duration::from_millis(100);
     let mut session: Option<JobSession> = None;
-    while !stop.load(Ordering::Relaxed) {
+    while !*stop.borrow() {
         let client = match CoordinatorClient::connect(&options.coordinator, &options.security).await {
             Ok(client) => client,
             Err(e) => {
@@ -96,7 +96,7 @@ pub async fn run_agent(
         let result =
             serve_tasks(&client, &worker_id.0, &mut session, (&metrics, &ring, options.max_job_bytes), &stop).await;
         heartbeat.abort();
-        if stop.load(Ordering::Relaxed) {
+        if *stop.borrow() {
             // Said at once, so no job is handed to a worker that is going away and none waits for
             // the heartbeat timeout to learn it.
             match client.leave(&worker_id.0, "the worker is stopping (SIGTERM)").await {
@@ -113,10 +113,10 @@ pub async fn run_agent(
     Ok(())
 }
 
-/// Resolves once `stop` is set (checked every 50 ms: the flag is set by a signal handler).
-async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Resolves once `stop` turns true (never, if its sender is gone without saying so).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -126,16 +126,16 @@ async fn serve_tasks(
     worker: &str,
     session: &mut Option<JobSession>,
     (metrics, ring, max_job_bytes): (&WorkerMetrics, &Arc<ring::Ring>, u64),
-    stop: &AtomicBool,
+    stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    while !stop.load(Ordering::Relaxed) {
+    while !*stop.borrow() {
         // A stop during the long poll ends it: a task handed out after the stop is not started
         // (leaving tells the coordinator, which gives the step to the others).
         let task = tokio::select! {
             task = client.next_task(worker, POLL) => task?,
-            () = stopped(stop) => return Ok(()),
+            () = stopped(stop.clone()) => return Ok(()),
         };
-        if stop.load(Ordering::Relaxed) {
+        if *stop.borrow() {
             return Ok(());
         }
         match task.kind {
