@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use facetrain_proto::incidents::{IncidentCause, Resolver};
+use facetrain_proto::internal;
 use facetrain_proto::job::Backend;
-use facetrain_proto::pb;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -155,6 +155,7 @@ impl Coordinator {
                 m.checkpoint_failures.inc();
                 warn!(job = %job, step, error, "checkpoint upload failed");
             }
+            Event::JobDeleted { job } => m.job_deleted(&job),
             Event::Toil { job, kind, by, hands_on_seconds } => {
                 info!(job = %job, kind = kind.name(), by, hands_on_seconds, "toil: manual action")
             }
@@ -194,6 +195,18 @@ impl Coordinator {
         })
     }
 
+    /// Deletes an ended job: from the store first, so a store that refuses leaves it as it was.
+    pub fn delete(&self, id: &str) -> Result<()> {
+        self.with_cluster(|cluster, _| {
+            cluster.check_delete(id)?;
+            self.store.delete(id).map_err(|e| DomainError::Unavailable(e.to_string()))?;
+            cluster.forget(id);
+            info!(job = %id, "job deleted");
+            Ok(())
+        })
+        .inspect(|()| self.notify())
+    }
+
     // ---- workers ----
 
     pub fn register(&self, name: &str, peer_address: &str, backends: &[Backend]) -> String {
@@ -220,7 +233,7 @@ impl Coordinator {
     }
 
     /// The next task for `worker`, waiting up to `wait` for one.
-    pub async fn next_task(&self, worker: &str, wait: Duration) -> Result<pb::Task> {
+    pub async fn next_task(&self, worker: &str, wait: Duration) -> Result<internal::Task> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.subscribe();
         loop {
@@ -228,12 +241,12 @@ impl Coordinator {
                 return Ok(task);
             }
             if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                return Ok(pb::Task { kind: Some(pb::task::Kind::Idle(pb::Idle {})) });
+                return Ok(internal::Task { kind: Some(internal::task::Kind::Idle(internal::Idle {})) });
             }
         }
     }
 
-    pub fn push_chunk(&self, worker: &str, chunk: &pb::GradientChunk) -> Result<()> {
+    pub fn push_chunk(&self, worker: &str, chunk: &internal::GradientChunk) -> Result<()> {
         let released = self.with_cluster(|cluster, now| cluster.push_chunk(worker, chunk, now))?;
         if released {
             self.notify();
@@ -241,7 +254,7 @@ impl Coordinator {
         Ok(())
     }
 
-    pub fn reduce_done(&self, request: &pb::ReduceDoneRequest) -> Result<()> {
+    pub fn reduce_done(&self, request: &internal::ReduceDoneRequest) -> Result<()> {
         if self.with_cluster(|cluster, now| cluster.reduce_done(&request.worker_id, request, now))? {
             self.notify();
         }
@@ -278,7 +291,7 @@ impl Coordinator {
         self.read(|cluster| cluster.state(job, step))
     }
 
-    pub fn report(&self, worker: &str, report: &pb::StepReport) -> Result<()> {
+    pub fn report(&self, worker: &str, report: &internal::StepReport) -> Result<()> {
         self.with_cluster(|cluster, now| cluster.report(worker, report, now))
     }
 
@@ -290,7 +303,7 @@ impl Coordinator {
 
     /// A worker cannot go on: a checkpoint it could not read (the job falls back to an older
     /// one), or a reason that fails the job.
-    pub fn report_failure(&self, report: &pb::FailureReport) -> Result<()> {
+    pub fn report_failure(&self, report: &internal::FailureReport) -> Result<()> {
         let (worker, job) = (&report.worker_id, &report.job_id);
         self.with_cluster(|cluster, now| {
             if !report.unreadable_checkpoint.is_empty() {

@@ -108,6 +108,13 @@ impl CoordinatorMetrics {
         }
     }
 
+    /// `job` was deleted: its series kept here go (those read from the job records go with the
+    /// record), so deleting jobs bounds the series a long-lived coordinator exports.
+    pub fn job_deleted(&self, job: &str) {
+        let _ = self.step_duration.remove_label_values(&[job, "total"]);
+        let _ = self.reduce_bytes.remove_label_values(&[job, "coordinator"]);
+    }
+
     /// `worker` no longer trains `job`: its series goes, so a flapping worker cannot grow them.
     pub fn member_left(&self, job: &str, worker: &str) {
         let _ = self.worker_compute.remove_label_values(&[job, worker]);
@@ -241,12 +248,12 @@ impl Collector for JobCollector {
             f.toil_events.with_label_values(&[kind.name()]);
             f.toil_seconds.with_label_values(&[kind.name()]);
         }
+        for toil in jobs.iter().flat_map(|j| &j.toil).chain(&snapshot.deleted_toil) {
+            f.toil_events.with_label_values(&[toil.kind.name()]).inc();
+            f.toil_seconds.with_label_values(&[toil.kind.name()]).inc_by(toil.hands_on_seconds);
+        }
         for job in jobs {
             let id = job.id.as_str();
-            for toil in &job.toil {
-                f.toil_events.with_label_values(&[toil.kind.name()]).inc();
-                f.toil_seconds.with_label_values(&[toil.kind.name()]).inc_by(toil.hands_on_seconds);
-            }
             f.step.with_label_values(&[id]).set(job.step as i64);
             f.running_seconds.with_label_values(&[id]).inc_by(job.running_seconds);
             f.samples.with_label_values(&[id]).inc_by(job.samples_trained);

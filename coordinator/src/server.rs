@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use facetrain_proto::internal::worker_service_server::WorkerServiceServer;
 use facetrain_proto::pb::job_service_server::JobServiceServer;
-use facetrain_proto::pb::worker_service_server::WorkerServiceServer;
 use facetrain_proto::{FILE_DESCRIPTOR_SET, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -29,7 +29,7 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 /// The services a coordinator serves, as reflection lists them.
 pub const SERVED: [&str; 5] = [
     "facetrain.v1.JobService",
-    "facetrain.v1.WorkerService",
+    "facetrain.internal.v1.WorkerService",
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",

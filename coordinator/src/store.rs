@@ -122,6 +122,18 @@ impl JobStore {
         })
     }
 
+    /// Removes a job's record (a quarantined record's original bytes stay where they were kept).
+    pub fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(JOBS).map_err(|e| e.to_string())?;
+                table.remove(id).map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| format!("commit failed: {e}"))
+        })
+    }
+
     /// Every job, oldest first. A record that does not parse is quarantined and its job shown
     /// as failed with the reason.
     pub fn all(&self) -> Result<Vec<JobRecord>, StoreError> {
@@ -209,6 +221,20 @@ mod tests {
         }
         let jobs = JobStore::open(&path).unwrap().all().unwrap();
         assert_eq!(jobs.iter().map(|j| (j.id.as_str(), j.step)).collect::<Vec<_>>(), vec![("a", 0), ("b", 7)]);
+    }
+
+    #[test]
+    fn a_deleted_job_is_gone_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.redb");
+        let store = JobStore::open(&path).unwrap();
+        store.put(&job("j-1", 1)).unwrap();
+        store.put(&job("j-2", 2)).unwrap();
+        store.delete("j-1").unwrap();
+        store.delete("j-unknown").unwrap();
+        drop(store);
+        let ids: Vec<String> = JobStore::open(&path).unwrap().all().unwrap().into_iter().map(|j| j.id).collect();
+        assert_eq!(ids, ["j-2"]);
     }
 
     #[test]

@@ -79,7 +79,7 @@ ENV RUST_LOG=info \
     CUDA_CACHE_PATH=/tmp/cuda-cache
 USER 65532:65532
 STOPSIGNAL SIGTERM
-# 9465 metrics; 7071 the ring all-reduce peer port (gRPC facetrain.v1.PeerService), as in the CPU
+# 9465 metrics; 7071 the ring all-reduce peer port (gRPC facetrain.internal.v1.PeerService), as in the CPU
 # worker image (FACETRAIN_PEER_ADVERTISE: the address other workers dial).
 EXPOSE 9465 7071
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Post-deploy smoke check, run by deploy.sh (or by hand against the current kube context):
 #   1. coordinator gRPC health (grpc.health.v1): facetrain.v1.JobService and
-#      facetrain.v1.WorkerService are SERVING, through a port-forward
+#      facetrain.internal.v1.WorkerService are SERVING, through a port-forward
 #   2. coordinator and worker-0 /metrics answer and export facetrain_* series (a worker's only
 #      other endpoint is its ring all-reduce peer port 7071, which only other workers may reach)
 # Needs kubectl and curl; for (1) grpc_health_probe or grpcurl locally, else it runs the
@@ -37,7 +37,7 @@ forward svc/facetrain-coordinator 17070:7070
 forward pod/facetrain-coordinator-0 19464:9464
 forward pod/facetrain-worker-0 19465:9465
 
-for service in facetrain.v1.JobService facetrain.v1.WorkerService; do
+for service in facetrain.v1.JobService facetrain.internal.v1.WorkerService; do
   log "gRPC health of $service"
   if command -v grpc_health_probe >/dev/null 2>&1; then
     grpc_health_probe -addr=127.0.0.1:17070 -tls -tls-no-verify -service="$service"

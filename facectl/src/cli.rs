@@ -59,6 +59,8 @@ pub enum Command {
     Watch(remote::WatchArgs),
     /// Cancel a job (a manual action: counted as toil).
     Cancel(remote::CancelArgs),
+    /// Delete an ended job from the coordinator (its record and metric series; checkpoints stay).
+    Delete(remote::DeleteArgs),
     /// The toil ledger: incidents, automated vs manual recoveries, MTTR, hands-on time, toil ratio.
     Toil(toil::Args),
     /// Dataset tools.
@@ -83,6 +85,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::List(args) => args.run().await,
         Command::Watch(args) => args.run().await,
         Command::Cancel(args) => args.run().await,
+        Command::Delete(args) => args.run().await,
         Command::Toil(args) => args.run().await,
         Command::Dataset(command) => command.run().await,
         Command::Certs(command) => command.run(),

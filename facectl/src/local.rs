@@ -113,8 +113,8 @@ async fn run_cluster(spec: &JobSpec, output: Output) -> anyhow::Result<()> {
     let (job, wall_seconds) = (&run.job, run.wall_seconds);
     let phases: serde_json::Map<String, serde_json::Value> =
         run.phase_seconds.iter().map(|(phase, seconds)| (phase.to_string(), serde_json::json!(seconds))).collect();
-    let images_per_second =
-        if job.running_seconds > 0.0 { job.samples_trained as f64 / job.running_seconds } else { 0.0 };
+    let running_seconds = crate::output::running_seconds(job);
+    let images_per_second = if running_seconds > 0.0 { job.samples_trained as f64 / running_seconds } else { 0.0 };
     match output {
         Output::Json => print_json(&serde_json::json!({
             "name": job.name,
@@ -122,7 +122,7 @@ async fn run_cluster(spec: &JobSpec, output: Output) -> anyhow::Result<()> {
             "val_accuracy": job.val_accuracy,
             "train_loss": job.train_loss,
             "wall_seconds": wall_seconds,
-            "train_seconds": job.running_seconds,
+            "train_seconds": running_seconds,
             "images_per_second": images_per_second,
             "checkpoint": (!job.latest_checkpoint.is_empty()).then_some(job.latest_checkpoint.clone()),
             "stopped": job.message,
@@ -140,7 +140,7 @@ async fn run_cluster(spec: &JobSpec, output: Output) -> anyhow::Result<()> {
             job.step,
             spec.workers.count,
             job.val_accuracy.map_or("-".into(), |a| format!("{a:.3}")),
-            job.train_loss
+            job.train_loss.unwrap_or(f64::NAN)
         ),
     }
     Ok(())

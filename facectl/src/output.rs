@@ -2,7 +2,8 @@
 //! `--output text` lines for people. The job and ledger views several commands print live here
 //! so that every command shows a job the same way.
 
-use facetrain_proto::pb;
+use facetrain_proto::incidents::{IncidentCause, Resolver, ToilKind};
+use facetrain_proto::{pb, wire};
 
 /// What a command prints on stdout.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +40,16 @@ pub fn state_name(state: i32) -> &'static str {
     }
 }
 
+/// A wire duration in seconds (an invalid one, which the coordinator never sends, as 0).
+pub fn seconds(duration: Option<&prost_types::Duration>) -> f64 {
+    wire::seconds(duration).unwrap_or(0.0)
+}
+
+/// How long the job has run.
+pub fn running_seconds(job: &pb::Job) -> f64 {
+    seconds(job.running_time.as_ref())
+}
+
 /// A job as one line of text.
 pub fn job_line(job: &pb::Job) -> String {
     let accuracy = job.val_accuracy.map_or("-".to_string(), |a| format!("{a:.3}"));
@@ -50,7 +61,7 @@ pub fn job_line(job: &pb::Job) -> String {
         state_name(job.state),
         job.step,
         job.max_steps,
-        job.train_loss,
+        job.train_loss.unwrap_or(f64::NAN),
         job.workers,
         job.incidents.len()
     )
@@ -71,22 +82,25 @@ pub fn job_json(job: &pb::Job) -> serde_json::Value {
         "message": job.message,
         "submitted_by": job.submitted_by,
         "latest_checkpoint": job.latest_checkpoint,
-        "running_seconds": job.running_seconds,
+        "running_seconds": running_seconds(job),
         "samples_trained": job.samples_trained,
         "ledger": job.ledger.as_ref().map(ledger_json),
-        "created_unix_ms": job.created_unix_ms,
-        "started_unix_ms": job.started_unix_ms,
-        "finished_unix_ms": job.finished_unix_ms,
+        "created_unix_ms": wire::unix_ms(job.create_time.as_ref()),
+        "started_unix_ms": wire::unix_ms(job.start_time.as_ref()),
+        "finished_unix_ms": wire::unix_ms(job.end_time.as_ref()),
         "toil": job.toil.iter().map(|t| serde_json::json!({
-            "kind": t.kind, "by": t.by, "unix_ms": t.unix_ms, "hands_on_seconds": t.hands_on_seconds,
+            "kind": wire::toil_kind(t.kind).map_or("unknown", ToilKind::name),
+            "by": t.by,
+            "unix_ms": wire::unix_ms(t.time.as_ref()),
+            "hands_on_seconds": seconds(t.hands_on.as_ref()),
         })).collect::<Vec<_>>(),
         "incidents": job.incidents.iter().map(|i| serde_json::json!({
-            "cause": i.cause,
+            "cause": wire::incident_cause(i.cause).map_or("unknown", IncidentCause::name),
             "detail": i.detail,
-            "detected_unix_ms": i.detected_unix_ms,
-            "resolved_unix_ms": i.resolved_unix_ms,
-            "resolved_by": i.resolved_by,
-            "lost_work_seconds": i.lost_work_seconds,
+            "detected_unix_ms": wire::unix_ms(i.detect_time.as_ref()),
+            "resolved_unix_ms": wire::unix_ms(i.resolve_time.as_ref()),
+            "resolved_by": wire::resolver(i.resolved_by).map_or("", Resolver::name),
+            "lost_work_seconds": seconds(i.lost_work.as_ref()),
             "step": i.step,
         })).collect::<Vec<_>>(),
     })

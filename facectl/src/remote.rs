@@ -159,10 +159,27 @@ impl CancelArgs {
         let request = connection.request(pb::CancelJobRequest {
             job_id: self.job_id,
             requested_by: who(),
-            hands_on_seconds: self.hands_on_seconds,
+            hands_on: Some(facetrain_proto::wire::duration(self.hands_on_seconds)),
         });
         let job = connection.client.cancel_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
         println!("{}", job_line(&job));
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    job_id: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+impl DeleteArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut connection = Connection::open(&self.remote, "delete").await?;
+        let request = connection.request(pb::DeleteJobRequest { job_id: self.job_id.clone() });
+        connection.client.delete_job(request).await.map_err(|s| connection.failed(s))?;
+        println!("{} deleted", self.job_id);
         Ok(())
     }
 }

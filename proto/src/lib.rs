@@ -1,10 +1,18 @@
-//! The contracts of facetrain: the gRPC API (`facetrain.v1`: generated types and services, the
-//! descriptor set for reflection, error codes mapped to gRPC status codes) and the job file
+//! The contracts of facetrain: the gRPC API (`facetrain.v1`, the public job API, and
+//! `facetrain.internal.v1`, the worker protocol: generated types and services, the descriptor set
+//! for reflection, wire conversions, error codes mapped to gRPC status codes) and the job file
 //! (`job.toml`) that travels inside it.
 
+/// The public job API, `facetrain.v1`.
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("facetrain.v1");
+}
+
+/// The worker protocol, `facetrain.internal.v1`: coordinator and workers of one release only.
+pub mod internal {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("facetrain.internal.v1");
 }
 
 pub mod auth;
@@ -14,6 +22,7 @@ pub mod job;
 pub mod ledger;
 pub mod plan;
 pub mod tls;
+pub mod wire;
 
 pub use error::ErrorCode;
 

@@ -1,6 +1,7 @@
 //! Every name that crosses a boundary is written down where users and dashboards look for it:
-//! incident causes and resolvers in jobs.proto, dashboards/METRICS.md and a runbook section of
-//! docs/operations.md each; toil kinds in jobs.proto and METRICS.md. Names the docs list that no
+//! incident causes and resolvers in jobs.proto's enums, dashboards/METRICS.md and a runbook section of
+//! docs/operations.md each; toil kinds in jobs.proto's enum and METRICS.md (`wire.rs` checks the generated code maps each
+//! one both ways). Names the docs list that no
 //! enum has are stale and fail too.
 
 use std::collections::BTreeSet;
@@ -13,23 +14,17 @@ fn repo_file(path: &str) -> String {
     std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The `a | b | c` list in the comment above `field` in `message`.
-fn proto_list(proto: &str, message: &str, field: &str) -> BTreeSet<String> {
-    let body = &proto[proto.find(&format!("message {message} {{")).unwrap_or_else(|| panic!("no message {message}"))..];
-    let field_at = body.find(&format!(" {field} = ")).unwrap_or_else(|| panic!("no field {message}.{field}"));
-    let before = &body[..field_at];
-    let comment: String = before
-        .lines()
-        .rev()
-        .skip(1)
-        .take_while(|l| l.trim_start().starts_with("//"))
-        .map(|l| l.trim_start().trim_start_matches("//").to_string())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join(" ");
-    comment.split('|').filter_map(|piece| piece.split_whitespace().next()).map(String::from).collect()
+/// The values of `enum name` in a .proto, without the `PREFIX_` and UNSPECIFIED, lower-cased:
+/// `INCIDENT_CAUSE_WORKER_LOST = 1;` is `worker_lost`.
+fn proto_enum(proto: &str, name: &str, prefix: &str) -> BTreeSet<String> {
+    let body = &proto[proto.find(&format!("enum {name} {{")).unwrap_or_else(|| panic!("no enum {name}"))..];
+    let body = &body[..body.find('}').unwrap_or(body.len())];
+    body.lines()
+        .filter_map(|l| l.trim().split_once(" = "))
+        .filter_map(|(value, _)| value.strip_prefix(&format!("{prefix}_")))
+        .filter(|value| *value != "UNSPECIFIED")
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// The backquoted names in the METRICS.md row of `metric`, after `label`.
@@ -53,7 +48,7 @@ fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> BTreeSet<String> {
 fn incident_causes_are_documented_everywhere_and_nothing_else_is() {
     let causes = names(&IncidentCause::ALL, IncidentCause::name);
     let proto = repo_file("proto/proto/facetrain/v1/jobs.proto");
-    assert_eq!(proto_list(&proto, "Incident", "cause"), causes, "jobs.proto Incident.cause");
+    assert_eq!(proto_enum(&proto, "IncidentCause", "INCIDENT_CAUSE"), causes, "jobs.proto enum IncidentCause");
     let metrics = repo_file("dashboards/METRICS.md");
     assert_eq!(metrics_list(&metrics, "facetrain_incidents_total", "cause"), causes, "METRICS.md incidents cause");
     let runbook = repo_file("docs/operations.md");
@@ -72,10 +67,10 @@ fn incident_causes_are_documented_everywhere_and_nothing_else_is() {
 fn resolvers_and_toil_kinds_are_documented() {
     let resolvers = names(&Resolver::ALL, Resolver::name);
     let proto = repo_file("proto/proto/facetrain/v1/jobs.proto");
-    assert_eq!(proto_list(&proto, "Incident", "resolved_by"), resolvers);
+    assert_eq!(proto_enum(&proto, "Resolver", "RESOLVER"), resolvers);
     let metrics = repo_file("dashboards/METRICS.md");
     assert_eq!(metrics_list(&metrics, "facetrain_incidents_total", "resolved_by"), resolvers);
     let kinds = names(&ToilKind::ALL, ToilKind::name);
-    assert_eq!(proto_list(&proto, "ToilEvent", "kind"), kinds);
+    assert_eq!(proto_enum(&proto, "ToilKind", "TOIL_KIND"), kinds);
     assert_eq!(metrics_list(&metrics, "facetrain_toil_events_total", "kind"), kinds);
 }

@@ -212,3 +212,120 @@ fn a_retried_submission_with_its_request_id_gets_the_same_job() {
     assert_eq!(other.code(), tonic::Code::InvalidArgument, "{other:?}");
     assert!(other.message().contains("already used for another job.toml"), "{}", other.message());
 }
+
+/// Before: no call deleted a job, so the list and the per-job metric series only grew.
+#[test]
+fn an_ended_job_can_be_deleted_for_good_and_a_running_one_cannot() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    sandbox.add_worker("a");
+    let long = sandbox.submit(&small_job(sandbox.dir.path(), "long", &data, 1, 100_000, ""));
+    sandbox.wait_for_job(&long, LONG, |s| s["step"].as_u64().unwrap_or(0) >= 1);
+    let refused = runtime().block_on(async {
+        let mut client = client(&sandbox).await;
+        client.delete_job(pb::DeleteJobRequest { job_id: long.clone() }).await.unwrap_err()
+    });
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("cancel it before deleting it"), "{refused:?}");
+
+    let cancelled = sandbox.facectl(&["cancel", &long, "--hands-on-seconds", "60", "--coordinator", &sandbox.url()]);
+    assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
+    let series = format!("facetrain_job_step{{job_id=\"{long}\"}}");
+    assert!(facetrain_tests::scrape(&sandbox.metrics_address).contains(&series), "the job has series before");
+    let deleted = sandbox.facectl(&["delete", &long, "--coordinator", &sandbox.url()]);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+
+    let metrics = facetrain_tests::scrape(&sandbox.metrics_address);
+    assert!(!metrics.contains(long.as_str()), "no series of a deleted job is left:\n{metrics}");
+    assert!(
+        metrics.contains("facetrain_toil_seconds_total{kind=\"cancel\"} 60"),
+        "the toil totals keep a deleted job's hands-on time (a counter must not go back):\n{metrics}"
+    );
+    // Gone from the store too: a restarted coordinator does not bring it back.
+    sandbox.restart_coordinator();
+    let missing = runtime().block_on(async {
+        let mut client = client(&sandbox).await;
+        let listed = client.list_jobs(pb::ListJobsRequest::default()).await.unwrap().into_inner();
+        assert!(listed.jobs.iter().all(|j| j.id != long), "{listed:?}");
+        client.get_job(pb::GetJobRequest { job_id: long.clone() }).await.unwrap_err()
+    });
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+}
+
+/// Before: an INVALID_ARGUMENT named the field only in its text.
+#[test]
+fn an_invalid_request_names_the_field_in_bad_request_details() {
+    use tonic_types::StatusExt;
+
+    let sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let toml = std::fs::read_to_string(small_job(sandbox.dir.path(), "queued", &data, 1, 10, "")).unwrap();
+    let fields = runtime().block_on(async {
+        let mut client = client(&sandbox).await;
+        let bad_toml = pb::SubmitJobRequest { job_toml: "name = 3".into(), ..Default::default() };
+        let id = client
+            .submit_job(pb::SubmitJobRequest { job_toml: toml, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .job_id;
+        let month = prost_types::Duration { seconds: 30 * 86_400, nanos: 0 };
+        let bad_cancel = pb::CancelJobRequest { job_id: id, hands_on: Some(month), ..Default::default() };
+        let bad_page = pb::ListJobsRequest { page_size: -1, ..Default::default() };
+        let errors = [
+            client.submit_job(bad_toml).await.unwrap_err(),
+            client.cancel_job(bad_cancel).await.unwrap_err(),
+            client.list_jobs(bad_page).await.unwrap_err(),
+        ];
+        errors
+            .iter()
+            .map(|status| {
+                assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+                let details = status.get_error_details();
+                let violations = details.bad_request().expect("a BadRequest detail").field_violations.clone();
+                assert_eq!(violations.len(), 1, "{violations:?}");
+                assert_eq!(violations[0].description, status.message());
+                violations[0].field.clone()
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(fields, ["job_toml", "hands_on", "page_size"]);
+}
+
+/// An integrator's view of the whole API: examples/python/facetrain_client.py, with stubs generated
+/// from the protos by grpcio-tools, against a real coordinator and worker (submit and its retry,
+/// watch to the end, list by pages and by state, cancel with an invalid hands-on time refused,
+/// delete). Python's grpc is installed by `make tools`; without it the test fails.
+#[test]
+fn the_python_client_example_runs_against_a_real_coordinator() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = repo.join(".venv-test/bin/python");
+    assert!(python.exists(), "{} missing: run `make tools`", python.display());
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "from-python", &data, 1, 6, "");
+    sandbox.add_worker("a");
+    let stubs = sandbox.dir.path().join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    let generated = std::process::Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-I", "proto/proto"])
+        .arg(format!("--python_out={}", stubs.display()))
+        .arg(format!("--grpc_python_out={}", stubs.display()))
+        .arg("proto/proto/facetrain/v1/jobs.proto")
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "protoc: {}", String::from_utf8_lossy(&generated.stderr));
+    let address = sandbox.url().trim_start_matches("http://").to_string();
+    let run = std::process::Command::new(&python)
+        .arg(repo.join("examples/python/facetrain_client.py"))
+        .args(["--address", &address, "--job"])
+        .arg(&job)
+        .env("PYTHONPATH", &stubs)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("python client: every call behaved as documented"), "{stdout}");
+    assert!(stdout.contains("succeeded after 6 steps"), "{stdout}");
+}

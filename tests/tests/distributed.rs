@@ -267,7 +267,7 @@ fn ring_all_reduce_matches_the_coordinator_and_survives_a_lost_worker() {
 /// reason, the incident is recorded, and the job goes on with the real worker.
 #[test]
 fn a_worker_sending_a_non_finite_gradient_is_evicted_and_the_job_survives() {
-    use facetrain_proto::pb::{self, worker_service_client::WorkerServiceClient};
+    use facetrain_proto::internal::{self, worker_service_client::WorkerServiceClient};
 
     let mut sandbox = Sandbox::start();
     let data = small_dataset(sandbox.dir.path());
@@ -276,7 +276,7 @@ fn a_worker_sending_a_non_finite_gradient_is_evicted_and_the_job_survives() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut rogue = runtime.block_on(WorkerServiceClient::connect(url)).unwrap();
     let registered = runtime
-        .block_on(rogue.register(pb::RegisterRequest { name: "rogue".into(), ..Default::default() }))
+        .block_on(rogue.register(internal::RegisterRequest { name: "rogue".into(), ..Default::default() }))
         .unwrap()
         .into_inner();
     sandbox.add_worker("a");
@@ -284,9 +284,9 @@ fn a_worker_sending_a_non_finite_gradient_is_evicted_and_the_job_survives() {
 
     // Take tasks until the rogue gets a step to compute, then poison it.
     let step = loop {
-        let request = pb::NextTaskRequest { worker_id: registered.worker_id.clone(), wait_ms: 1000 };
+        let request = internal::NextTaskRequest { worker_id: registered.worker_id.clone(), wait_ms: 1000 };
         let task = runtime.block_on(rogue.next_task(request)).unwrap().into_inner();
-        if let Some(pb::task::Kind::Step(step)) = task.kind {
+        if let Some(internal::task::Kind::Step(step)) = task.kind {
             break step;
         }
     };
@@ -294,7 +294,7 @@ fn a_worker_sending_a_non_finite_gradient_is_evicted_and_the_job_survives() {
     let spec = facetrain_worker::job::JobSpec::load(&job).unwrap();
     let model = facetrain_worker::model::Architecture::new(spec.model, 5).build(&burn::tensor::Device::flex());
     let total = facetrain_worker::params::parameter_count(&model) as u64;
-    let poisoned = pb::GradientChunk {
+    let poisoned = internal::GradientChunk {
         worker_id: registered.worker_id.clone(),
         job_id: step.job_id.clone(),
         step: step.step,
@@ -314,13 +314,13 @@ fn a_worker_sending_a_non_finite_gradient_is_evicted_and_the_job_survives() {
     let incident = incident.unwrap_or_else(|| panic!("no bad_gradient incident: {done}"));
     assert!(incident["detail"].as_str().unwrap().contains("rogue"), "{incident}");
     assert_eq!(incident["resolved_by"], "automation");
-    let heartbeat = runtime.block_on(rogue.heartbeat(pb::HeartbeatRequest { worker_id: registered.worker_id }));
+    let heartbeat = runtime.block_on(rogue.heartbeat(internal::HeartbeatRequest { worker_id: registered.worker_id }));
     assert_eq!(heartbeat.unwrap_err().code(), tonic::Code::NotFound, "the rogue is no longer registered");
 }
 
 fn futures_iter(
-    chunks: Vec<facetrain_proto::pb::GradientChunk>,
-) -> impl tokio_stream::Stream<Item = facetrain_proto::pb::GradientChunk> {
+    chunks: Vec<facetrain_proto::internal::GradientChunk>,
+) -> impl tokio_stream::Stream<Item = facetrain_proto::internal::GradientChunk> {
     tokio_stream::iter(chunks)
 }
 

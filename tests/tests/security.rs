@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use facetrain_proto::pb::{self, worker_service_client::WorkerServiceClient};
+use facetrain_proto::internal::{self, worker_service_client::WorkerServiceClient};
 use facetrain_proto::tls::TlsFiles;
 use facetrain_tests::{Sandbox, binary, small_dataset, small_job};
 
@@ -86,7 +86,7 @@ fn callers_without_credentials_are_refused_with_a_clear_status() {
     let mut rogue =
         WorkerServiceClient::with_interceptor(channel, facetrain_proto::auth::AttachToken::new(Some(&token)));
     let refused = runtime
-        .block_on(rogue.register(pb::RegisterRequest { name: "rogue".into(), ..Default::default() }))
+        .block_on(rogue.register(internal::RegisterRequest { name: "rogue".into(), ..Default::default() }))
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     assert!(refused.message().contains("client certificate"), "{}", refused.message());
@@ -101,7 +101,7 @@ fn callers_without_credentials_are_refused_with_a_clear_status() {
     let refused = runtime
         .block_on(
             WorkerServiceClient::new(channel)
-                .register(pb::RegisterRequest { name: "impostor".into(), ..Default::default() }),
+                .register(internal::RegisterRequest { name: "impostor".into(), ..Default::default() }),
         )
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
@@ -131,7 +131,7 @@ fn a_certificate_from_another_ca_is_rejected_at_the_handshake() {
     let connected = runtime.block_on(async {
         let channel = tls.endpoint(&sandbox.url(), None).unwrap().connect().await?;
         let mut client = WorkerServiceClient::new(channel);
-        client.register(pb::RegisterRequest { name: "forged".into(), ..Default::default() }).await?;
+        client.register(internal::RegisterRequest { name: "forged".into(), ..Default::default() }).await?;
         anyhow::Ok(())
     });
     assert!(connected.is_err(), "a foreign worker certificate was accepted");

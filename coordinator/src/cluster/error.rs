@@ -3,9 +3,10 @@
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    /// The request itself is wrong (a bad job.toml, a hands-on time of infinity).
-    #[error("{0}")]
-    Invalid(String),
+    /// The request itself is wrong (a bad job.toml, a hands-on time of a month): `field` names
+    /// the request field at fault, for clients that point at it (google.rpc.BadRequest).
+    #[error("{reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("{0}")]
     NotFound(String),
     /// Fine as a request, but the job or worker is not in a state that allows it.
@@ -20,6 +21,12 @@ pub enum DomainError {
     /// The coordinator cannot take it now (the store refused, it is shutting down).
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid { field, reason: reason.into() }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, DomainError>;

@@ -20,6 +20,10 @@ pub enum Event {
         state: JobState,
         message: String,
     },
+    /// An ended job was deleted: its series go.
+    JobDeleted {
+        job: String,
+    },
     WorkerRegistered {
         worker: String,
         name: String,

@@ -23,18 +23,22 @@ impl Cluster {
     /// Checks a submission and builds its record; nothing is accepted until [`Self::accept`]
     /// (the shell saves the record in between, so a store that refuses means no job).
     pub fn prepare_submit(&self, job_toml: &str, submitted_by: &str, request_id: &str, now: Now) -> Result<JobRecord> {
-        let spec = JobSpec::parse(job_toml, "job.toml").map_err(|e| DomainError::Invalid(e.to_string()))?;
+        let spec = JobSpec::parse(job_toml, "job.toml").map_err(|e| DomainError::invalid("job_toml", e.to_string()))?;
         if let Some((key, location)) = spec.relative_locations().first() {
-            return Err(DomainError::Invalid(format!(
-                "job.toml: `{key}` = `{location}` is a relative path, which each worker would resolve against its \
+            return Err(DomainError::invalid(
+                "job_toml",
+                format!(
+                    "job.toml: `{key}` = `{location}` is a relative path, which each worker would resolve against its \
                  own working directory: give an absolute path or a URL (s3://, gs://, file://); `facectl submit` \
                  resolves relative paths against the job file"
-            )));
+                ),
+            ));
         }
         let classes = spec.dataset.num_classes.unwrap_or(2);
         let share = spec.training.batch_size.div_ceil(spec.workers.count);
-        check_model_fits(&spec.model, classes, share, self.limits.max_job_bytes)
-            .map_err(|e| DomainError::Invalid(format!("job.toml: {e} (this coordinator's --max-job-memory-gib)")))?;
+        check_model_fits(&spec.model, classes, share, self.limits.max_job_bytes).map_err(|e| {
+            DomainError::invalid("job_toml", format!("job.toml: {e} (this coordinator's --max-job-memory-gib)"))
+        })?;
         let id = self.new_job_id(now);
         let mut record = JobRecord::queued(
             id,
@@ -55,19 +59,22 @@ impl Cluster {
             return Ok(None);
         }
         if request_id.len() > MAX_REQUEST_ID_BYTES {
-            return Err(DomainError::Invalid(format!(
-                "request_id: at most {MAX_REQUEST_ID_BYTES} bytes, got {}",
-                request_id.len()
-            )));
+            return Err(DomainError::invalid(
+                "request_id",
+                format!("request_id: at most {MAX_REQUEST_ID_BYTES} bytes, got {}", request_id.len()),
+            ));
         }
         match self.jobs.values().find(|job| job.request_id == request_id) {
             None => Ok(None),
             Some(job) if job.job_toml == job_toml => Ok(Some(job.id.clone())),
-            Some(job) => Err(DomainError::Invalid(format!(
-                "request_id `{request_id}` was already used for another job.toml (job {}): a retry sends the same \
+            Some(job) => Err(DomainError::invalid(
+                "request_id",
+                format!(
+                    "request_id `{request_id}` was already used for another job.toml (job {}): a retry sends the same \
                  request, a new job a new id",
-                job.id
-            ))),
+                    job.id
+                ),
+            )),
         }
     }
 
@@ -92,10 +99,13 @@ impl Cluster {
     /// A manual cancel: recorded as toil with the hands-on time the person gives (0: the default).
     pub fn cancel(&mut self, id: &str, requested_by: &str, hands_on_seconds: f64, now: Now) -> Result<()> {
         if !hands_on_seconds.is_finite() || !(0.0..=MAX_HANDS_ON_SECONDS).contains(&hands_on_seconds) {
-            return Err(DomainError::Invalid(format!(
-                "hands_on_seconds = {hands_on_seconds}: expected a number of seconds in 0..={MAX_HANDS_ON_SECONDS} \
+            return Err(DomainError::invalid(
+                "hands_on",
+                format!(
+                    "hands_on = {hands_on_seconds}: expected a number of seconds in 0..={MAX_HANDS_ON_SECONDS} \
                  (0: the default estimate of {DEFAULT_HANDS_ON_SECONDS} s)"
-            )));
+                ),
+            ));
         }
         let job = self.jobs.get_mut(id).ok_or_else(|| unknown_job(id))?;
         if job.state.is_terminal() {
@@ -107,6 +117,33 @@ impl Cluster {
         self.emit(Event::Toil { job: id.to_string(), kind, by: requested_by.into(), hands_on_seconds: seconds });
         self.finish(id, JobState::Cancelled, format!("cancelled by {requested_by}"), now);
         Ok(())
+    }
+
+    /// Whether `id` may be deleted: it exists and has ended (a queued or running job is
+    /// cancelled first, so deleting never stops training behind anyone's back).
+    pub fn check_delete(&self, id: &str) -> Result<()> {
+        if id.is_empty() {
+            return Err(DomainError::invalid("job_id", "`job_id` is empty: give the id `submit` printed"));
+        }
+        let job = self.jobs.get(id).ok_or_else(|| unknown_job(id))?;
+        if !job.state.is_terminal() {
+            return Err(DomainError::Precondition(format!(
+                "job `{id}` is {}: cancel it before deleting it",
+                job.state.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Forgets an ended job once the store no longer holds it ([`Self::check_delete`] first).
+    /// Its manual actions stay counted in the toil totals.
+    pub fn forget(&mut self, id: &str) {
+        if let Some(job) = self.jobs.remove(id) {
+            self.deleted_toil.extend(job.toil);
+            self.unsaved.remove(id);
+            self.conditions.retain(|(job, _, _)| job != id);
+            self.emit(Event::JobDeleted { job: id.to_string() });
+        }
     }
 
     /// A worker cannot go on with `job` for a reason retrying elsewhere would meet too (its data

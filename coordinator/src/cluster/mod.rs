@@ -31,7 +31,7 @@ pub use incidents::recurrence_limit;
 pub use jobs::DEFAULT_HANDS_ON_SECONDS;
 
 use crate::conditions::{Condition, StragglerTracker};
-use crate::record::JobRecord;
+use crate::record::{JobRecord, ToilRecord};
 use crate::run::JobRun;
 
 /// The time of a call: monotonic for deadlines, wall clock for the records.
@@ -119,6 +119,9 @@ pub struct Snapshot {
     pub workers_registered: usize,
     pub workers_training: usize,
     pub workers_lost: u64,
+    /// Manual actions on jobs deleted since the coordinator started: the toil counters are sums
+    /// over jobs and must not go backwards when one is deleted.
+    pub deleted_toil: Vec<ToilRecord>,
 }
 
 /// A job as the API shows it.
@@ -144,6 +147,8 @@ pub struct Cluster {
     /// Jobs whose latest change is not in the store yet (it refused the write).
     unsaved: BTreeSet<String>,
     workers_lost: u64,
+    /// See [`Snapshot::deleted_toil`].
+    deleted_toil: Vec<ToilRecord>,
     events: Vec<Event>,
 }
 
@@ -163,6 +168,7 @@ impl Cluster {
             conditions: Vec::new(),
             unsaved: BTreeSet::new(),
             workers_lost: 0,
+            deleted_toil: Vec::new(),
             events: Vec::new(),
         };
         for job in records {
@@ -195,7 +201,7 @@ impl Cluster {
 
     pub fn job(&self, id: &str) -> Result<JobView> {
         if id.is_empty() {
-            return Err(DomainError::Invalid("`job_id` is empty: give the id `submit` printed".into()));
+            return Err(DomainError::invalid("job_id", "`job_id` is empty: give the id `submit` printed"));
         }
         let record = self.jobs.get(id).ok_or_else(|| error::unknown_job(id))?;
         Ok(JobView { record: record.clone(), workers: self.workers_of(id) })
@@ -216,6 +222,7 @@ impl Cluster {
             workers_registered: self.workers.len(),
             workers_training: self.active.as_ref().map_or(0, |a| a.run.members.len()),
             workers_lost: self.workers_lost,
+            deleted_toil: self.deleted_toil.clone(),
         }
     }
 

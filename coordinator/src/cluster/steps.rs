@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use facetrain_proto::incidents::IncidentCause;
+use facetrain_proto::internal;
 use facetrain_proto::ledger::{SampleLedger, Trained};
-use facetrain_proto::pb;
 use facetrain_proto::plan::{StepPlan, StopReason};
 
 use super::error::{DomainError, Result, not_running, unknown_worker};
@@ -31,7 +31,7 @@ impl Cluster {
 
     /// One chunk of `worker`'s gradient (coordinator strategy), in the job's wire dtype. A
     /// malformed or non-finite gradient evicts the sender. Returns true when the sum was released.
-    pub fn push_chunk(&mut self, worker: &str, chunk: &pb::GradientChunk, now: Now) -> Result<bool> {
+    pub fn push_chunk(&mut self, worker: &str, chunk: &internal::GradientChunk, now: Now) -> Result<bool> {
         self.check_worker(worker)?;
         let (_, active) = self.running(&chunk.job_id).ok_or_else(|| not_running(&chunk.job_id))?;
         let decoded = facetrain_proto::decode_gradients(&chunk.data, active.run.gradient_dtype())
@@ -46,7 +46,7 @@ impl Cluster {
             Err(PushError::Bad(bad)) => {
                 let detail = format!("evicted: {bad}");
                 self.lose_worker(worker, IncidentCause::BadGradient, &detail, now);
-                Err(DomainError::Invalid(detail))
+                Err(DomainError::invalid("data", detail))
             }
             Err(other) => Err(other.into()),
         }
@@ -54,7 +54,7 @@ impl Cluster {
 
     /// Ring strategy: `worker` finished its all-reduce of (job, step, round), with the samples
     /// its gradient came from.
-    pub fn reduce_done(&mut self, worker: &str, request: &pb::ReduceDoneRequest, now: Now) -> Result<bool> {
+    pub fn reduce_done(&mut self, worker: &str, request: &internal::ReduceDoneRequest, now: Now) -> Result<bool> {
         self.check_worker(worker)?;
         let (_, active) = self.running(&request.job_id).ok_or_else(|| not_running(&request.job_id))?;
         let samples = request.samples.clone().unwrap_or_default();
@@ -90,7 +90,7 @@ impl Cluster {
     }
 
     /// `worker` applied the step and reports it; the step completes once every member has.
-    pub fn report(&mut self, worker: &str, report: &pb::StepReport, now: Now) -> Result<()> {
+    pub fn report(&mut self, worker: &str, report: &internal::StepReport, now: Now) -> Result<()> {
         self.check_worker(worker)?;
         let job = report.job_id.clone();
         self.running(&job).ok_or_else(|| not_running(&job))?;
@@ -182,7 +182,7 @@ impl Cluster {
 
     /// A checkpoint upload finished (it runs in the background, so it may be of an earlier step)
     /// or failed: the latest checkpoint moves on, or the storage incident opens.
-    fn note_checkpoint(&mut self, worker: &str, report: &pb::StepReport, now: Now) {
+    fn note_checkpoint(&mut self, worker: &str, report: &internal::StepReport, now: Now) {
         let job = report.job_id.as_str();
         if report.checkpoint_failed {
             let step = report.checkpoint_step;

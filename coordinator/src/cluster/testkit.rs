@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use facetrain_proto::pb;
+use facetrain_proto::internal;
 
 use super::{Cluster, Limits, Now, Timing};
 use crate::run::Pull;
@@ -38,7 +38,7 @@ pub struct SimWorker {
     pub id: String,
     /// Steps this replica has applied.
     pub model_step: u64,
-    pub task: Option<pb::TrainStep>,
+    pub task: Option<internal::TrainStep>,
     pub pushed: bool,
     pub applied: bool,
     pub last_beat: Option<Instant>,
@@ -84,18 +84,18 @@ impl Sim {
 
     /// Asks for a task as the agent does; a step task replaces the one held. State sources are
     /// honoured: a replica that loads state takes the task's step.
-    pub fn take_task(&mut self, name: &str) -> Option<pb::TrainStep> {
+    pub fn take_task(&mut self, name: &str) -> Option<internal::TrainStep> {
         let worker = self.workers.get_mut(name).expect("known worker");
         let task = self.cluster.next_task(&worker.id, self.now).ok().flatten()?;
         worker.last_beat = Some(self.now.at);
-        if let Some(pb::task::Kind::Step(step)) = task.kind {
+        if let Some(internal::task::Kind::Step(step)) = task.kind {
             // Loading state sets the replica to the state's step, whatever the task says.
-            match pb::StateSource::try_from(step.state_source) {
-                Ok(pb::StateSource::Fresh) => worker.model_step = 0,
-                Ok(pb::StateSource::Checkpoint) => {
+            match internal::StateSource::try_from(step.state_source) {
+                Ok(internal::StateSource::Fresh) => worker.model_step = 0,
+                Ok(internal::StateSource::Checkpoint) => {
                     worker.model_step = step.checkpoint.trim_start_matches("ckpt-").parse().expect("a sim checkpoint")
                 }
-                Ok(pb::StateSource::Peer) => worker.model_step = step.step,
+                Ok(internal::StateSource::Peer) => worker.model_step = step.step,
                 _ => {}
             }
             worker.task = Some(step.clone());
@@ -114,7 +114,7 @@ impl Sim {
             return false;
         };
         let values = [1.0f32; GRADIENT];
-        let chunk = pb::GradientChunk {
+        let chunk = internal::GradientChunk {
             worker_id: worker.id.clone(),
             job_id: task.job_id.clone(),
             step: task.step,
@@ -157,7 +157,7 @@ impl Sim {
             true => (format!("ckpt-{}", task.step + 1), task.step + 1),
             false => (String::new(), 0),
         };
-        let report = pb::StepReport {
+        let report = internal::StepReport {
             worker_id: worker.id.clone(),
             job_id: task.job_id.clone(),
             step: task.step + 1,
@@ -165,7 +165,7 @@ impl Sim {
             samples: 1,
             checkpoint,
             checkpoint_step,
-            ..pb::StepReport::default()
+            ..internal::StepReport::default()
         };
         let id = worker.id.clone();
         self.cluster.report(&id, &report, self.now).is_ok()
@@ -199,7 +199,7 @@ impl Sim {
 
 /// The samples of the task's share of the global batch (rows: the identity permutation), as an
 /// honest worker reports them, after `alter`.
-fn samples(task: &pb::TrainStep, alter: impl FnOnce(&mut Vec<u64>)) -> pb::TrainedSamples {
+fn samples(task: &internal::TrainStep, alter: impl FnOnce(&mut Vec<u64>)) -> internal::TrainedSamples {
     let spec = facetrain_proto::job::JobSpec::parse(&task.job_toml, "t").expect("valid job");
     let batch = spec.training.batch_size;
     let (rank, world) = (task.rank as usize, task.world as usize);
@@ -208,5 +208,5 @@ fn samples(task: &pb::TrainStep, alter: impl FnOnce(&mut Vec<u64>)) -> pb::Train
     let mut positions: Vec<u64> = (start..end).map(|i| task.cursor + i as u64).collect();
     alter(&mut positions);
     let rows = positions.iter().map(|p| (p % ROWS) as u32).collect();
-    pb::TrainedSamples { positions, rows, dataset_rows: ROWS }
+    internal::TrainedSamples { positions, rows, dataset_rows: ROWS }
 }

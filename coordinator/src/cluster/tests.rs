@@ -93,7 +93,7 @@ fn a_gradient_that_keeps_being_non_finite_fails_the_job_with_the_reason() {
         for name in ["a", "b"] {
             let Some(task) = sim.take_task(name) else { continue };
             let worker = &sim.workers[name];
-            let chunk = facetrain_proto::pb::GradientChunk {
+            let chunk = facetrain_proto::internal::GradientChunk {
                 worker_id: worker.id.clone(),
                 job_id: id.clone(),
                 step: task.step,
@@ -103,7 +103,7 @@ fn a_gradient_that_keeps_being_non_finite_fails_the_job_with_the_reason() {
                 data: [f32::NAN; GRADIENT].iter().flat_map(|v| v.to_le_bytes()).collect(),
                 samples: None,
             };
-            if let Err(DomainError::Invalid(_)) = sim.cluster.push_chunk(&worker.id.clone(), &chunk, sim.now) {
+            if let Err(DomainError::Invalid { .. }) = sim.cluster.push_chunk(&worker.id.clone(), &chunk, sim.now) {
                 rejected += 1;
             }
         }
@@ -171,10 +171,29 @@ fn a_member_lost_after_the_sum_was_released_still_counts_its_samples() {
 }
 
 #[test]
+fn only_an_ended_job_can_be_deleted_and_its_toil_stays_counted() {
+    let (mut sim, id) = started(&["a"], 1, 10);
+    let queued = sim.submit(&job_toml("later", 1, 10, 4, ""));
+    for running_or_queued in [&id, &queued] {
+        assert!(matches!(sim.cluster.check_delete(running_or_queued), Err(DomainError::Precondition(_))));
+    }
+    assert!(matches!(sim.cluster.check_delete("j-none"), Err(DomainError::NotFound(_))));
+    assert!(matches!(sim.cluster.check_delete(""), Err(DomainError::Invalid { field: "job_id", .. })));
+    sim.cluster.cancel(&id, "ann", 42.0, sim.now).unwrap();
+    sim.cluster.check_delete(&id).unwrap();
+    sim.cluster.forget(&id);
+    assert!(matches!(sim.cluster.job(&id), Err(DomainError::NotFound(_))));
+    assert_eq!(sim.cluster.jobs().len(), 1, "only the queued job is left");
+    let snapshot = sim.cluster.snapshot();
+    assert_eq!(snapshot.deleted_toil.iter().map(|t| t.hands_on_seconds).sum::<f64>(), 42.0);
+    assert!(sim.cluster.take_events().iter().any(|e| matches!(e, Event::JobDeleted { job } if *job == id)));
+}
+
+#[test]
 fn cancelling_takes_the_hands_on_time_and_refuses_nonsense() {
     let (mut sim, id) = started(&["a"], 1, 10);
     for bad in [f64::INFINITY, f64::NAN, -1.0, 1e9] {
-        assert!(matches!(sim.cluster.cancel(&id, "ann", bad, sim.now), Err(DomainError::Invalid(_))), "{bad}");
+        assert!(matches!(sim.cluster.cancel(&id, "ann", bad, sim.now), Err(DomainError::Invalid { .. })), "{bad}");
     }
     sim.cluster.cancel(&id, "ann", 42.0, sim.now).unwrap();
     let job = sim.job(&id);
@@ -261,7 +280,7 @@ fn a_refused_save_opens_a_job_store_incident_that_the_next_save_closes() {
 fn a_model_too_large_for_the_coordinator_is_refused_at_submit() {
     let sim = Sim::new();
     let toml = job_toml("big", 1, 10, 10, "").replace("[dataset]", "[model]\nfc_units = [1000000000]\n[dataset]");
-    let Err(DomainError::Invalid(message)) = sim.cluster.prepare_submit(&toml, "t", "", sim.now) else {
+    let Err(DomainError::Invalid { reason: message, .. }) = sim.cluster.prepare_submit(&toml, "t", "", sim.now) else {
         panic!("accepted a billion-unit layer")
     };
     assert!(message.contains("the model is too large"), "{message}");

@@ -3,8 +3,8 @@
 //! job's worker count (rewinding to the latest checkpoint when nobody holds the state).
 
 use facetrain_proto::incidents::IncidentCause;
+use facetrain_proto::internal;
 use facetrain_proto::job::{Backend, JobSpec};
-use facetrain_proto::pb;
 
 use super::error::{Result, unknown_worker};
 use super::{Active, Cluster, Event, Now, WorkerEntry};
@@ -128,18 +128,18 @@ impl Cluster {
     }
 
     /// The next task for `worker`, or `None` when there is nothing to do yet.
-    pub fn next_task(&mut self, worker: &str, now: Now) -> Result<Option<pb::Task>> {
+    pub fn next_task(&mut self, worker: &str, now: Now) -> Result<Option<internal::Task>> {
         let entry = self.workers.get_mut(worker).ok_or_else(|| unknown_worker(worker))?;
         entry.last_seen = now.at;
         if let Some(job) = entry.release.take() {
-            return Ok(Some(pb::Task { kind: Some(pb::task::Kind::ReleaseJob(job)) }));
+            return Ok(Some(internal::Task { kind: Some(internal::task::Kind::ReleaseJob(job)) }));
         }
         let Some(active) = self.active.as_mut() else { return Ok(None) };
         let workers = &self.workers;
         let peers =
             active.run.members.iter().map(|m| workers.get(m).map(|w| w.peer_address.clone()).unwrap_or_default());
         let task = active.run.task_for(worker, peers.collect());
-        Ok(task.map(|step| pb::Task { kind: Some(pb::task::Kind::Step(step)) }))
+        Ok(task.map(|step| internal::Task { kind: Some(internal::task::Kind::Step(step)) }))
     }
 
     /// Assigns idle workers that can run the job to it, up to its worker count.

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use facetrain_proto::internal;
 use facetrain_proto::job::{GradientDtype, JobSpec, Reduction};
-use facetrain_proto::pb;
 use facetrain_proto::plan::StepPlan;
 
 use crate::reduce::{BadGradient, GradientSum};
@@ -62,7 +62,7 @@ pub struct StepOutcome {
     pub reports: Vec<(String, Report)>,
     /// The samples behind the applied sum, per contributor in rank order (a member lost after the
     /// sum was released still trained its share).
-    pub trained: Vec<(String, pb::TrainedSamples)>,
+    pub trained: Vec<(String, internal::TrainedSamples)>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -101,7 +101,7 @@ pub struct JobRun {
     contributors: Vec<String>,
     /// The samples each member's gradient came from (sent with its first chunk, or with the end
     /// of its all-reduce).
-    trained: BTreeMap<String, pb::TrainedSamples>,
+    trained: BTreeMap<String, internal::TrainedSamples>,
     reports: BTreeMap<String, Report>,
     /// Seconds from the round's start to each member's gradient (first chunk, or the end of its
     /// all-reduce): a worker the others wait for is late here whatever slowed it.
@@ -207,7 +207,7 @@ impl JobRun {
 
     /// The step task for `worker`, once per round; `None` when it has it already or is no member.
     /// `peers` are the members' ring addresses in rank order (used by the ring strategy).
-    pub fn task_for(&mut self, worker: &str, peers: Vec<String>) -> Option<pb::TrainStep> {
+    pub fn task_for(&mut self, worker: &str, peers: Vec<String>) -> Option<internal::TrainStep> {
         let rank = self.members.iter().position(|m| m == worker)?;
         if !self.assigned.insert(worker.to_string()) {
             return None;
@@ -217,12 +217,12 @@ impl JobRun {
         let next = self.step + 1;
         let rank0 = rank == 0;
         let (state_source, checkpoint) = match source {
-            StateSource::Keep => (pb::StateSource::Keep, String::new()),
-            StateSource::Fresh => (pb::StateSource::Fresh, String::new()),
-            StateSource::Checkpoint(location) => (pb::StateSource::Checkpoint, location),
-            StateSource::Peer => (pb::StateSource::Peer, String::new()),
+            StateSource::Keep => (internal::StateSource::Keep, String::new()),
+            StateSource::Fresh => (internal::StateSource::Fresh, String::new()),
+            StateSource::Checkpoint(location) => (internal::StateSource::Checkpoint, location),
+            StateSource::Peer => (internal::StateSource::Peer, String::new()),
         };
-        Some(pb::TrainStep {
+        Some(internal::TrainStep {
             job_id: self.job_id.clone(),
             job_toml: self.job_toml.clone(),
             step: self.step,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use facetrain_proto::pb;
+use facetrain_proto::internal;
 
 use super::{JobRun, Pull, PushError, Report, StepOutcome};
 use crate::conditions::stragglers;
@@ -27,7 +27,7 @@ impl JobRun {
         &mut self,
         worker: &str,
         (step, round): (u64, u64),
-        samples: pb::TrainedSamples,
+        samples: internal::TrainedSamples,
         now: Instant,
     ) -> Result<bool, PushError> {
         self.check_current(worker, step, round)?;
@@ -54,7 +54,7 @@ impl JobRun {
     pub fn add_chunk(
         &mut self,
         worker: &str,
-        chunk: &pb::GradientChunk,
+        chunk: &internal::GradientChunk,
         values: &[f32],
         now: Instant,
     ) -> Result<bool, PushError> {

@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
+use facetrain_proto::internal;
 use facetrain_proto::job::JobSpec;
-use facetrain_proto::pb;
 
 use super::*;
 
@@ -13,8 +13,8 @@ fn run(workers: usize) -> JobRun {
     JobRun::new("j".into(), spec, toml, 0, Instant::now())
 }
 
-fn chunk(step: u64, round: u64, values: &[f32]) -> pb::GradientChunk {
-    pb::GradientChunk {
+fn chunk(step: u64, round: u64, values: &[f32]) -> internal::GradientChunk {
+    internal::GradientChunk {
         worker_id: String::new(),
         job_id: "j".into(),
         step,
@@ -42,7 +42,7 @@ fn a_step_releases_the_sum_once_everyone_pushed_and_ends_when_everyone_reported(
     run.admit("b", StateSource::Fresh, now);
     let round = run.round;
     let task = run.task_for("b", Vec::new()).unwrap();
-    assert_eq!((task.rank, task.world, task.step, task.state_source), (1, 2, 0, pb::StateSource::Fresh as i32));
+    assert_eq!((task.rank, task.world, task.step, task.state_source), (1, 2, 0, internal::StateSource::Fresh as i32));
     assert!(run.task_for("b", Vec::new()).is_none(), "one task per round");
     assert!(!push(&mut run, "a", 0, round, &[1.0, 2.0]).unwrap());
     assert!(matches!(run.pull(0, round), Pull::Pending));
@@ -55,7 +55,7 @@ fn a_step_releases_the_sum_once_everyone_pushed_and_ends_when_everyone_reported(
     assert_eq!(outcome.reports.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(), vec!["a", "b"], "rank order");
     run.advance(now);
     assert_eq!((run.step, run.cursor, run.round), (1, 10, round));
-    assert_eq!(run.task_for("a", Vec::new()).unwrap().state_source, pb::StateSource::Keep as i32);
+    assert_eq!(run.task_for("a", Vec::new()).unwrap().state_source, internal::StateSource::Keep as i32);
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn joiners_enter_at_a_boundary_with_the_pushed_state() {
     assert_eq!(run.members, vec!["a".to_string(), "b".to_string()]);
     assert!(run.round > round, "membership changed: new round");
     let task = run.task_for("b", Vec::new()).unwrap();
-    assert_eq!((task.state_source, task.rank, task.world, task.step), (pb::StateSource::Peer as i32, 1, 2, 1));
+    assert_eq!((task.state_source, task.rank, task.world, task.step), (internal::StateSource::Peer as i32, 1, 2, 1));
     assert_eq!(*run.state_for(1).unwrap(), vec![1, 2, 3]);
 }
 

@@ -1,6 +1,6 @@
 //! Job records as the wire shows them.
 
-use facetrain_proto::pb;
+use facetrain_proto::{pb, wire};
 
 use crate::cluster::JobView;
 use crate::record::JobState;
@@ -26,37 +26,37 @@ pub fn job(view: &JobView) -> pb::Job {
         max_steps: job.max_steps,
         cursor: job.cursor,
         val_accuracy: job.val_accuracy,
-        train_loss: job.train_loss,
+        train_loss: (job.step > 0).then_some(job.train_loss),
         workers: view.workers,
         message: job.message.clone(),
         submitted_by: job.submitted_by.clone(),
         latest_checkpoint: job.latest_checkpoint.as_ref().map(|c| c.location.clone()).unwrap_or_default(),
-        created_unix_ms: job.created_unix_ms,
-        started_unix_ms: job.started_unix_ms,
-        finished_unix_ms: job.finished_unix_ms,
+        create_time: wire::timestamp(job.created_unix_ms),
+        start_time: wire::timestamp(job.started_unix_ms),
+        end_time: wire::timestamp(job.finished_unix_ms),
+        running_time: Some(wire::duration(job.running_seconds)),
         incidents: job
             .incidents
             .iter()
             .map(|i| pb::Incident {
-                cause: i.cause.name().into(),
+                cause: pb::IncidentCause::from(i.cause) as i32,
                 detail: i.detail.clone(),
-                detected_unix_ms: i.detected_unix_ms,
-                resolved_unix_ms: i.resolved_unix_ms,
-                resolved_by: i.resolved_by.map(|r| r.name().to_string()).unwrap_or_default(),
-                lost_work_seconds: i.lost_work_seconds,
+                detect_time: wire::timestamp(i.detected_unix_ms),
+                resolve_time: wire::timestamp(i.resolved_unix_ms),
+                resolved_by: i.resolved_by.map_or(pb::Resolver::Unspecified, pb::Resolver::from) as i32,
+                lost_work: Some(wire::duration(i.lost_work_seconds)),
                 step: i.step,
             })
             .collect(),
         job_toml: job.job_toml.clone(),
-        running_seconds: job.running_seconds,
         toil: job
             .toil
             .iter()
             .map(|t| pb::ToilEvent {
-                kind: t.kind.name().into(),
+                kind: pb::ToilKind::from(t.kind) as i32,
                 by: t.by.clone(),
-                unix_ms: t.unix_ms,
-                hands_on_seconds: t.hands_on_seconds,
+                time: wire::timestamp(t.unix_ms),
+                hands_on: Some(wire::duration(t.hands_on_seconds)),
             })
             .collect(),
         samples_trained: job.samples_trained,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use facetrain_proto::pb::{self, job_service_server::JobService};
+use facetrain_proto::wire;
 use futures::Stream;
 
 use tokio_stream::wrappers::ReceiverStream;
@@ -116,7 +117,18 @@ impl JobService for JobApi {
         observed(&self.coordinator.metrics, "CancelJob", true, async move {
             let request = request.into_inner();
             let by = if request.requested_by.is_empty() { "unknown" } else { &request.requested_by };
-            Ok(Response::new(convert::job(&self.coordinator.cancel(&request.job_id, by, request.hands_on_seconds)?)))
+            let hands_on = wire::seconds(request.hands_on.as_ref()).ok_or_else(|| {
+                DomainError::invalid("hands_on", "hands_on: not a valid google.protobuf.Duration (nanos out of range)")
+            })?;
+            Ok(Response::new(convert::job(&self.coordinator.cancel(&request.job_id, by, hands_on)?)))
+        })
+        .await
+    }
+
+    async fn delete_job(&self, request: Request<pb::DeleteJobRequest>) -> Result<Response<()>, Status> {
+        observed(&self.coordinator.metrics, "DeleteJob", true, async move {
+            self.coordinator.delete(&request.into_inner().job_id)?;
+            Ok(Response::new(()))
         })
         .await
     }
@@ -130,7 +142,7 @@ pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(15);
 /// a job waiting for workers would otherwise send an event each time anything in the cluster
 /// moved.
 fn worth_sending(last: &pb::Job, now: &pb::Job) -> bool {
-    pb::Job { running_seconds: 0.0, ..now.clone() } != pb::Job { running_seconds: 0.0, ..last.clone() }
+    pb::Job { running_time: None, ..now.clone() } != pb::Job { running_time: None, ..last.clone() }
 }
 
 fn is_terminal(job: &pb::Job) -> bool {
@@ -146,8 +158,8 @@ mod tests {
 
     #[test]
     fn only_the_running_time_moving_is_not_worth_an_event() {
-        let last = pb::Job { id: "j".into(), running_seconds: 1.0, step: 3, ..Default::default() };
-        assert!(!worth_sending(&last, &pb::Job { running_seconds: 2.5, ..last.clone() }));
+        let last = pb::Job { id: "j".into(), running_time: Some(wire::duration(1.0)), step: 3, ..Default::default() };
+        assert!(!worth_sending(&last, &pb::Job { running_time: Some(wire::duration(2.5)), ..last.clone() }));
         assert!(worth_sending(&last, &pb::Job { step: 4, ..last.clone() }));
         assert!(worth_sending(&last, &pb::Job { message: "waiting".into(), ..last.clone() }));
     }

@@ -18,17 +18,20 @@ pub fn page(mut jobs: Vec<JobView>, request: &pb::ListJobsRequest) -> Result<pb:
         Ok(0) => DEFAULT_PAGE_SIZE,
         Ok(size) if size <= MAX_PAGE_SIZE => size,
         _ => {
-            return Err(DomainError::Invalid(format!(
-                "page_size: expected 0 (for {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}, got {}",
-                request.page_size
-            )));
+            return Err(DomainError::invalid(
+                "page_size",
+                format!(
+                    "page_size: expected 0 (for {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}, got {}",
+                    request.page_size
+                ),
+            ));
         }
     };
     let mut states = Vec::with_capacity(request.states.len());
     for &state in &request.states {
         match pb::JobState::try_from(state) {
             Ok(pb::JobState::Unspecified) | Err(_) => {
-                return Err(DomainError::Invalid(format!("states: {state} is not a job state")));
+                return Err(DomainError::invalid("states", format!("states: {state} is not a job state")));
             }
             Ok(known) => states.push(known),
         }
@@ -36,7 +39,7 @@ pub fn page(mut jobs: Vec<JobView>, request: &pb::ListJobsRequest) -> Result<pb:
     let full = match pb::JobView::try_from(request.view) {
         Ok(pb::JobView::Full) => true,
         Ok(pb::JobView::Basic | pb::JobView::Unspecified) => false,
-        Err(_) => return Err(DomainError::Invalid(format!("view: {} is not a job view", request.view))),
+        Err(_) => return Err(DomainError::invalid("view", format!("view: {} is not a job view", request.view))),
     };
     jobs.retain(|view| {
         let job = &view.record;
@@ -109,7 +112,7 @@ mod tests {
         ];
         for request in bad {
             let error = page(Vec::new(), &request).unwrap_err();
-            assert!(matches!(error, DomainError::Invalid(_)), "{request:?}");
+            assert!(matches!(error, DomainError::Invalid { .. }), "{request:?}");
         }
         let default = pb::ListJobsRequest::default();
         let jobs: Vec<_> = (0..150).map(|i| job(&format!("j-{i:03}"), JobState::Queued)).collect();

@@ -11,15 +11,20 @@ use std::future::Future;
 use std::time::Instant;
 
 use facetrain_proto::ErrorCode;
+use tonic_types::{ErrorDetails, StatusExt};
 use tracing::Instrument;
 
 use crate::cluster::DomainError;
 use crate::metrics::CoordinatorMetrics;
 
-/// The status a domain error travels as.
+/// The status a domain error travels as. An invalid request also carries a
+/// `google.rpc.BadRequest` naming the field, so a client can point at it without parsing text.
 pub fn status(error: DomainError) -> tonic::Status {
     let code = match &error {
-        DomainError::Invalid(_) => ErrorCode::InvalidArgument,
+        DomainError::Invalid { field, reason } => {
+            let details = ErrorDetails::with_bad_request_violation(*field, reason.clone());
+            return tonic::Status::with_error_details(ErrorCode::InvalidArgument.into(), reason.clone(), details);
+        }
         DomainError::NotFound(_) => ErrorCode::NotFound,
         DomainError::Precondition(_) => ErrorCode::FailedPrecondition,
         DomainError::Stale(_) => ErrorCode::Aborted,

@@ -1,10 +1,10 @@
-//! `facetrain.v1.WorkerService`: membership, tasks and the chunked gradient/state streams.
+//! `facetrain.internal.v1.WorkerService`: membership, tasks and the chunked gradient/state streams.
 
 use std::pin::Pin;
 use std::time::Duration;
 
+use facetrain_proto::internal::{self, worker_service_server::WorkerService};
 use facetrain_proto::job::Backend;
-use facetrain_proto::pb::{self, worker_service_server::WorkerService};
 use facetrain_proto::{GRADIENT_CHUNK_ELEMENTS, STATE_CHUNK_BYTES, encode_gradients};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -26,32 +26,35 @@ type ChunkStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
-    async fn register(&self, request: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        request: Request<internal::RegisterRequest>,
+    ) -> Result<Response<internal::RegisterResponse>, Status> {
         observed(&self.coordinator.metrics, "Register", true, async move {
             let request = request.into_inner();
             if request.name.is_empty() {
-                return Err(DomainError::Invalid("register: `name` is empty".into()));
+                return Err(DomainError::invalid("name", "register: `name` is empty"));
             }
             let backends = backends(&request)?;
             let worker_id = self.coordinator.register(&request.name, &request.peer_address, &backends);
             let heartbeat_interval_ms = self.coordinator.heartbeat_interval().as_millis() as u32;
-            Ok(Response::new(pb::RegisterResponse { worker_id, heartbeat_interval_ms }))
+            Ok(Response::new(internal::RegisterResponse { worker_id, heartbeat_interval_ms }))
         })
         .await
     }
 
     async fn heartbeat(
         &self,
-        request: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        request: Request<internal::HeartbeatRequest>,
+    ) -> Result<Response<internal::HeartbeatResponse>, Status> {
         observed(&self.coordinator.metrics, "Heartbeat", true, async move {
             self.coordinator.heartbeat(&request.into_inner().worker_id)?;
-            Ok(Response::new(pb::HeartbeatResponse {}))
+            Ok(Response::new(internal::HeartbeatResponse {}))
         })
         .await
     }
 
-    async fn next_task(&self, request: Request<pb::NextTaskRequest>) -> Result<Response<pb::Task>, Status> {
+    async fn next_task(&self, request: Request<internal::NextTaskRequest>) -> Result<Response<internal::Task>, Status> {
         observed(&self.coordinator.metrics, "NextTask", true, async move {
             let request = request.into_inner();
             let wait = Duration::from_millis(request.wait_ms as u64).min(MAX_WAIT);
@@ -62,24 +65,24 @@ impl WorkerService for WorkerApi {
 
     async fn push_gradients(
         &self,
-        request: Request<Streaming<pb::GradientChunk>>,
-    ) -> Result<Response<pb::PushGradientsResponse>, Status> {
+        request: Request<Streaming<internal::GradientChunk>>,
+    ) -> Result<Response<internal::PushGradientsResponse>, Status> {
         observed(&self.coordinator.metrics, "PushGradients", false, async move {
             let mut stream = request.into_inner();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(stream_error)?;
                 self.coordinator.push_chunk(&chunk.worker_id, &chunk)?;
             }
-            Ok(Response::new(pb::PushGradientsResponse {}))
+            Ok(Response::new(internal::PushGradientsResponse {}))
         })
         .await
     }
 
-    type PullGradientsStream = ChunkStream<pb::GradientChunk>;
+    type PullGradientsStream = ChunkStream<internal::GradientChunk>;
 
     async fn pull_gradients(
         &self,
-        request: Request<pb::PullGradientsRequest>,
+        request: Request<internal::PullGradientsRequest>,
     ) -> Result<Response<Self::PullGradientsStream>, Status> {
         observed(&self.coordinator.metrics, "PullGradients", false, async move {
             let request = request.into_inner();
@@ -91,7 +94,7 @@ impl WorkerService for WorkerApi {
             let (job_id, step, round) = (request.job_id, request.step, request.round);
             let chunks = (0..sum.len()).step_by(GRADIENT_CHUNK_ELEMENTS).map(move |offset| {
                 let end = (offset + GRADIENT_CHUNK_ELEMENTS).min(sum.len());
-                Ok::<_, Status>(pb::GradientChunk {
+                Ok::<_, Status>(internal::GradientChunk {
                     worker_id: String::new(),
                     job_id: job_id.clone(),
                     step,
@@ -107,19 +110,19 @@ impl WorkerService for WorkerApi {
         .await
     }
 
-    async fn report_step(&self, request: Request<pb::StepReport>) -> Result<Response<pb::StepAck>, Status> {
+    async fn report_step(&self, request: Request<internal::StepReport>) -> Result<Response<internal::StepAck>, Status> {
         observed(&self.coordinator.metrics, "ReportStep", true, async move {
             let report = request.into_inner();
             self.coordinator.report(&report.worker_id, &report)?;
-            Ok(Response::new(pb::StepAck {}))
+            Ok(Response::new(internal::StepAck {}))
         })
         .await
     }
 
     async fn push_state(
         &self,
-        request: Request<Streaming<pb::StateChunk>>,
-    ) -> Result<Response<pb::PushStateResponse>, Status> {
+        request: Request<Streaming<internal::StateChunk>>,
+    ) -> Result<Response<internal::PushStateResponse>, Status> {
         observed(&self.coordinator.metrics, "PushState", false, async move {
             let mut stream = request.into_inner();
             let mut bytes = Vec::new();
@@ -128,22 +131,22 @@ impl WorkerService for WorkerApi {
                 let chunk = chunk.map_err(stream_error)?;
                 header.get_or_insert_with(|| (chunk.worker_id.clone(), chunk.job_id.clone(), chunk.step));
                 if bytes.len() + chunk.data.len() > MAX_STATE_BYTES {
-                    return Err(DomainError::Invalid(format!("state larger than {MAX_STATE_BYTES} bytes")));
+                    return Err(DomainError::invalid("data", format!("state larger than {MAX_STATE_BYTES} bytes")));
                 }
                 bytes.extend_from_slice(&chunk.data);
             }
-            let (worker, job, step) = header.ok_or_else(|| DomainError::Invalid("empty state stream".into()))?;
+            let (worker, job, step) = header.ok_or_else(|| DomainError::invalid("data", "empty state stream"))?;
             self.coordinator.store_state(&worker, &job, step, bytes)?;
-            Ok(Response::new(pb::PushStateResponse {}))
+            Ok(Response::new(internal::PushStateResponse {}))
         })
         .await
     }
 
-    type FetchStateStream = ChunkStream<pb::StateChunk>;
+    type FetchStateStream = ChunkStream<internal::StateChunk>;
 
     async fn fetch_state(
         &self,
-        request: Request<pb::FetchStateRequest>,
+        request: Request<internal::FetchStateRequest>,
     ) -> Result<Response<Self::FetchStateStream>, Status> {
         observed(&self.coordinator.metrics, "FetchState", false, async move {
             let request = request.into_inner();
@@ -151,7 +154,7 @@ impl WorkerService for WorkerApi {
             let (job_id, step) = (request.job_id, request.step);
             let chunks = (0..blob.len().max(1)).step_by(STATE_CHUNK_BYTES).map(move |offset| {
                 let end = (offset + STATE_CHUNK_BYTES).min(blob.len());
-                Ok::<_, Status>(pb::StateChunk {
+                Ok::<_, Status>(internal::StateChunk {
                     worker_id: String::new(),
                     job_id: job_id.clone(),
                     step,
@@ -163,37 +166,40 @@ impl WorkerService for WorkerApi {
         .await
     }
 
-    async fn report_failure(&self, request: Request<pb::FailureReport>) -> Result<Response<pb::FailureAck>, Status> {
+    async fn report_failure(
+        &self,
+        request: Request<internal::FailureReport>,
+    ) -> Result<Response<internal::FailureAck>, Status> {
         observed(&self.coordinator.metrics, "ReportFailure", true, async move {
             self.coordinator.report_failure(&request.into_inner())?;
-            Ok(Response::new(pb::FailureAck {}))
+            Ok(Response::new(internal::FailureAck {}))
         })
         .await
     }
 
-    async fn leave(&self, request: Request<pb::LeaveRequest>) -> Result<Response<pb::LeaveAck>, Status> {
+    async fn leave(&self, request: Request<internal::LeaveRequest>) -> Result<Response<internal::LeaveAck>, Status> {
         observed(&self.coordinator.metrics, "Leave", true, async move {
             let request = request.into_inner();
             self.coordinator.leave(&request.worker_id, &request.reason)?;
-            Ok(Response::new(pb::LeaveAck {}))
+            Ok(Response::new(internal::LeaveAck {}))
         })
         .await
     }
 
     async fn reduce_done(
         &self,
-        request: Request<pb::ReduceDoneRequest>,
-    ) -> Result<Response<pb::ReduceDoneAck>, Status> {
+        request: Request<internal::ReduceDoneRequest>,
+    ) -> Result<Response<internal::ReduceDoneAck>, Status> {
         observed(&self.coordinator.metrics, "ReduceDone", true, async move {
             self.coordinator.reduce_done(&request.into_inner())?;
-            Ok(Response::new(pb::ReduceDoneAck {}))
+            Ok(Response::new(internal::ReduceDoneAck {}))
         })
         .await
     }
 }
 
 /// The backends a worker says it can run (`backend` alone from older workers).
-fn backends(request: &pb::RegisterRequest) -> Result<Vec<Backend>, DomainError> {
+fn backends(request: &internal::RegisterRequest) -> Result<Vec<Backend>, DomainError> {
     let names: Vec<&str> = match request.backends.is_empty() {
         true => [request.backend.as_str()].into_iter().filter(|b| !b.is_empty()).collect(),
         false => request.backends.iter().map(String::as_str).collect(),
@@ -202,7 +208,10 @@ fn backends(request: &pb::RegisterRequest) -> Result<Vec<Backend>, DomainError> 
         .into_iter()
         .map(|name| {
             Backend::parse(name).ok_or_else(|| {
-                DomainError::Invalid(format!("register: unknown backend `{name}`: expected one of flex, tch"))
+                DomainError::invalid(
+                    "backends",
+                    format!("register: unknown backend `{name}`: expected one of flex, tch"),
+                )
             })
         })
         .collect()

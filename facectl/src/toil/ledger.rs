@@ -2,8 +2,10 @@
 //! their hands-on time, and the toil ratio (hands-on time over the jobs' running time), as plain
 //! functions over the jobs, tested below.
 
-use facetrain_proto::incidents::Resolver;
-use facetrain_proto::pb;
+use facetrain_proto::incidents::{IncidentCause, Resolver};
+use facetrain_proto::{pb, wire};
+
+use crate::output::{running_seconds, seconds};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,18 +30,25 @@ pub struct Ledger {
 
 /// The ledger of `jobs`, counting incidents and actions at or after `since_unix_ms`.
 pub fn ledger(jobs: &[pb::Job], since_unix_ms: u64) -> Ledger {
+    let detected = |i: &pb::Incident| wire::unix_ms(i.detect_time.as_ref());
     let incidents: Vec<&pb::Incident> =
-        jobs.iter().flat_map(|j| &j.incidents).filter(|i| i.detected_unix_ms >= since_unix_ms).collect();
-    let toil: Vec<&pb::ToilEvent> = jobs.iter().flat_map(|j| &j.toil).filter(|t| t.unix_ms >= since_unix_ms).collect();
-    let by = |resolver: Resolver| incidents.iter().filter(move |i| i.resolved_by == resolver.name());
+        jobs.iter().flat_map(|j| &j.incidents).filter(|i| detected(i) >= since_unix_ms).collect();
+    let toil: Vec<&pb::ToilEvent> =
+        jobs.iter().flat_map(|j| &j.toil).filter(|t| wire::unix_ms(t.time.as_ref()) >= since_unix_ms).collect();
+    let by = |resolver: Resolver| incidents.iter().filter(move |i| wire::resolver(i.resolved_by) == Some(resolver));
     let resolved: Vec<&&pb::Incident> = by(Resolver::Automation).chain(by(Resolver::Person)).collect();
     let ended = by(Resolver::JobEnded).count();
-    let recovery: Vec<f64> =
-        resolved.iter().map(|i| i.resolved_unix_ms.saturating_sub(i.detected_unix_ms) as f64 / 1000.0).collect();
+    let recovery: Vec<f64> = resolved
+        .iter()
+        .map(|i| wire::unix_ms(i.resolve_time.as_ref()).saturating_sub(detected(i)) as f64 / 1000.0)
+        .collect();
     let mut by_cause: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    incidents.iter().for_each(|i| *by_cause.entry(i.cause.clone()).or_default() += 1);
-    let toil_seconds: f64 = toil.iter().map(|t| t.hands_on_seconds).sum();
-    let running_seconds: f64 = jobs.iter().map(|j| j.running_seconds).sum();
+    incidents.iter().for_each(|i| {
+        let cause = wire::incident_cause(i.cause).map_or("unknown", IncidentCause::name);
+        *by_cause.entry(cause.to_string()).or_default() += 1;
+    });
+    let toil_seconds: f64 = toil.iter().map(|t| seconds(t.hands_on.as_ref())).sum();
+    let running_seconds: f64 = jobs.iter().map(running_seconds).sum();
     Ledger {
         jobs: jobs.len(),
         incidents: incidents.len(),
@@ -49,7 +58,7 @@ pub fn ledger(jobs: &[pb::Job], since_unix_ms: u64) -> Ledger {
         unresolved_at_job_end: ended,
         mttr_seconds: (!recovery.is_empty()).then(|| recovery.iter().sum::<f64>() / recovery.len() as f64),
         // + 0.0: an empty f64 sum is -0.0, which would print as "-0.0 s".
-        lost_work_seconds: incidents.iter().map(|i| i.lost_work_seconds).sum::<f64>() + 0.0,
+        lost_work_seconds: incidents.iter().map(|i| seconds(i.lost_work.as_ref())).sum::<f64>() + 0.0,
         manual_actions: toil.len(),
         toil_seconds,
         running_seconds,
@@ -85,14 +94,14 @@ pub fn print_text(ledger: &Ledger, scope: &str) {
 mod tests {
     use super::*;
 
-    fn incident(cause: &str, detected: u64, resolved: u64, by: &str) -> pb::Incident {
+    fn incident(cause: IncidentCause, detected: u64, resolved: u64, by: Option<Resolver>) -> pb::Incident {
         pb::Incident {
-            cause: cause.into(),
+            cause: pb::IncidentCause::from(cause) as i32,
             detail: String::new(),
-            detected_unix_ms: detected,
-            resolved_unix_ms: resolved,
-            resolved_by: by.into(),
-            lost_work_seconds: 1.5,
+            detect_time: wire::timestamp(detected),
+            resolve_time: wire::timestamp(resolved),
+            resolved_by: by.map_or(pb::Resolver::Unspecified, pb::Resolver::from) as i32,
+            lost_work: Some(wire::duration(1.5)),
             step: 0,
         }
     }
@@ -100,18 +109,18 @@ mod tests {
     #[test]
     fn ledger_counts_recoveries_mttr_and_the_toil_ratio() {
         let job = pb::Job {
-            running_seconds: 1000.0,
+            running_time: Some(wire::duration(1000.0)),
             incidents: vec![
-                incident("worker_lost", 10_000, 12_000, "automation"),
-                incident("worker_lost", 20_000, 24_000, "automation"),
-                incident("bad_data", 30_000, 0, ""),
-                incident("non_finite", 35_000, 36_000, "job_ended"),
+                incident(IncidentCause::WorkerLost, 10_000, 12_000, Some(Resolver::Automation)),
+                incident(IncidentCause::WorkerLost, 20_000, 24_000, Some(Resolver::Automation)),
+                incident(IncidentCause::BadData, 30_000, 0, None),
+                incident(IncidentCause::NonFinite, 35_000, 36_000, Some(Resolver::JobEnded)),
             ],
             toil: vec![pb::ToilEvent {
-                kind: "cancel".into(),
+                kind: pb::ToilKind::Cancel as i32,
                 by: "ann".into(),
-                unix_ms: 40_000,
-                hands_on_seconds: 50.0,
+                time: wire::timestamp(40_000),
+                hands_on: Some(wire::duration(50.0)),
             }],
             ..pb::Job::default()
         };

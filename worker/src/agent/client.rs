@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use facetrain_proto::auth::AttachToken;
 use facetrain_proto::incidents::IncidentCause;
+use facetrain_proto::internal::{self, worker_service_client::WorkerServiceClient};
 use facetrain_proto::job::GradientDtype;
-use facetrain_proto::pb::{self, worker_service_client::WorkerServiceClient};
 use facetrain_proto::{
     GRADIENT_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, STATE_CHUNK_BYTES, decode_gradients, encode_gradients,
 };
@@ -74,7 +74,7 @@ impl CoordinatorClient {
     /// Returns the worker id and the heartbeat interval.
     pub async fn register(&self, name: &str, peer_address: &str) -> Result<(String, Duration), CallError> {
         let backends = crate::backend::built_backends();
-        let request = pb::RegisterRequest {
+        let request = internal::RegisterRequest {
             name: name.to_string(),
             // Read by coordinators older than `backends`: the backend every build has.
             backend: "flex".into(),
@@ -90,7 +90,7 @@ impl CoordinatorClient {
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            match self.inner.clone().heartbeat(unary(pb::HeartbeatRequest { worker_id: worker.clone() })).await {
+            match self.inner.clone().heartbeat(unary(internal::HeartbeatRequest { worker_id: worker.clone() })).await {
                 Ok(_) => {}
                 Err(status) if status.code() == Code::NotFound => return,
                 Err(status) => warn!(error = %status.message(), "heartbeat failed"),
@@ -98,8 +98,8 @@ impl CoordinatorClient {
         }
     }
 
-    pub async fn next_task(&self, worker: &str, wait: Duration) -> Result<pb::Task, CallError> {
-        let request = pb::NextTaskRequest { worker_id: worker.to_string(), wait_ms: wait.as_millis() as u32 };
+    pub async fn next_task(&self, worker: &str, wait: Duration) -> Result<internal::Task, CallError> {
+        let request = internal::NextTaskRequest { worker_id: worker.to_string(), wait_ms: wait.as_millis() as u32 };
         let mut request = tonic::Request::new(request);
         request.set_timeout(wait + Duration::from_secs(10));
         Ok(self.inner.clone().next_task(request).await?.into_inner())
@@ -112,13 +112,13 @@ impl CoordinatorClient {
         job: &str,
         (step, round): (u64, u64),
         values: &[f32],
-        (dtype, samples): (GradientDtype, &pb::TrainedSamples),
+        (dtype, samples): (GradientDtype, &internal::TrainedSamples),
     ) -> Result<(), CallError> {
         let total = values.len() as u64;
-        let chunks: Vec<pb::GradientChunk> = values
+        let chunks: Vec<internal::GradientChunk> = values
             .chunks(GRADIENT_CHUNK_ELEMENTS)
             .enumerate()
-            .map(|(i, chunk)| pb::GradientChunk {
+            .map(|(i, chunk)| internal::GradientChunk {
                 worker_id: worker.to_string(),
                 job_id: job.to_string(),
                 step,
@@ -142,7 +142,8 @@ impl CoordinatorClient {
         expected: usize,
         dtype: GradientDtype,
     ) -> Result<Vec<f32>, CallError> {
-        let request = pb::PullGradientsRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
+        let request =
+            internal::PullGradientsRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
         let mut stream = self.inner.clone().pull_gradients(request).await?.into_inner();
         let mut values = Vec::with_capacity(expected);
         while let Some(chunk) = stream.message().await? {
@@ -163,15 +164,15 @@ impl CoordinatorClient {
         Ok(values)
     }
 
-    pub async fn report_step(&self, report: pb::StepReport) -> Result<(), CallError> {
+    pub async fn report_step(&self, report: internal::StepReport) -> Result<(), CallError> {
         self.inner.clone().report_step(unary(report)).await?;
         Ok(())
     }
 
     pub async fn push_state(&self, worker: &str, job: &str, step: u64, bytes: Vec<u8>) -> Result<(), CallError> {
-        let chunks: Vec<pb::StateChunk> = bytes
+        let chunks: Vec<internal::StateChunk> = bytes
             .chunks(STATE_CHUNK_BYTES)
-            .map(|data| pb::StateChunk {
+            .map(|data| internal::StateChunk {
                 worker_id: worker.to_string(),
                 job_id: job.to_string(),
                 step,
@@ -183,7 +184,7 @@ impl CoordinatorClient {
     }
 
     pub async fn fetch_state(&self, worker: &str, job: &str, step: u64) -> Result<Vec<u8>, CallError> {
-        let request = pb::FetchStateRequest { worker_id: worker.to_string(), job_id: job.to_string(), step };
+        let request = internal::FetchStateRequest { worker_id: worker.to_string(), job_id: job.to_string(), step };
         let mut stream = self.inner.clone().fetch_state(request).await?.into_inner();
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.message().await? {
@@ -198,9 +199,9 @@ impl CoordinatorClient {
         worker: &str,
         job: &str,
         (step, round): (u64, u64),
-        samples: &pb::TrainedSamples,
+        samples: &internal::TrainedSamples,
     ) -> Result<(), CallError> {
-        let request = pb::ReduceDoneRequest {
+        let request = internal::ReduceDoneRequest {
             worker_id: worker.to_string(),
             job_id: job.to_string(),
             step,
@@ -213,7 +214,7 @@ impl CoordinatorClient {
 
     /// This worker is stopping: the coordinator gives it no more work.
     pub async fn leave(&self, worker: &str, reason: &str) -> Result<(), CallError> {
-        let request = pb::LeaveRequest { worker_id: worker.to_string(), reason: reason.to_string() };
+        let request = internal::LeaveRequest { worker_id: worker.to_string(), reason: reason.to_string() };
         self.inner.clone().leave(unary(request)).await?;
         Ok(())
     }
@@ -232,7 +233,7 @@ impl CoordinatorClient {
                 (IncidentCause::CorruptCheckpoint.name().to_string(), location.to_string())
             }
         };
-        let report = pb::FailureReport {
+        let report = internal::FailureReport {
             worker_id: worker.to_string(),
             job_id: job.to_string(),
             message: message.to_string(),

@@ -12,7 +12,7 @@ mod upload;
 use std::sync::Arc;
 use std::time::Duration;
 
-use facetrain_proto::pb;
+use facetrain_proto::internal;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -50,7 +50,7 @@ pub async fn run_agent(
             let listener = facetrain_telemetry::bind(listen, "ring peers").await?;
             let bound = listener.local_addr()?;
             let api = ring::PeerApi { mailbox: mailbox.clone() };
-            let service = facetrain_proto::pb::peer_service_server::PeerServiceServer::new(api)
+            let service = facetrain_proto::internal::peer_service_server::PeerServiceServer::new(api)
                 .max_decoding_message_size(facetrain_proto::MAX_MESSAGE_BYTES);
             let access = security::PeerAccess::for_agent(&options.security);
             let service = tonic::service::interceptor::InterceptedService::new(service, access);
@@ -139,7 +139,7 @@ async fn serve_tasks(
             return Ok(());
         }
         match task.kind {
-            Some(pb::task::Kind::Step(step)) => {
+            Some(internal::task::Kind::Step(step)) => {
                 let job_id = step.job_id.clone();
                 match JobSession::run_step(session, client, worker, step, (metrics, ring, max_job_bytes)).await {
                     Ok(()) => {}
@@ -159,13 +159,13 @@ async fn serve_tasks(
                     Err(StepError::Coordinator(status)) => return Err(status.into()),
                 }
             }
-            Some(pb::task::Kind::ReleaseJob(job)) => {
+            Some(internal::task::Kind::ReleaseJob(job)) => {
                 if session.as_ref().is_some_and(|s| s.job_id == job) {
                     info!(job = %job, "job released");
                     *session = None;
                 }
             }
-            Some(pb::task::Kind::Idle(_)) | None => {}
+            Some(internal::task::Kind::Idle(_)) | None => {}
         }
     }
     Ok(())

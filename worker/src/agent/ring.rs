@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use facetrain_proto::auth::AttachToken;
+use facetrain_proto::internal::{self, peer_service_client::PeerServiceClient, peer_service_server::PeerService};
 use facetrain_proto::job::GradientDtype;
-use facetrain_proto::pb::{self, peer_service_client::PeerServiceClient, peer_service_server::PeerService};
 use facetrain_proto::{MAX_MESSAGE_BYTES, decode_gradients, encode_gradients};
 use tokio::sync::Notify;
 use tonic::service::interceptor::InterceptedService;
@@ -35,7 +35,7 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    fn deliver(&self, chunk: pb::RingChunk) {
+    fn deliver(&self, chunk: internal::RingChunk) {
         let key = (chunk.job_id, chunk.step, chunk.round, chunk.phase);
         self.pieces
             .lock()
@@ -78,9 +78,9 @@ pub struct PeerApi {
 
 #[tonic::async_trait]
 impl PeerService for PeerApi {
-    async fn send(&self, request: Request<pb::RingChunk>) -> Result<Response<pb::RingAck>, Status> {
+    async fn send(&self, request: Request<internal::RingChunk>) -> Result<Response<internal::RingAck>, Status> {
         self.mailbox.deliver(request.into_inner());
-        Ok(Response::new(pb::RingAck {}))
+        Ok(Response::new(internal::RingAck {}))
     }
 }
 
@@ -135,7 +135,7 @@ impl Ring {
     pub async fn all_reduce(
         &self,
         values: &mut [f32],
-        task: &pb::TrainStep,
+        task: &internal::TrainStep,
         dtype: GradientDtype,
     ) -> Result<u64, Status> {
         let (rank, world) = (task.rank as usize, task.world as usize);
@@ -168,7 +168,7 @@ impl Ring {
                     let end = (start + PIECE_ELEMENTS).min(outgoing.end);
                     let data = encode_gradients(&values[start..end], dtype);
                     bytes += data.len() as u64;
-                    let chunk = pb::RingChunk {
+                    let chunk = internal::RingChunk {
                         job_id: task.job_id.clone(),
                         step: task.step,
                         round: task.round,
@@ -212,8 +212,8 @@ impl Ring {
 mod tests {
     use super::*;
 
-    fn chunk(offset: u64, bytes: usize) -> pb::RingChunk {
-        pb::RingChunk { job_id: "j".into(), step: 1, round: 0, phase: 0, offset, data: vec![7; bytes] }
+    fn chunk(offset: u64, bytes: usize) -> internal::RingChunk {
+        internal::RingChunk { job_id: "j".into(), step: 1, round: 0, phase: 0, offset, data: vec![7; bytes] }
     }
 
     /// A segment larger than one chunk arrives in pieces: waiting for it must keep the early ones.

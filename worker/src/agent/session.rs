@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use facetrain_proto::incidents::IncidentCause;
+use facetrain_proto::internal;
 use facetrain_proto::job::{GradientDtype, JobSpec};
-use facetrain_proto::pb;
 use tokio::runtime::Handle;
 use tonic::Status;
 
@@ -89,7 +89,7 @@ struct StepResult {
 }
 
 impl JobSession {
-    async fn open(task: &pb::TrainStep, max_job_bytes: u64) -> Result<Self, StepError> {
+    async fn open(task: &internal::TrainStep, max_job_bytes: u64) -> Result<Self, StepError> {
         let spec = JobSpec::parse(&task.job_toml, &task.job_id).map_err(|e| StepError::job_failed(e.into()))?;
         if GradientDtype::parse(&task.gradient_dtype).is_none() {
             let reason = format!("gradient dtype `{}` is not one this worker knows (f32, bf16)", task.gradient_dtype);
@@ -113,7 +113,7 @@ impl JobSession {
         slot: &mut Option<JobSession>,
         client: &CoordinatorClient,
         worker: &str,
-        task: pb::TrainStep,
+        task: internal::TrainStep,
         (metrics, ring, max_job_bytes): (&WorkerMetrics, &Arc<Ring>, u64),
     ) -> Result<(), StepError> {
         let session = match slot.take() {
@@ -135,7 +135,7 @@ impl JobSession {
         }
         let upload = session.checkpoint(result.checkpoint, task.step + 1).await;
         client
-            .report_step(pb::StepReport {
+            .report_step(internal::StepReport {
                 worker_id: worker.to_string(),
                 job_id: task.job_id.clone(),
                 step: task.step + 1,
@@ -178,18 +178,18 @@ impl JobSession {
 
     async fn ensure_state(
         &mut self,
-        task: &pb::TrainStep,
+        task: &internal::TrainStep,
         client: &CoordinatorClient,
         worker: &str,
     ) -> Result<(), StepError> {
-        let source = pb::StateSource::try_from(task.state_source).unwrap_or(pb::StateSource::Unspecified);
+        let source = internal::StateSource::try_from(task.state_source).unwrap_or(internal::StateSource::Unspecified);
         let device =
             training_device(self.spec.workers.backend, &self.spec.workers.device).map_err(StepError::job_failed)?;
         let arch = Architecture::new(self.spec.model.clone(), self.train.num_classes);
         let loaded = match source {
-            pb::StateSource::Keep | pb::StateSource::Unspecified => None,
-            pb::StateSource::Fresh => Some(Trainer::new(arch, &self.spec.training, device)),
-            pb::StateSource::Checkpoint => {
+            internal::StateSource::Keep | internal::StateSource::Unspecified => None,
+            internal::StateSource::Fresh => Some(Trainer::new(arch, &self.spec.training, device)),
+            internal::StateSource::Checkpoint => {
                 let unreadable =
                     |reason: String| StepError::UnreadableCheckpoint { location: task.checkpoint.clone(), reason };
                 let (location, checkpoint) = read_checkpoint(&task.checkpoint).await.map_err(|e| match e {
@@ -203,7 +203,7 @@ impl JobSession {
                         .map_err(|e| unreadable(e.to_string()))?,
                 )
             }
-            pb::StateSource::Peer => {
+            internal::StateSource::Peer => {
                 let bytes = client.fetch_state(worker, &task.job_id, task.step).await?;
                 let checkpoint = Checkpoint::decode(&bytes)
                     .map_err(|e| StepError::Abandoned(format!("peer state unreadable: {e}")))?;
@@ -226,7 +226,7 @@ impl JobSession {
     /// The step on a blocking thread; the exchange calls back into the runtime.
     async fn compute(
         &mut self,
-        task: &pb::TrainStep,
+        task: &internal::TrainStep,
         client: &CoordinatorClient,
         worker: &str,
         ring: &Arc<Ring>,
@@ -246,7 +246,7 @@ impl JobSession {
             task: task.clone(),
             dtype,
             ring,
-            samples: pb::TrainedSamples::default(),
+            samples: internal::TrainedSamples::default(),
             seconds: 0.0,
             bytes: 0,
         };
@@ -282,7 +282,7 @@ fn step_on_thread(
     train: &Dataset,
     validate: &Dataset,
     spec: &JobSpec,
-    task: &pb::TrainStep,
+    task: &internal::TrainStep,
     exchange: &mut RemoteExchange,
 ) -> crate::Result<StepResult> {
     let batch_size = spec.training.batch_size;
@@ -300,7 +300,7 @@ fn step_on_thread(
         tracing::info_span!("data").in_scope(|| build_batch(train, mine, Some((&spec.augment, spec.training.seed))));
     let data_seconds = started.elapsed().as_secs_f64();
     // What the batch holds travels with the gradient: the coordinator's sample ledger checks it.
-    exchange.samples = pb::TrainedSamples {
+    exchange.samples = internal::TrainedSamples {
         positions: batch.picks.iter().map(|p| p.position).collect(),
         rows: batch.picks.iter().map(|p| p.row as u32).collect(),
         dataset_rows: train.len() as u64,
@@ -333,11 +333,11 @@ struct RemoteExchange {
     handle: Handle,
     client: CoordinatorClient,
     worker: String,
-    task: pb::TrainStep,
+    task: internal::TrainStep,
     dtype: GradientDtype,
     ring: Option<Arc<Ring>>,
     /// The samples of this step's batch, sent with the gradient.
-    samples: pb::TrainedSamples,
+    samples: internal::TrainedSamples,
     seconds: f64,
     /// Gradient bytes sent plus received in the last exchange.
     bytes: u64,
