@@ -92,6 +92,9 @@ pub async fn run(
     }
     let result = server
         .timeout(Duration::from_secs(60))
+        .initial_stream_window_size(facetrain_proto::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(facetrain_proto::CONNECTION_WINDOW_BYTES)
+        .max_frame_size(facetrain_proto::MAX_FRAME_BYTES)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

@@ -32,6 +32,15 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// gRPC message limit on both sides: gradients and states travel in chunks far below it.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
+/// HTTP/2 flow-control windows on the connections that carry gradients and states: a whole
+/// gradient (12 MB as f32) in flight without waiting for window updates. The defaults (1-2 MiB
+/// per stream) stall a 12 MB push on round trips.
+pub const STREAM_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+pub const CONNECTION_WINDOW_BYTES: u32 = 64 * 1024 * 1024;
+
+/// Largest HTTP/2 frame a peer may send us: a gradient chunk in a few frames, not 64 of 16 KiB.
+pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
+
 /// Elements of f32 per gradient chunk (1 MiB of payload).
 pub const GRADIENT_CHUNK_ELEMENTS: usize = 256 * 1024;
 
@@ -57,6 +66,30 @@ pub fn decode_gradients(bytes: &[u8], dtype: job::GradientDtype) -> Option<Vec<f
     }
 }
 
+/// [`decode_gradients`] straight into `out`, without an intermediate vector; false (and `out`
+/// unspecified) when `bytes` is not exactly `out.len()` values.
+pub fn decode_gradients_into(bytes: &[u8], dtype: job::GradientDtype, out: &mut [f32]) -> bool {
+    if bytes.len() != out.len() * gradient_element_bytes(dtype) {
+        return false;
+    }
+    match dtype {
+        job::GradientDtype::F32 if cfg!(target_endian = "little") => {
+            bytemuck::cast_slice_mut::<f32, u8>(out).copy_from_slice(bytes);
+        }
+        job::GradientDtype::F32 => {
+            for (value, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *value = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        job::GradientDtype::Bf16 => {
+            for (value, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *value = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16);
+            }
+        }
+    }
+    true
+}
+
 /// Bytes per element on the wire.
 pub fn gradient_element_bytes(dtype: job::GradientDtype) -> usize {
     match dtype {
@@ -74,17 +107,27 @@ fn f32_to_bf16(value: f32) -> u16 {
     (bits.wrapping_add(rounding) >> 16) as u16
 }
 
-/// Encodes f32 values as little-endian bytes.
+/// Encodes f32 values as little-endian bytes: one copy on a little-endian machine (a gradient
+/// is 12 MB per step; byte-by-byte collection cost more than the wire).
 pub fn f32_to_bytes(values: &[f32]) -> Vec<u8> {
+    if cfg!(target_endian = "little") {
+        return bytemuck::cast_slice(values).to_vec();
+    }
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Decodes little-endian f32 bytes; `None` when the length is not a multiple of four.
 pub fn bytes_to_f32(bytes: &[u8]) -> Option<Vec<f32>> {
-    bytes
-        .len()
-        .is_multiple_of(4)
-        .then(|| bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    if cfg!(target_endian = "little") {
+        // A copy into aligned memory: the received bytes need not be 4-aligned.
+        let mut values = vec![0.0f32; bytes.len() / 4];
+        bytemuck::cast_slice_mut::<f32, u8>(&mut values).copy_from_slice(bytes);
+        return Some(values);
+    }
+    Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
 #[cfg(test)]
@@ -109,5 +152,18 @@ mod tests {
         let values = [1.5f32, -0.0, f32::MAX, 3.25e-8];
         assert_eq!(bytes_to_f32(&f32_to_bytes(&values)).unwrap(), values);
         assert!(bytes_to_f32(&[0, 1, 2]).is_none());
+    }
+
+    #[test]
+    fn decoding_into_a_slice_matches_decoding_to_a_vector() {
+        let values = [1.5f32, -0.0, f32::MAX, 3.25e-8, 7.0];
+        for dtype in [job::GradientDtype::F32, job::GradientDtype::Bf16] {
+            let bytes = encode_gradients(&values, dtype);
+            let mut out = [0.0f32; 5];
+            assert!(decode_gradients_into(&bytes, dtype, &mut out));
+            assert_eq!(out.to_vec(), decode_gradients(&bytes, dtype).unwrap(), "{dtype:?}");
+            assert!(!decode_gradients_into(&bytes, dtype, &mut [0.0f32; 4]), "{dtype:?}: a short slice");
+            assert!(!decode_gradients_into(&bytes[1..], dtype, &mut out[1..]), "{dtype:?}: ragged bytes");
+        }
     }
 }

@@ -292,7 +292,7 @@ fn an_invalid_request_names_the_field_in_bad_request_details() {
     assert_eq!(fields, ["job_toml", "hands_on", "page_size"]);
 }
 
-/// An integrator's view of the whole API: examples/python/facetrain_client.py, with stubs generated
+/// An integrator's view of the whole API: examples/python/client.py, with stubs generated
 /// from the protos by grpcio-tools, against a real coordinator and worker (submit and its retry,
 /// watch to the end, list by pages and by state, cancel with an invalid hands-on time refused,
 /// delete). Python's grpc is installed by `make tools`; without it the test fails.
@@ -318,7 +318,7 @@ fn the_python_client_example_runs_against_a_real_coordinator() {
     assert!(generated.status.success(), "protoc: {}", String::from_utf8_lossy(&generated.stderr));
     let address = sandbox.url().trim_start_matches("http://").to_string();
     let run = std::process::Command::new(&python)
-        .arg(repo.join("examples/python/facetrain_client.py"))
+        .arg(repo.join("examples/python/client.py"))
         .args(["--address", &address, "--job"])
         .arg(&job)
         .env("PYTHONPATH", &stubs)

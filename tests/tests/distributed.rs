@@ -346,3 +346,23 @@ fn a_worker_that_drops_or_repeats_a_sample_is_caught_by_the_ledger() {
         assert_eq!(failed["ledger"]["positions_trained"], 2 * 20, "only the checked steps count: {failed}");
     }
 }
+
+/// A job's only member has nothing to add its gradient to: before, it pushed the whole gradient to
+/// the coordinator and pulled it back every step (17% of the step in `make bench-distributed`).
+/// Now no gradient byte moves, and the coordinator still checks each step's samples and releases it.
+#[test]
+fn a_single_worker_sends_no_gradient_and_its_samples_are_still_checked() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "solo", &data, 1, 12, "");
+    sandbox.add_worker("a");
+    let id = sandbox.submit(&job);
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["ledger"]["positions_trained"], 12 * 20, "every step's batch was checked: {done}");
+    let rows = done["ledger"]["rows"].as_u64().unwrap();
+    assert_eq!(done["ledger"]["epochs_checked"], 12 * 20 / rows, "each completed epoch was checked: {done}");
+    let metrics = facetrain_tests::scrape(&sandbox.metrics_address);
+    let bytes: Vec<&str> = metrics.lines().filter(|l| l.starts_with("facetrain_reduce_bytes_total{")).collect();
+    assert!(bytes.iter().all(|l| l.ends_with(" 0")), "no gradient reached the coordinator: {bytes:?}");
+}

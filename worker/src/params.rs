@@ -104,14 +104,22 @@ fn tensor_from<const D: usize>(flat: &mut &[f32], dims: [usize; D], device: &bur
 }
 
 fn extend_from(out: &mut Vec<f32>, data: TensorData) {
-    out.extend(data.iter::<f32>());
+    // f32 data is copied as one slice; `iter` converts element by element (~10x slower on the
+    // 3M-parameter model, every step).
+    match data.as_slice::<f32>() {
+        Ok(values) => out.extend_from_slice(values),
+        Err(_) => out.extend(data.iter::<f32>()),
+    }
 }
 
 /// A cheap, order-sensitive fingerprint of a parameter vector, to compare workers' replicas.
 pub fn checksum(flat: &[f32]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    for value in flat {
-        hasher.update(&value.to_le_bytes());
+    if cfg!(target_endian = "little") {
+        // The same bytes as value by value, in one call: crc32fast's SIMD path needs long inputs.
+        hasher.update(bytemuck::cast_slice(flat));
+    } else {
+        flat.iter().for_each(|value| hasher.update(&value.to_le_bytes()));
     }
     hasher.finalize()
 }

@@ -7,7 +7,8 @@ use facetrain_proto::incidents::IncidentCause;
 use facetrain_proto::internal::{self, worker_service_client::WorkerServiceClient};
 use facetrain_proto::job::GradientDtype;
 use facetrain_proto::{
-    GRADIENT_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, STATE_CHUNK_BYTES, decode_gradients, encode_gradients,
+    GRADIENT_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, STATE_CHUNK_BYTES, decode_gradients_into, encode_gradients,
+    gradient_element_bytes,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -63,6 +64,9 @@ impl CoordinatorClient {
             .timeout(STREAM_TIMEOUT)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
+            .initial_stream_window_size(facetrain_proto::STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(facetrain_proto::CONNECTION_WINDOW_BYTES)
+            .max_frame_size(facetrain_proto::MAX_FRAME_BYTES)
             .connect()
             .await?;
         let inner = WorkerServiceClient::with_interceptor(channel, security.attach_token())
@@ -133,35 +137,37 @@ impl CoordinatorClient {
         Ok(())
     }
 
-    /// Blocks until every member has pushed; ABORTED when the round was abandoned.
+    /// Blocks until every member has pushed, then writes the sum into `out` (nothing, for a
+    /// ring or a lone member: an empty `out`); ABORTED when the round was abandoned.
     pub async fn pull_gradients(
         &self,
         worker: &str,
         job: &str,
         (step, round): (u64, u64),
-        expected: usize,
+        out: &mut [f32],
         dtype: GradientDtype,
-    ) -> Result<Vec<f32>, CallError> {
+    ) -> Result<(), CallError> {
         let request =
             internal::PullGradientsRequest { worker_id: worker.to_string(), job_id: job.to_string(), step, round };
         let mut stream = self.inner.clone().pull_gradients(request).await?.into_inner();
-        let mut values = Vec::with_capacity(expected);
+        let mut filled = 0;
         while let Some(chunk) = stream.message().await? {
-            if chunk.total as usize != expected || chunk.offset as usize != values.len() {
+            let count = chunk.data.len() / gradient_element_bytes(dtype);
+            let fits =
+                chunk.total as usize == out.len() && chunk.offset as usize == filled && filled + count <= out.len();
+            if !fits || !decode_gradients_into(&chunk.data, dtype, &mut out[filled..filled + count]) {
                 return Err(Status::data_loss(format!(
                     "reduced gradient chunk at {} of {} does not fit",
                     chunk.offset, chunk.total
                 ))
                 .into());
             }
-            let decoded = decode_gradients(&chunk.data, dtype)
-                .ok_or_else(|| CallError::from(Status::data_loss("reduced gradient chunk is not whole values")))?;
-            values.extend(decoded);
+            filled += count;
         }
-        if values.len() != expected {
-            return Err(Status::data_loss(format!("reduced gradient has {} of {expected} values", values.len())).into());
+        if filled != out.len() {
+            return Err(Status::data_loss(format!("reduced gradient has {filled} of {} values", out.len())).into());
         }
-        Ok(values)
+        Ok(())
     }
 
     pub async fn report_step(&self, report: internal::StepReport) -> Result<(), CallError> {

@@ -54,7 +54,10 @@ pub async fn run_agent(
                 .max_decoding_message_size(facetrain_proto::MAX_MESSAGE_BYTES);
             let access = security::PeerAccess::for_agent(&options.security);
             let service = tonic::service::interceptor::InterceptedService::new(service, access);
-            let mut server = tonic::transport::Server::builder();
+            let mut server = tonic::transport::Server::builder()
+                .initial_stream_window_size(facetrain_proto::STREAM_WINDOW_BYTES)
+                .initial_connection_window_size(facetrain_proto::CONNECTION_WINDOW_BYTES)
+                .max_frame_size(facetrain_proto::MAX_FRAME_BYTES);
             if let Some(tls) = options.security.peer_server_tls()? {
                 server = server.tls_config(tls)?;
             }

@@ -121,6 +121,9 @@ impl Ring {
             .peer_endpoint(address)
             .map_err(|e| Status::invalid_argument(format!("peer {address}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(3))
+            .initial_stream_window_size(facetrain_proto::STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(facetrain_proto::CONNECTION_WINDOW_BYTES)
+            .max_frame_size(facetrain_proto::MAX_FRAME_BYTES)
             .connect()
             .await
             .map_err(|e| Status::aborted(format!("ring peer {address} unreachable: {e}")))?;

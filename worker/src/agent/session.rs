@@ -238,14 +238,18 @@ impl JobSession {
         let task = task.clone();
         // The dtype on the wire is the task's: both sides encode and decode with it.
         let dtype = GradientDtype::parse(&task.gradient_dtype).unwrap_or_default();
-        let ring = (task.reduction == "ring" && task.world > 1).then(|| ring.clone());
+        let route = match (task.world, task.reduction.as_str()) {
+            (1, _) => Route::Alone,
+            (_, "ring") => Route::Ring(ring.clone()),
+            _ => Route::Coordinator,
+        };
         let mut exchange = RemoteExchange {
             handle: Handle::current(),
             client: client.clone(),
             worker: worker.to_string(),
             task: task.clone(),
             dtype,
-            ring,
+            route,
             samples: internal::TrainedSamples::default(),
             seconds: 0.0,
             bytes: 0,
@@ -325,17 +329,28 @@ fn step_on_thread(
     })
 }
 
+/// Where a step's gradient goes.
+enum Route {
+    /// Pushed to the coordinator, which sums the members' and streams the sum back.
+    Coordinator,
+    /// Around the ring of peers, with the coordinator as the barrier.
+    Ring(Arc<Ring>),
+    /// Nowhere: the only member's gradient is already the sum. The coordinator still hears of
+    /// the step (and its samples, for the ledger) and still releases it, as for a ring.
+    Alone,
+}
+
 /// Gradient exchange for a distributed step: through the coordinator (push this worker's
 /// gradient, pull the sum), or around the ring of peers with the coordinator as the barrier
 /// (the step is applied only once every member finished, so a lost member never leaves the
-/// replicas at different steps).
+/// replicas at different steps), or not at all for a job's only member.
 struct RemoteExchange {
     handle: Handle,
     client: CoordinatorClient,
     worker: String,
     task: internal::TrainStep,
     dtype: GradientDtype,
-    ring: Option<Arc<Ring>>,
+    route: Route,
     /// The samples of this step's batch, sent with the gradient.
     samples: internal::TrainedSamples,
     seconds: f64,
@@ -347,16 +362,25 @@ impl RemoteExchange {
     async fn through_coordinator(&self, step: u64, gradients: &mut [f32]) -> Result<u64, CallError> {
         let (client, worker, job, at) = (&self.client, &self.worker, &self.task.job_id, (step, self.task.round));
         client.push_gradients(worker, job, at, gradients, (self.dtype, &self.samples)).await?;
-        let sum = client.pull_gradients(worker, job, at, gradients.len(), self.dtype).await?;
-        gradients.copy_from_slice(&sum);
+        client.pull_gradients(worker, job, at, gradients, self.dtype).await?;
         Ok(2 * (gradients.len() * facetrain_proto::gradient_element_bytes(self.dtype)) as u64)
+    }
+
+    /// The only member: its gradient is the sum. Saying it is done releases the step (or
+    /// learns that the round was abandoned) without a byte of gradient on the wire.
+    async fn alone(&self, step: u64) -> Result<u64, CallError> {
+        let (client, worker, job, round) = (&self.client, &self.worker, &self.task.job_id, self.task.round);
+        client.reduce_done(worker, job, (step, round), &self.samples).await?;
+        client.pull_gradients(worker, job, (step, round), &mut [], self.dtype).await?;
+        Ok(0)
     }
 
     async fn around_the_ring(&self, ring: &Ring, step: u64, gradients: &mut [f32]) -> Result<u64, CallError> {
         let (client, worker, job, round) = (&self.client, &self.worker, &self.task.job_id, self.task.round);
         // Answers once every member is done, or ABORTED as soon as the round is abandoned
         // (a member was lost): that also cancels a ring waiting on the lost member.
-        let released = client.pull_gradients(worker, job, (step, round), 0, self.dtype);
+        let mut nothing = [];
+        let released = client.pull_gradients(worker, job, (step, round), &mut nothing, self.dtype);
         tokio::pin!(released);
         let sent = tokio::select! {
             reduced = ring.all_reduce(gradients, &self.task, self.dtype) => reduced?,
@@ -373,11 +397,16 @@ impl RemoteExchange {
 }
 
 impl GradientExchange for RemoteExchange {
+    fn moves_gradients(&self) -> bool {
+        !matches!(self.route, Route::Alone)
+    }
+
     fn all_reduce(&mut self, step: u64, gradients: &mut [f32]) -> crate::Result<()> {
         let started = Instant::now();
-        let result = match &self.ring {
-            Some(ring) => self.handle.block_on(self.around_the_ring(ring, step, gradients)),
-            None => self.handle.block_on(self.through_coordinator(step, gradients)),
+        let result = match &self.route {
+            Route::Ring(ring) => self.handle.block_on(self.around_the_ring(ring, step, gradients)),
+            Route::Coordinator => self.handle.block_on(self.through_coordinator(step, gradients)),
+            Route::Alone => self.handle.block_on(self.alone(step)),
         };
         self.seconds = started.elapsed().as_secs_f64();
         result

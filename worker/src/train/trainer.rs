@@ -140,6 +140,11 @@ impl Trainer {
         let computed = std::time::Instant::now();
         let _reduce = tracing::info_span!("reduce").entered();
         if let Some(exchange) = exchange {
+            if !exchange.moves_gradients() {
+                exchange.all_reduce(self.step, &mut [])?;
+                drop(_reduce);
+                return self.finish_step(grads, stats, started, computed);
+            }
             let mut flat = params::flatten_gradients(&self.model, &grads);
             exchange.all_reduce(self.step, &mut flat)?;
             if flat.iter().any(|v| !v.is_finite()) {
@@ -151,6 +156,17 @@ impl Trainer {
             params::replace_gradients(&self.model, &mut grads, &flat);
         }
         drop(_reduce);
+        self.finish_step(grads, stats, started, computed)
+    }
+
+    /// The optimizer step, and the step's timings.
+    fn finish_step(
+        &mut self,
+        grads: GradientsParams,
+        stats: StepStats,
+        started: std::time::Instant,
+        computed: std::time::Instant,
+    ) -> Result<StepStats> {
         let reduced = std::time::Instant::now();
         tracing::info_span!("apply").in_scope(|| self.apply(grads));
         self.last_timings = StepTimings {

@@ -8,7 +8,7 @@ one worker:
     pip install grpcio==1.76.0 grpcio-tools==1.76.0 grpcio-status==1.76.0
     python -m grpc_tools.protoc -I proto/proto --python_out=gen --grpc_python_out=gen \
         proto/proto/facetrain/v1/jobs.proto
-    PYTHONPATH=gen python examples/python/facetrain_client.py --address 127.0.0.1:7070 --job job.toml
+    PYTHONPATH=gen python examples/python/client.py --address 127.0.0.1:7070 --job job.toml
 
 The job file's dataset paths must be absolute (or URLs): the coordinator refuses relative ones.
 `make test` runs this script against a real coordinator and worker (tests/tests/api.rs), so
