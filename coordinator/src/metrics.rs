@@ -156,6 +156,7 @@ struct Families {
     running_seconds: CounterVec,
     samples: IntCounterVec,
     loss: GaugeVec,
+    learning_rate: GaugeVec,
     accuracy: GaugeVec,
     incidents: IntCounterVec,
     incidents_open: IntGaugeVec,
@@ -180,6 +181,10 @@ impl Families {
                 &["job_id"],
             )?,
             loss: GaugeVec::new(Opts::new("facetrain_loss", "Training loss of the last step"), &["job_id"])?,
+            learning_rate: GaugeVec::new(
+                Opts::new("facetrain_learning_rate", "Learning rate of the last step (the job's schedule)"),
+                &["job_id"],
+            )?,
             accuracy: GaugeVec::new(Opts::new("facetrain_accuracy_ratio", "Accuracy by split"), &["job_id", "split"])?,
             incidents: IntCounterVec::new(
                 Opts::new("facetrain_incidents_total", "Incidents, counted when resolved"),
@@ -216,6 +221,7 @@ impl Families {
             &self.running_seconds,
             &self.samples,
             &self.loss,
+            &self.learning_rate,
             &self.accuracy,
             &self.incidents,
             &self.incidents_open,
@@ -258,6 +264,9 @@ impl Collector for JobCollector {
             f.running_seconds.with_label_values(&[id]).inc_by(job.running_seconds);
             f.samples.with_label_values(&[id]).inc_by(job.samples_trained);
             f.loss.with_label_values(&[id]).set(job.train_loss);
+            if let Some(rate) = job.learning_rate {
+                f.learning_rate.with_label_values(&[id]).set(rate);
+            }
             if let Some(accuracy) = job.val_accuracy {
                 f.accuracy.with_label_values(&[id, "validate"]).set(accuracy);
             }

@@ -2,6 +2,7 @@
 
 use facetrain_proto::incidents::{IncidentCause, Resolver, ToilKind};
 use facetrain_proto::ledger::SampleLedger;
+use facetrain_proto::plan::Patience;
 use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +125,12 @@ pub struct JobRecord {
     /// Accuracy on the last step's training batch.
     #[serde(default)]
     pub train_accuracy: Option<f64>,
+    /// The learning rate of the last applied step (the job's schedule at that step).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    /// Early stopping's count of evaluations without improvement.
+    #[serde(default)]
+    pub patience: Patience,
     pub message: String,
     pub latest_checkpoint: Option<CheckpointRef>,
     /// The checkpoints kept (oldest first, at most the job's `keep`), so a corrupt latest can be
@@ -196,6 +203,8 @@ impl JobRecord {
             val_accuracy: None,
             train_loss: 0.0,
             train_accuracy: None,
+            learning_rate: None,
+            patience: Patience::default(),
             message: String::new(),
             latest_checkpoint: None,
             checkpoints: Vec::new(),

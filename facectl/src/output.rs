@@ -78,6 +78,7 @@ pub fn job_json(job: &pb::Job) -> serde_json::Value {
         "cursor": job.cursor,
         "val_accuracy": job.val_accuracy,
         "train_loss": job.train_loss,
+        "learning_rate": job.learning_rate,
         "workers": job.workers,
         "message": job.message,
         "submitted_by": job.submitted_by,

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::{LearningRate, Schedule};
+
 /// A job file that cannot be used; the message names the file, the key and the expected form.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -115,11 +117,54 @@ pub struct TrainingSpec {
     /// Validate on the whole validation set every N steps (0 disables).
     pub eval_every: u64,
     pub seed: u64,
+    /// How the learning rate changes over the job (`constant`, the tutorial's; `step`; `cosine`).
+    pub schedule: Schedule,
+    /// Linear warm-up to `learning_rate` over this many steps, for any schedule (0: none).
+    pub warmup_steps: u64,
+    /// `step`: multiply the rate by `decay_factor` every `decay_every` steps.
+    pub decay_every: u64,
+    pub decay_factor: f64,
+    /// `cosine`: the rate at `max_steps`.
+    pub min_learning_rate: f64,
+    /// Early stopping: end the job (succeeded, `early stopped`) after this many evaluations in a
+    /// row without an improvement of validation accuracy (0: never).
+    pub patience: u32,
+    /// What counts as an improvement: more than this above the best accuracy so far.
+    pub min_delta: f64,
 }
 
 impl Default for TrainingSpec {
     fn default() -> Self {
-        Self { batch_size: 100, learning_rate: 1e-4, max_steps: 7000, target_accuracy: 0.0, eval_every: 50, seed: 42 }
+        Self {
+            batch_size: 100,
+            learning_rate: 1e-4,
+            max_steps: 7000,
+            target_accuracy: 0.0,
+            eval_every: 50,
+            seed: 42,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            decay_every: 1000,
+            decay_factor: 0.1,
+            min_learning_rate: 0.0,
+            patience: 0,
+            min_delta: 0.0,
+        }
+    }
+}
+
+impl TrainingSpec {
+    /// The learning rate of each step.
+    pub fn learning_rate(&self) -> LearningRate {
+        LearningRate {
+            base: self.learning_rate,
+            schedule: self.schedule,
+            warmup_steps: self.warmup_steps,
+            decay_every: self.decay_every,
+            decay_factor: self.decay_factor,
+            min: self.min_learning_rate,
+            max_steps: self.max_steps,
+        }
     }
 }
 
@@ -285,7 +330,7 @@ impl JobSpec {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let m = &self.model;
         let t = &self.training;
-        let checks: [(bool, &str, &str); 14] = [
+        let checks: [(bool, &str, &str); 19] = [
             (!self.name.trim().is_empty(), "name", "a non-empty string"),
             (!self.dataset.train.is_empty(), "dataset.train", "a CSV path or URL"),
             (!self.dataset.validate.is_empty(), "dataset.validate", "a CSV path or URL"),
@@ -307,6 +352,19 @@ impl JobSpec {
             (t.batch_size > 0 && t.batch_size <= 65536, "training.batch_size", "an integer in 1..=65536"),
             (t.learning_rate > 0.0 && t.learning_rate.is_finite(), "training.learning_rate", "a positive number"),
             ((0.0..=1.0).contains(&t.target_accuracy), "training.target_accuracy", "a number in [0, 1]"),
+            (
+                t.warmup_steps == 0 || t.warmup_steps < t.max_steps,
+                "training.warmup_steps",
+                "an integer below training.max_steps",
+            ),
+            (t.decay_every >= 1, "training.decay_every", "an integer >= 1"),
+            (t.decay_factor > 0.0 && t.decay_factor <= 1.0, "training.decay_factor", "a number in (0, 1]"),
+            (
+                (0.0..=t.learning_rate).contains(&t.min_learning_rate),
+                "training.min_learning_rate",
+                "a number in [0, training.learning_rate]",
+            ),
+            ((0.0..1.0).contains(&t.min_delta), "training.min_delta", "a number in [0, 1)"),
             (
                 self.workers.count >= 1 && self.workers.count <= t.batch_size,
                 "workers.count",

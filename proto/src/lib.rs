@@ -21,6 +21,7 @@ pub mod incidents;
 pub mod job;
 pub mod ledger;
 pub mod plan;
+pub mod schedule;
 pub mod tls;
 pub mod wire;
 

@@ -1,7 +1,7 @@
 //! When a job evaluates, checkpoints and stops, and where its data stands after a step: one
 //! decision, used by the local training loop and the coordinator alike.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::job::JobSpec;
 
@@ -10,8 +10,31 @@ use crate::job::JobSpec;
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     TargetAccuracy,
+    /// Validation accuracy did not improve for `[training] patience` evaluations.
+    EarlyStopped,
     MaxSteps,
     Interrupted,
+}
+
+/// Early stopping's memory across evaluations: the best validation accuracy so far and how many
+/// evaluations since did not improve on it by more than `min_delta`. Kept with the job (the
+/// coordinator's record), so a restarted coordinator goes on counting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Patience {
+    pub best: Option<f64>,
+    pub evaluations_without_improvement: u32,
+}
+
+impl Patience {
+    /// Takes one evaluation into account.
+    fn observe(&mut self, accuracy: f64, min_delta: f64) {
+        if self.best.is_none_or(|best| accuracy > best + min_delta) {
+            self.best = Some(accuracy);
+            self.evaluations_without_improvement = 0;
+        } else {
+            self.evaluations_without_improvement += 1;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,11 +71,17 @@ impl<'a> StepPlan<'a> {
     }
 
     /// Why training stops after `step` with `val_accuracy` (measured after it, if it was),
-    /// or `None` to go on.
-    pub fn stop_after(&self, step: u64, val_accuracy: Option<f64>) -> Option<StopReason> {
-        let target = self.spec.training.target_accuracy;
+    /// or `None` to go on; `patience` takes the evaluation into account.
+    pub fn stop_after(&self, step: u64, val_accuracy: Option<f64>, patience: &mut Patience) -> Option<StopReason> {
+        let training = &self.spec.training;
+        if let Some(accuracy) = val_accuracy {
+            patience.observe(accuracy, training.min_delta);
+        }
+        let target = training.target_accuracy;
         if val_accuracy.is_some_and(|a| target > 0.0 && a >= target) {
             Some(StopReason::TargetAccuracy)
+        } else if training.patience > 0 && patience.evaluations_without_improvement >= training.patience {
+            Some(StopReason::EarlyStopped)
         } else if self.is_last(step) {
             Some(StopReason::MaxSteps)
         } else {
@@ -88,8 +117,28 @@ mod tests {
         let spec = spec("");
         let plan = StepPlan::new(&spec);
         assert!(!(1..=25).any(|s| plan.checkpoint_after(s)));
-        assert_eq!(plan.stop_after(10, Some(0.95)), Some(StopReason::TargetAccuracy));
-        assert_eq!(plan.stop_after(10, Some(0.5)), None);
-        assert_eq!(plan.stop_after(25, None), Some(StopReason::MaxSteps));
+        let mut patience = Patience::default();
+        assert_eq!(plan.stop_after(10, Some(0.95), &mut patience), Some(StopReason::TargetAccuracy));
+        assert_eq!(plan.stop_after(10, Some(0.5), &mut patience), None);
+        assert_eq!(plan.stop_after(25, None, &mut patience), Some(StopReason::MaxSteps));
+    }
+
+    #[test]
+    fn stops_early_after_patience_evaluations_without_an_improvement_beyond_min_delta() {
+        let job = spec("patience = 2\nmin_delta = 0.01\n");
+        let plan = StepPlan::new(&job);
+        let mut patience = Patience::default();
+        let mut stops = Vec::new();
+        // 0.6 best; 0.605 is within min_delta (no improvement); 0.7 resets; 0.69, 0.7 then stop.
+        for (step, accuracy) in [(1, 0.5), (2, 0.6), (3, 0.605), (4, 0.7), (5, -1.0), (6, 0.69), (7, 0.7)] {
+            let accuracy = (accuracy >= 0.0).then_some(accuracy);
+            stops.push(plan.stop_after(step, accuracy, &mut patience));
+        }
+        let early = Some(StopReason::EarlyStopped);
+        assert_eq!(stops, [None, None, None, None, None, None, early], "{patience:?}");
+        assert_eq!(patience, Patience { best: Some(0.7), evaluations_without_improvement: 2 });
+        let off = spec("");
+        let mut patience = Patience::default();
+        assert!((1..25).all(|step| StepPlan::new(&off).stop_after(step, Some(0.5), &mut patience).is_none()));
     }
 }

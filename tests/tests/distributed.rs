@@ -355,6 +355,12 @@ fn a_single_worker_sends_no_gradient_and_its_samples_are_still_checked() {
     let mut sandbox = Sandbox::start();
     let data = small_dataset(sandbox.dir.path());
     let job = small_job(sandbox.dir.path(), "solo", &data, 1, 12, "");
+    // Step decay every 5 steps: the 12th step (rate at 11 applied steps) runs at a quarter.
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "learning_rate = 0.001\n",
+        "learning_rate = 0.001\nschedule = \"step\"\ndecay_every = 5\ndecay_factor = 0.5\n",
+    );
+    std::fs::write(&job, text).unwrap();
     sandbox.add_worker("a");
     let id = sandbox.submit(&job);
     let done = sandbox.wait_for_state(&id, LONG, "succeeded");
@@ -365,4 +371,26 @@ fn a_single_worker_sends_no_gradient_and_its_samples_are_still_checked() {
     let metrics = facetrain_tests::scrape(&sandbox.metrics_address);
     let bytes: Vec<&str> = metrics.lines().filter(|l| l.starts_with("facetrain_reduce_bytes_total{")).collect();
     assert!(bytes.iter().all(|l| l.ends_with(" 0")), "no gradient reached the coordinator: {bytes:?}");
+    assert_eq!(done["learning_rate"], 0.00025, "the schedule's rate of the last step: {done}");
+    assert!(metrics.contains(&format!("facetrain_learning_rate{{job_id=\"{id}\"}} 0.00025")), "{metrics}");
+}
+
+/// A distributed job with `patience` ends succeeded once validation accuracy stops improving,
+/// saying so; the count lives in the coordinator's record.
+#[test]
+fn a_job_stops_early_when_validation_accuracy_stops_improving() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "patient", &data, 1, 100, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("eval_every = 10\n", "eval_every = 3\npatience = 1\nmin_delta = 0.99\n");
+    std::fs::write(&job, text).unwrap();
+    sandbox.add_worker("a");
+    let id = sandbox.submit(&job);
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["step"], 6, "the second evaluation (step 6) did not improve on the first: {done}");
+    let message = done["message"].as_str().unwrap();
+    assert!(message.starts_with("early stopped at step 6: validation accuracy did not improve"), "{message}");
 }

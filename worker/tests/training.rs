@@ -141,3 +141,62 @@ fn the_size_estimate_counts_the_parameters_burn_builds() {
         assert_eq!(spec.size(classes, 1).parameters, params::parameter_count(&model) as u64, "{spec:?}");
     }
 }
+
+/// The schedule is what the optimizer uses: Adam's first update moves each parameter by about the
+/// learning rate, so a 10-step warm-up (first rate base / 10) moves them about a tenth as far as a
+/// constant rate does, and step decay halves the move at the decay step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_optimizer_steps_at_the_scheduled_learning_rate() {
+    use facetrain_proto::schedule::Schedule;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 6);
+    let mut job = common::no_augment(common::small_job(&data, None));
+    job.model.keep_prob = 1.0;
+    job.training.learning_rate = 1e-3;
+    let (train, _) = load_job_datasets(&job).await.unwrap();
+    let arch = Architecture::new(job.model.clone(), train.num_classes);
+    let batch = build_batch(&train, ShardPlan::new(train.len(), 1).picks(0, 20), None);
+    // The largest parameter move of each of `steps` steps.
+    let moves = |training: &facetrain_worker::job::TrainingSpec, steps: usize| {
+        let mut trainer = Trainer::new(arch.clone(), training, device());
+        (0..steps)
+            .map(|_| {
+                let before = trainer.parameters();
+                let (grads, _) = trainer.compute_gradients(&batch, 20);
+                trainer.apply(grads);
+                before.iter().zip(trainer.parameters()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+            })
+            .collect::<Vec<f32>>()
+    };
+    let constant = moves(&job.training, 1)[0];
+    assert!((0.9e-3..1.1e-3).contains(&constant), "Adam's first move is about the rate: {constant}");
+    let warm = moves(&facetrain_worker::job::TrainingSpec { warmup_steps: 10, ..job.training.clone() }, 1)[0];
+    assert!((0.09e-3..0.11e-3).contains(&warm), "the first warm-up step is at a tenth of the rate: {warm}");
+    let decay = facetrain_worker::job::TrainingSpec {
+        schedule: Schedule::Step,
+        decay_every: 1,
+        decay_factor: 0.5,
+        ..job.training.clone()
+    };
+    let steps = moves(&decay, 3);
+    assert!((0.9e-3..1.1e-3).contains(&steps[0]), "{steps:?}");
+    assert!(steps[2] < 0.4e-3, "after two decays the rate is a quarter: {steps:?}");
+}
+
+/// A local job with `patience` stops once validation accuracy stops improving: with `min_delta`
+/// 0.99 no later evaluation can count as an improvement, so the second evaluation ends the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_job_stops_early_when_validation_accuracy_stops_improving() {
+    use facetrain_worker::train::run::StopReason;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 6);
+    let mut job = common::small_job(&data, None);
+    job.training.max_steps = 100;
+    job.training.eval_every = 3;
+    job.training.patience = 1;
+    job.training.min_delta = 0.99;
+    let summary = run_local(job, Arc::new(Silent), Arc::new(AtomicBool::new(false))).await.unwrap();
+    assert_eq!((summary.stopped, summary.steps), (StopReason::EarlyStopped, 6), "{:?}", summary.stopped);
+}

@@ -119,13 +119,15 @@ impl Cluster {
         active.run.advance(now.at);
         let (step, workers) = (active.run.step, active.run.members.len());
         let plan = StepPlan::new(&active.run.spec);
-        let stop = plan.stop_after(step, outcome.val_accuracy);
+        let stop = plan.stop_after(step, outcome.val_accuracy, &mut record.patience);
+        let patience = record.patience;
         record.step = step;
         record.cursor = active.run.cursor;
         record.samples_trained += outcome.trained.iter().map(|(_, t)| t.positions.len() as u64).sum::<u64>();
         record.high_water_step = record.high_water_step.max(step);
         record.train_loss = outcome.loss;
         record.train_accuracy = Some(outcome.train_accuracy);
+        record.learning_rate = Some(active.run.spec.training.learning_rate().at(step - 1));
         if outcome.val_accuracy.is_some() {
             record.val_accuracy = outcome.val_accuracy;
         }
@@ -173,6 +175,11 @@ impl Cluster {
                 StopReason::TargetAccuracy => format!(
                     "reached validation accuracy {:.3} at step {step}",
                     outcome.val_accuracy.unwrap_or_default()
+                ),
+                StopReason::EarlyStopped => format!(
+                    "early stopped at step {step}: validation accuracy did not improve on {:.3} for {} evaluations",
+                    patience.best.unwrap_or_default(),
+                    patience.evaluations_without_improvement
                 ),
                 _ => format!("completed {step} steps with {workers} worker{}", if workers == 1 { "" } else { "s" }),
             };

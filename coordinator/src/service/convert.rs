@@ -27,6 +27,7 @@ pub fn job(view: &JobView) -> pb::Job {
         cursor: job.cursor,
         val_accuracy: job.val_accuracy,
         train_loss: (job.step > 0).then_some(job.train_loss),
+        learning_rate: job.learning_rate,
         workers: view.workers,
         message: job.message.clone(),
         submitted_by: job.submitted_by.clone(),

@@ -218,6 +218,8 @@ impl TrainingLoop<'_> {
         let mut last_eval: Option<(u64, Evaluation)> = None;
         let mut last_checkpoint = None;
         let mut stopped = StopReason::MaxSteps;
+        // Counts from this run's first evaluation: a resumed local job starts counting again.
+        let mut patience = facetrain_proto::plan::Patience::default();
         while self.trainer.step < training.max_steps {
             if self.interrupt.load(Ordering::Relaxed) {
                 stopped = StopReason::Interrupted;
@@ -252,7 +254,7 @@ impl TrainingLoop<'_> {
             if self.store.is_some() && plan.checkpoint_after(step) {
                 last_checkpoint = Some(self.save_checkpoint(last_eval.as_ref())?);
             }
-            if let Some(reason) = plan.stop_after(step, val_accuracy) {
+            if let Some(reason) = plan.stop_after(step, val_accuracy, &mut patience) {
                 stopped = reason;
                 break;
             }

@@ -16,6 +16,7 @@ use crate::model::{Architecture, FaceCnn};
 use crate::params;
 use crate::train::dropout::dropout_mask;
 use crate::train::exchange::GradientExchange;
+use facetrain_proto::schedule::LearningRate;
 
 /// What one worker's part of a step measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -58,7 +59,7 @@ pub struct Trainer {
     model: FaceCnn,
     optimizer: ModuleOptimizer,
     device: Device,
-    learning_rate: f64,
+    learning_rate: LearningRate,
     seed: u64,
     /// Optimizer steps applied so far.
     pub step: u64,
@@ -74,7 +75,7 @@ impl Trainer {
             arch,
             model,
             device,
-            learning_rate: training.learning_rate,
+            learning_rate: training.learning_rate(),
             seed: training.seed,
             step: 0,
         }
@@ -115,7 +116,7 @@ impl Trainer {
     /// Applies one Adam step with `grads`.
     pub fn apply(&mut self, grads: GradientsParams) {
         let model = self.model.clone();
-        self.model = self.optimizer.step(self.learning_rate, model, grads);
+        self.model = self.optimizer.step(self.learning_rate.at(self.step), model, grads);
         self.step += 1;
     }
 
