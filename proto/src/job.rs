@@ -131,6 +131,8 @@ pub struct TrainingSpec {
     pub patience: u32,
     /// What counts as an improvement: more than this above the best accuracy so far.
     pub min_delta: f64,
+    /// Decoupled weight decay (AdamW); 0, the default, is the tutorial's Adam.
+    pub weight_decay: f64,
 }
 
 impl Default for TrainingSpec {
@@ -149,6 +151,7 @@ impl Default for TrainingSpec {
             min_learning_rate: 0.0,
             patience: 0,
             min_delta: 0.0,
+            weight_decay: 0.0,
         }
     }
 }
@@ -330,7 +333,7 @@ impl JobSpec {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let m = &self.model;
         let t = &self.training;
-        let checks: [(bool, &str, &str); 19] = [
+        let checks: [(bool, &str, &str); 20] = [
             (!self.name.trim().is_empty(), "name", "a non-empty string"),
             (!self.dataset.train.is_empty(), "dataset.train", "a CSV path or URL"),
             (!self.dataset.validate.is_empty(), "dataset.validate", "a CSV path or URL"),
@@ -365,6 +368,7 @@ impl JobSpec {
                 "a number in [0, training.learning_rate]",
             ),
             ((0.0..1.0).contains(&t.min_delta), "training.min_delta", "a number in [0, 1)"),
+            ((0.0..1.0).contains(&t.weight_decay), "training.weight_decay", "a number in [0, 1)"),
             (
                 self.workers.count >= 1 && self.workers.count <= t.batch_size,
                 "workers.count",

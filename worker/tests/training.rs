@@ -200,3 +200,47 @@ async fn a_local_job_stops_early_when_validation_accuracy_stops_improving() {
     let summary = run_local(job, Arc::new(Silent), Arc::new(AtomicBool::new(false))).await.unwrap();
     assert_eq!((summary.stopped, summary.steps), (StopReason::EarlyStopped, 6), "{:?}", summary.stopped);
 }
+
+/// `weight_decay` shrinks every parameter by `rate x weight_decay` of itself per step on top of
+/// Adam's move (AdamW), and survives a checkpoint: a resumed AdamW job continues exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_decay_is_adamw_and_its_state_survives_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 6);
+    let mut job = common::no_augment(common::small_job(&data, None));
+    job.model.keep_prob = 1.0;
+    job.training.learning_rate = 1e-3;
+    let (train, _) = load_job_datasets(&job).await.unwrap();
+    let arch = Architecture::new(job.model.clone(), train.num_classes);
+    let batch = build_batch(&train, ShardPlan::new(train.len(), 1).picks(0, 20), None);
+    let one_step = |training: &facetrain_worker::job::TrainingSpec| {
+        let mut trainer = Trainer::new(arch.clone(), training, device());
+        let (grads, _) = trainer.compute_gradients(&batch, 20);
+        trainer.apply(grads);
+        trainer
+    };
+    let adam = one_step(&job.training).parameters();
+    let decayed = facetrain_worker::job::TrainingSpec { weight_decay: 0.5, ..job.training.clone() };
+    let adamw = one_step(&decayed);
+    let initial = Trainer::new(arch.clone(), &job.training, device()).parameters();
+    // AdamW = Adam's step minus rate x decay x the initial value, element by element.
+    let worst = initial
+        .iter()
+        .zip(&adam)
+        .zip(adamw.parameters())
+        .map(|((p0, a), w)| (w - (a - 1e-3 * 0.5 * p0)).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-6, "AdamW differs from Adam minus the decoupled decay by {worst}");
+    assert!(adam.iter().zip(adamw.parameters()).any(|(a, w)| a != &w), "the decay changed nothing");
+
+    // A second step from a reloaded state matches a second step straight on.
+    let (model, optimizer) = adamw.state_bytes().unwrap();
+    let mut straight = one_step(&decayed);
+    let mut resumed = Trainer::new(arch.clone(), &decayed, device());
+    resumed.load_state(&model, &optimizer, 1).unwrap();
+    for trainer in [&mut straight, &mut resumed] {
+        let (grads, _) = trainer.compute_gradients(&batch, 20);
+        trainer.apply(grads);
+    }
+    assert_eq!(straight.parameters(), resumed.parameters());
+}

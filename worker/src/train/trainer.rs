@@ -3,7 +3,7 @@
 //! `loss.backward() -> GradientsParams -> [exchange] -> optimizer.step`.
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::loss::cross_entropy_with_logits;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
@@ -60,6 +60,8 @@ pub struct Trainer {
     optimizer: ModuleOptimizer,
     device: Device,
     learning_rate: LearningRate,
+    /// AdamW's decoupled weight decay; 0: Adam.
+    weight_decay: f64,
     seed: u64,
     /// Optimizer steps applied so far.
     pub step: u64,
@@ -70,12 +72,13 @@ impl Trainer {
     pub fn new(arch: Architecture, training: &TrainingSpec, device: Device) -> Self {
         let model = initialise(arch.build(&device), arch.spec.init, training.seed);
         Self {
-            optimizer: adam(),
+            optimizer: adam_optimizer(training.weight_decay),
             last_timings: StepTimings::default(),
             arch,
             model,
             device,
             learning_rate: training.learning_rate(),
+            weight_decay: training.weight_decay,
             seed: training.seed,
             step: 0,
         }
@@ -212,7 +215,7 @@ impl Trainer {
             .clone()
             .try_load_record(record)
             .map_err(|e| Error::Training(format!("model state does not fit this architecture: {e}")))?;
-        self.optimizer = adam()
+        self.optimizer = adam_optimizer(self.weight_decay)
             .from_bytes(Bytes::from_bytes_vec(optimizer.to_vec()))
             .map_err(|e| Error::Training(format!("optimizer state unreadable: {e}")))?;
         self.step = step;
@@ -225,8 +228,13 @@ impl Trainer {
 /// epsilon of `1e-8 * sqrt(1 - beta2^t)`: both far below `sqrt(v)` wherever a gradient flows.
 pub const ADAM_EPSILON: f32 = 1e-8;
 
-/// Adam as the tutorial's `tf.train.AdamOptimizer`.
-fn adam() -> ModuleOptimizer {
+/// Adam as the tutorial's `tf.train.AdamOptimizer`, or with `weight_decay` > 0 AdamW: the same
+/// moments, plus `parameter -= rate x weight_decay x parameter` each step (decoupled from the
+/// gradient, as Loshchilov and Hutter's AdamW and PyTorch's `torch.optim.AdamW`).
+fn adam_optimizer(weight_decay: f64) -> ModuleOptimizer {
+    if weight_decay > 0.0 {
+        return AdamWConfig::new().with_epsilon(ADAM_EPSILON).with_weight_decay(weight_decay as f32).init();
+    }
     AdamConfig::new().with_epsilon(ADAM_EPSILON).init()
 }
 
