@@ -2,7 +2,7 @@
 
 use clap::Args;
 use facetrain_worker::backend::training_device;
-use facetrain_worker::checkpoint::read_checkpoint;
+use facetrain_worker::checkpoint::read_best_checkpoint;
 use facetrain_worker::data::batch::unlabelled_batch;
 use facetrain_worker::data::dataset::{LoadOptions, class_name_mismatches, load_dataset};
 use facetrain_worker::data::image::{RgbImage, decode_rgb};
@@ -15,7 +15,8 @@ use crate::output::{Output, print_json};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A checkpoint file (.ftck) or a checkpoint folder (its newest good checkpoint).
+    /// A checkpoint file (.ftck) or a checkpoint folder: its best checkpoint by validation accuracy
+    /// (the newest good one when none was recorded).
     #[arg(long)]
     checkpoint: String,
     #[arg(long)]
@@ -28,7 +29,7 @@ impl EvalArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let Self { checkpoint, csv, output } = self;
         let (checkpoint, csv) = (checkpoint.as_str(), csv.as_str());
-        let (trainer, class_names, side) = restore(checkpoint).await?;
+        let (trainer, class_names, side, used) = restore(checkpoint).await?;
         let options = LoadOptions {
             side,
             num_classes: Some(trainer.arch.num_classes),
@@ -58,8 +59,16 @@ impl EvalArgs {
         dataset.class_names = class_names;
         let evaluation = tokio::task::spawn_blocking(move || evaluate(&trainer, &dataset)).await?;
         match output {
-            Output::Json => print_json(&serde_json::to_value(&evaluation)?),
+            Output::Json => {
+                let mut json = serde_json::to_value(&evaluation)?;
+                if let Some(fields) = json.as_object_mut() {
+                    fields.insert("checkpoint".into(), used.location.into());
+                    fields.insert("step".into(), used.step.into());
+                }
+                print_json(&json)
+            }
             Output::Text => {
+                println!("checkpoint {} (step {})", used.location, used.step);
                 println!("accuracy {:.4} on {} samples", evaluation.accuracy, evaluation.samples);
                 // Zipped, not indexed: a checkpoint naming more classes than its model has must
                 // not panic here.
@@ -90,7 +99,7 @@ impl PredictArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let Self { checkpoint, top_k, output, images } = self;
         let top_k = top_k as usize;
-        let (trainer, class_names, side) = restore(&checkpoint).await?;
+        let (trainer, class_names, side, _) = restore(&checkpoint).await?;
         let mut decoded = Vec::with_capacity(images.len());
         for image in &images {
             let bytes = Location::parse(image)?.read().await?;
@@ -116,13 +125,20 @@ impl PredictArgs {
     }
 }
 
+/// Which checkpoint a folder resolved to.
+struct Used {
+    location: String,
+    step: u64,
+}
+
 /// The checkpoint's model, class names and image side.
-async fn restore(checkpoint: &str) -> anyhow::Result<(Trainer, Vec<String>, usize)> {
-    let (location, checkpoint) = read_checkpoint(checkpoint).await?;
+async fn restore(checkpoint: &str) -> anyhow::Result<(Trainer, Vec<String>, usize, Used)> {
+    let (location, checkpoint) = read_best_checkpoint(checkpoint).await?;
+    let used = Used { location: location.to_string(), step: checkpoint.meta.step };
     let job = JobSpec::parse(&checkpoint.meta.job, &location.to_string())?;
     let device = training_device(job.workers.backend, &job.workers.device)?;
     let trainer = Trainer::from_checkpoint(&checkpoint, &location.to_string(), device)?;
-    Ok((trainer, checkpoint.meta.class_names, job.model.image_size))
+    Ok((trainer, checkpoint.meta.class_names, job.model.image_size, used))
 }
 
 /// Each image's `top_k` most probable classes, named (or `class N` where the checkpoint has no name).

@@ -129,3 +129,42 @@ fn bad_jobs_and_missing_checkpoints_are_reported_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("no readable checkpoint"), "{stderr}");
 }
+
+/// Given a checkpoint folder, `eval` uses the best checkpoint by validation accuracy (kept even
+/// when it is older than the last `keep`), not the newest: the run's own accuracy curve says
+/// which step that is, and eval measures the same accuracy again.
+#[test]
+fn eval_on_a_folder_uses_the_best_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path());
+    let job = small_job(dir.path(), "best", &data, 1, 30, "");
+    // A rate of 0.01 peaks at step 25 (0.75) and falls back at 30 (0.65) on this data and seed.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("eval_every = 10\n", "eval_every = 5\n")
+        .replace("learning_rate = 0.001\n", "learning_rate = 0.01\n")
+        .replace("keep = 3\n", "keep = 1\n");
+    std::fs::write(&job, text).unwrap();
+    let run = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
+    let curve: Vec<(u64, f64)> = run["accuracy_curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| (point[0].as_u64().unwrap(), point[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(curve.len(), 6, "{run}");
+    let best = curve.iter().fold(curve[0], |best, &point| if point.1 > best.1 { point } else { best });
+    let folder = dir.path().join("checkpoints-best");
+    let eval = json(&facectl(&[
+        "eval",
+        "--checkpoint",
+        folder.to_str().unwrap(),
+        "--csv",
+        data.join("validate.csv").to_str().unwrap(),
+        "--output",
+        "json",
+    ]));
+    assert_ne!(best.0, 30, "the run must peak before its end, or this checks nothing: {curve:?}");
+    assert_eq!(eval["step"], best.0, "curve {curve:?}: {eval}");
+    assert!((eval["accuracy"].as_f64().unwrap() - best.1).abs() < 1e-9, "curve {curve:?}: {eval}");
+}

@@ -1,6 +1,6 @@
 //! Checkpoints: model parameters, optimizer state, step, data cursor and the job itself, in one
-//! checksummed object, written atomically; the last K are kept and a corrupt one is skipped for
-//! the one before it.
+//! checksummed object, written atomically; the last K are kept, and the best by validation
+//! accuracy besides them (`best.json` names it); a corrupt one is skipped for the one before it.
 //!
 //! Layout: `FTCKPT1\n`, u32 LE header length, header JSON, model bytes, optimizer bytes, and a
 //! CRC-32 (LE) of everything before it.
@@ -18,6 +18,15 @@ use crate::train::trainer::Trainer;
 const MAGIC: &[u8; 8] = b"FTCKPT1\n";
 const PREFIX: &str = "ckpt-";
 const SUFFIX: &str = ".ftck";
+/// Names the best checkpoint of a folder: the highest validation accuracy among those written at
+/// an evaluation step (the earliest of equals).
+const BEST: &str = "best.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Best {
+    step: u64,
+    val_accuracy: f64,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -140,12 +149,27 @@ impl CheckpointStore {
         format!("{PREFIX}{step:010}{SUFFIX}")
     }
 
-    /// Writes the checkpoint (atomically) and prunes all but the newest `keep`. Returns where it went.
+    /// Writes the checkpoint (atomically), records it as the best when its validation accuracy
+    /// beats the best so far, and prunes all but the newest `keep` and the best. Returns where it
+    /// went.
     pub async fn save(&self, checkpoint: &Checkpoint) -> Result<Location> {
         let location = self.dir.child(&Self::name(checkpoint.meta.step))?;
         location.write(checkpoint.encode().into()).await?;
         let steps = self.steps().await?;
-        for &old in steps.iter().rev().skip(self.keep) {
+        let mut best = self.best_pointer().await.filter(|b| steps.contains(&b.step));
+        if let Some(val_accuracy) = checkpoint.meta.val_accuracy
+            && best.is_none_or(|b| val_accuracy > b.val_accuracy)
+        {
+            let new = Best { step: checkpoint.meta.step, val_accuracy };
+            // A JSON of two numbers always serialises.
+            #[allow(clippy::expect_used)]
+            let bytes = serde_json::to_vec(&new).expect("best pointer serialises");
+            match self.dir.child(BEST)?.write(bytes.into()).await {
+                Ok(()) => best = Some(new),
+                Err(e) => warn!(error = %e, "best checkpoint not recorded"),
+            }
+        }
+        for &old in steps.iter().rev().skip(self.keep).filter(|&&s| best.is_none_or(|b| b.step != s)) {
             let old_location = self.dir.child(&Self::name(old))?;
             if let Err(e) = old_location.delete().await {
                 warn!(checkpoint = %old_location, error = %e, "old checkpoint not deleted");
@@ -168,6 +192,24 @@ impl CheckpointStore {
         Ok(steps)
     }
 
+    async fn best_pointer(&self) -> Option<Best> {
+        let bytes = self.dir.child(BEST).ok()?.read().await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The checkpoint with the best validation accuracy, if one was recorded and reads back.
+    pub async fn best(&self) -> Result<Option<(Location, Checkpoint)>> {
+        let Some(best) = self.best_pointer().await else { return Ok(None) };
+        let location = self.dir.child(&Self::name(best.step))?;
+        match location.read().await.map_err(|e| e.to_string()).and_then(|b| Checkpoint::decode(&b)) {
+            Ok(checkpoint) => Ok(Some((location, checkpoint))),
+            Err(problem) => {
+                warn!(checkpoint = %location, problem, "best checkpoint unreadable: using the latest");
+                Ok(None)
+            }
+        }
+    }
+
     /// The newest checkpoint that reads back intact; corrupt ones are reported and skipped.
     pub async fn latest(&self) -> Result<Option<(Location, Checkpoint)>> {
         for step in self.steps().await?.into_iter().rev() {
@@ -181,7 +223,19 @@ impl CheckpointStore {
     }
 }
 
-/// Reads a checkpoint file, or the newest good one when `location` is a checkpoint folder.
+/// What a model is used from: a checkpoint file, or a folder's best checkpoint (the newest good
+/// one when none was recorded), for eval, predict and export.
+pub async fn read_best_checkpoint(location: &str) -> Result<(Location, Checkpoint)> {
+    if !location.ends_with(SUFFIX)
+        && let Some(best) = CheckpointStore::new(location, 1)?.best().await?
+    {
+        return Ok(best);
+    }
+    read_checkpoint(location).await
+}
+
+/// Reads a checkpoint file, or the newest good one when `location` is a checkpoint folder (where
+/// training resumes).
 pub async fn read_checkpoint(location: &str) -> Result<(Location, Checkpoint)> {
     if location.ends_with(SUFFIX) {
         let file = Location::parse(location)?;
@@ -206,7 +260,7 @@ mod tests {
                 job: "name = \"x\"".into(),
                 num_classes: 5,
                 class_names: vec!["a".into()],
-                val_accuracy: Some(0.5),
+                val_accuracy: None,
                 created_unix: 1,
                 ledger: None,
             },
@@ -241,5 +295,30 @@ mod tests {
         std::fs::write(dir.path().join(CheckpointStore::name(30)), b"FTCKPT1\ntruncated").unwrap();
         let (_, latest) = store.latest().await.unwrap().unwrap();
         assert_eq!(latest.meta.step, 20);
+    }
+
+    #[tokio::test]
+    async fn the_best_checkpoint_is_kept_besides_the_last_k_and_read_by_default_for_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().to_str().unwrap();
+        let store = CheckpointStore::new(folder, 2).unwrap();
+        let with = |step, accuracy| Checkpoint {
+            meta: CheckpointMeta { val_accuracy: accuracy, ..sample(step).meta },
+            ..sample(step)
+        };
+        for (step, accuracy) in [(10, Some(0.5)), (20, Some(0.9)), (30, Some(0.6)), (40, Some(0.9)), (50, None)] {
+            store.save(&with(step, accuracy)).await.unwrap();
+        }
+        assert_eq!(store.steps().await.unwrap(), vec![20, 40, 50], "the last 2 and the best (the earliest of equals)");
+        assert_eq!(read_best_checkpoint(folder).await.unwrap().1.meta.step, 20);
+        assert_eq!(read_checkpoint(folder).await.unwrap().1.meta.step, 50, "training resumes from the latest");
+        store.save(&with(60, Some(0.95))).await.unwrap();
+        assert_eq!(store.steps().await.unwrap(), vec![50, 60], "the old best goes once it is beaten");
+        assert_eq!(read_best_checkpoint(folder).await.unwrap().1.meta.step, 60);
+        // A best that no longer reads back falls back to the latest good one.
+        std::fs::write(dir.path().join(CheckpointStore::name(60)), b"FTCKPT1\ntruncated").unwrap();
+        assert_eq!(read_best_checkpoint(folder).await.unwrap().1.meta.step, 50);
+        let file = dir.path().join(CheckpointStore::name(50));
+        assert_eq!(read_best_checkpoint(file.to_str().unwrap()).await.unwrap().1.meta.step, 50, "a file is itself");
     }
 }
