@@ -85,37 +85,67 @@ impl EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
+    /// A checkpoint file (.ftck) or a checkpoint folder (its best checkpoint).
     #[arg(long)]
     checkpoint: String,
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     top_k: u32,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    #[arg(long, value_enum, default_value_t = PredictOutput::Text)]
+    output: PredictOutput,
+    /// Images (.jpg, .jpeg, .png), or folders and object-store prefixes (s3://, gs://) whose images
+    /// are all predicted, in key order.
     #[arg(required = true)]
     images: Vec<String>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PredictOutput {
+    Text,
+    Json,
+    /// `image,rank,name,probability`, one row per image and rank.
+    Csv,
+}
+
+/// Images decoded and ranked this many at a time, so memory does not grow with a folder's size.
+const PREDICT_BATCH: usize = 256;
 
 impl PredictArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let Self { checkpoint, top_k, output, images } = self;
         let top_k = top_k as usize;
         let (trainer, class_names, side, _) = restore(&checkpoint).await?;
-        let mut decoded = Vec::with_capacity(images.len());
-        for image in &images {
-            let bytes = Location::parse(image)?.read().await?;
-            let (rgb, _) = decode_rgb(&bytes, side).map_err(|e| anyhow::anyhow!("{image}: {e}"))?;
-            decoded.push(rgb);
+        let images = expand_images(&images).await?;
+        let trainer = std::sync::Arc::new(trainer);
+        let class_names = std::sync::Arc::new(class_names);
+        let mut results = Vec::with_capacity(images.len());
+        for chunk in images.chunks(PREDICT_BATCH) {
+            let mut decoded = Vec::with_capacity(chunk.len());
+            for image in chunk {
+                let bytes = image.read().await?;
+                let (rgb, _) = decode_rgb(&bytes, side).map_err(|e| anyhow::anyhow!("{image}: {e}"))?;
+                decoded.push(rgb);
+            }
+            let (trainer, class_names) = (trainer.clone(), class_names.clone());
+            results.extend(tokio::task::spawn_blocking(move || rank(&trainer, decoded, &class_names, top_k)).await?);
         }
-        let results = tokio::task::spawn_blocking(move || rank(&trainer, decoded, &class_names, top_k)).await?;
+        let named: Vec<String> = images.iter().map(ToString::to_string).collect();
         match output {
-            Output::Json => print_json(&serde_json::json!(
-                images.iter().zip(&results).map(|(image, top)| serde_json::json!({
+            PredictOutput::Json => print_json(&serde_json::json!(
+                named.iter().zip(&results).map(|(image, top)| serde_json::json!({
                     "image": image,
                     "predictions": top.iter().map(|(name, p)| serde_json::json!({"name": name, "probability": p})).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>()
             )),
-            Output::Text => {
-                for (image, top) in images.iter().zip(&results) {
+            PredictOutput::Csv => {
+                println!("image,rank,name,probability");
+                for (image, top) in named.iter().zip(&results) {
+                    for (rank, (name, p)) in top.iter().enumerate() {
+                        println!("{},{},{},{p:.6}", csv_field(image), rank + 1, csv_field(name));
+                    }
+                }
+            }
+            PredictOutput::Text => {
+                for (image, top) in named.iter().zip(&results) {
                     let ranked: Vec<String> = top.iter().map(|(name, p)| format!("{name} {p:.3}")).collect();
                     println!("{image}: {}", ranked.join(", "));
                 }
@@ -123,6 +153,36 @@ impl PredictArgs {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is an image `predict` reads.
+fn is_image(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".jpg", ".jpeg", ".png"].iter().any(|ext| lower.ends_with(ext))
+}
+
+/// Each argument as itself when it names an image, else every image under it (a folder or an
+/// object-store prefix); a folder without images is an error naming it.
+async fn expand_images(arguments: &[String]) -> anyhow::Result<Vec<Location>> {
+    let mut images = Vec::new();
+    for argument in arguments {
+        let location = Location::parse(argument)?;
+        if is_image(argument) {
+            images.push(location);
+            continue;
+        }
+        let found: Vec<Location> = location.list().await?.into_iter().filter(|l| is_image(&l.to_string())).collect();
+        if found.is_empty() {
+            anyhow::bail!("{argument}: not an image (.jpg, .jpeg, .png) and no images under it");
+        }
+        images.extend(found);
+    }
+    Ok(images)
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
 }
 
 /// Which checkpoint a folder resolved to.

@@ -93,6 +93,23 @@ fn synth_check_train_eval_and_predict() {
     assert!(top[0]["probability"].as_f64().unwrap() >= top[1]["probability"].as_f64().unwrap());
     assert!(PEOPLE.contains(&top[0]["name"].as_str().unwrap()));
 
+    // A folder is every image under it, in order; CSV has a row per image and rank.
+    let folder = data.join("validate/Alan_Turing");
+    let args = ["predict", "--checkpoint", &checkpoint, "--top-k", "2", "--output", "csv", folder.to_str().unwrap()];
+    let csv = facectl(&args);
+    assert!(csv.status.success(), "{}", String::from_utf8_lossy(&csv.stderr));
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "image,rank,name,probability");
+    assert_eq!(lines.len(), 1 + 4 * 2, "4 validation images of one person, 2 ranks each:\n{csv}");
+    assert!(lines[1].contains("Alan_Turing_0000.jpg,1,") && lines[2].contains("Alan_Turing_0000.jpg,2,"), "{csv}");
+    assert!(lines[7].contains("Alan_Turing_0003.jpg,1,"), "{csv}");
+    let empty = dir.path().join("no-images");
+    std::fs::create_dir_all(&empty).unwrap();
+    let refused = facectl(&["predict", "--checkpoint", &checkpoint, empty.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no images under it"), "{refused:?}");
+
     // Running the same job again resumes from its checkpoint and trains only what is left.
     let again = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json", "--max-steps", "25"]));
     assert_eq!((again["resumed_from_step"].as_u64(), again["steps"].as_u64()), (Some(20), Some(25)));

@@ -183,6 +183,20 @@ impl Location {
             .map_err(|e| Error::storage_failed(StorageAction::Delete, self, describe(&e)))
     }
 
+    /// Every object directly or indirectly under this prefix, sorted by key.
+    pub async fn list(&self) -> Result<Vec<Location>> {
+        let prefix = StorePath::from(self.key.as_str());
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage_failed(StorageAction::List, self, describe(&e)))?;
+        let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+        keys.sort_unstable();
+        Ok(keys.into_iter().map(|key| Self { store: self.store.clone(), root: self.root.clone(), key }).collect())
+    }
+
     /// Names (last path segment) of the objects directly or indirectly under this prefix.
     pub async fn list_names(&self) -> Result<Vec<String>> {
         let prefix = StorePath::from(self.key.as_str());
