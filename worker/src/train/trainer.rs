@@ -142,35 +142,7 @@ impl Trainer {
             )));
         }
         let computed = std::time::Instant::now();
-        let _reduce = tracing::info_span!("reduce").entered();
-        if let Some(exchange) = exchange {
-            if !exchange.moves_gradients() {
-                exchange.all_reduce(self.step, &mut [])?;
-                drop(_reduce);
-                return self.finish_step(grads, stats, started, computed);
-            }
-            let mut flat = params::flatten_gradients(&self.model, &grads);
-            exchange.all_reduce(self.step, &mut flat)?;
-            if flat.iter().any(|v| !v.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "the summed gradient is not finite at step {} (learning rate too high?)",
-                    self.step + 1
-                )));
-            }
-            params::replace_gradients(&self.model, &mut grads, &flat);
-        }
-        drop(_reduce);
-        self.finish_step(grads, stats, started, computed)
-    }
-
-    /// The optimizer step, and the step's timings.
-    fn finish_step(
-        &mut self,
-        grads: GradientsParams,
-        stats: StepStats,
-        started: std::time::Instant,
-        computed: std::time::Instant,
-    ) -> Result<StepStats> {
+        tracing::info_span!("reduce").in_scope(|| self.reduce(exchange, &mut grads))?;
         let reduced = std::time::Instant::now();
         tracing::info_span!("apply").in_scope(|| self.apply(grads));
         self.last_timings = StepTimings {
@@ -179,6 +151,25 @@ impl Trainer {
             apply: reduced.elapsed().as_secs_f64(),
         };
         Ok(stats)
+    }
+
+    /// Replaces `grads` by their sum over the job's workers: nothing to do without an exchange,
+    /// and nothing to move for a lone member (the exchange still marks the step done).
+    fn reduce(&self, exchange: Option<&mut dyn GradientExchange>, grads: &mut GradientsParams) -> Result<()> {
+        let Some(exchange) = exchange else { return Ok(()) };
+        if !exchange.moves_gradients() {
+            return exchange.all_reduce(self.step, &mut []);
+        }
+        let mut flat = params::flatten_gradients(&self.model, grads);
+        exchange.all_reduce(self.step, &mut flat)?;
+        if flat.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "the summed gradient is not finite at step {} (learning rate too high?)",
+                self.step + 1
+            )));
+        }
+        params::replace_gradients(&self.model, grads, &flat);
+        Ok(())
     }
 
     /// Logits for a batch without dropout or autodiff.
