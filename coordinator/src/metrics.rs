@@ -254,9 +254,13 @@ impl Collector for JobCollector {
             f.toil_events.with_label_values(&[kind.name()]);
             f.toil_seconds.with_label_values(&[kind.name()]);
         }
-        for toil in jobs.iter().flat_map(|j| &j.toil).chain(&snapshot.deleted_toil) {
+        for toil in jobs.iter().flat_map(|j| &j.toil) {
             f.toil_events.with_label_values(&[toil.kind.name()]).inc();
             f.toil_seconds.with_label_values(&[toil.kind.name()]).inc_by(toil.hands_on_seconds);
+        }
+        for (kind, total) in &snapshot.deleted_toil {
+            f.toil_events.with_label_values(&[kind.name()]).inc_by(total.actions);
+            f.toil_seconds.with_label_values(&[kind.name()]).inc_by(total.hands_on_seconds);
         }
         for job in jobs {
             let id = job.id.as_str();

@@ -112,23 +112,24 @@ impl JobStore {
     pub fn put(&self, job: &JobRecord) -> Result<(), StoreError> {
         let bytes =
             serde_json::to_vec(job).map_err(|e| self.fail(format!("job {} does not serialise: {e}", job.id)))?;
-        self.with_db(|db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
-            {
-                let mut table = txn.open_table(JOBS).map_err(|e| e.to_string())?;
-                table.insert(job.id.as_str(), bytes.as_slice()).map_err(|e| e.to_string())?;
-            }
-            txn.commit().map_err(|e| format!("commit failed: {e}"))
-        })
+        self.change_jobs(|table| table.insert(job.id.as_str(), bytes.as_slice()).map(drop))
     }
 
     /// Removes a job's record (a quarantined record's original bytes stay where they were kept).
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.change_jobs(|table| table.remove(id).map(drop))
+    }
+
+    /// One committed write transaction on the jobs table.
+    fn change_jobs(
+        &self,
+        change: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<(), redb::StorageError>,
+    ) -> Result<(), StoreError> {
         self.with_db(|db| {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             {
                 let mut table = txn.open_table(JOBS).map_err(|e| e.to_string())?;
-                table.remove(id).map_err(|e| e.to_string())?;
+                change(&mut table).map_err(|e| e.to_string())?;
             }
             txn.commit().map_err(|e| format!("commit failed: {e}"))
         })

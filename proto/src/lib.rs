@@ -59,12 +59,8 @@ pub fn encode_gradients(values: &[f32], dtype: job::GradientDtype) -> Vec<u8> {
 
 /// Inverse of [`encode_gradients`]; `None` when the length is not whole values.
 pub fn decode_gradients(bytes: &[u8], dtype: job::GradientDtype) -> Option<Vec<f32>> {
-    match dtype {
-        job::GradientDtype::F32 => bytes_to_f32(bytes),
-        job::GradientDtype::Bf16 => bytes.len().is_multiple_of(2).then(|| {
-            bytes.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
-        }),
-    }
+    let mut values = vec![0.0f32; bytes.len() / gradient_element_bytes(dtype)];
+    decode_gradients_into(bytes, dtype, &mut values).then_some(values)
 }
 
 /// [`decode_gradients`] straight into `out`, without an intermediate vector; false (and `out`

@@ -185,20 +185,17 @@ impl Location {
 
     /// Every object directly or indirectly under this prefix, sorted by key.
     pub async fn list(&self) -> Result<Vec<Location>> {
-        let prefix = StorePath::from(self.key.as_str());
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| Error::storage_failed(StorageAction::List, self, describe(&e)))?;
-        let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+        let mut keys: Vec<String> = self.object_paths().await?.iter().map(ToString::to_string).collect();
         keys.sort_unstable();
         Ok(keys.into_iter().map(|key| Self { store: self.store.clone(), root: self.root.clone(), key }).collect())
     }
 
     /// Names (last path segment) of the objects directly or indirectly under this prefix.
     pub async fn list_names(&self) -> Result<Vec<String>> {
+        Ok(self.object_paths().await?.iter().filter_map(|p| p.filename().map(str::to_string)).collect())
+    }
+
+    async fn object_paths(&self) -> Result<Vec<StorePath>> {
         let prefix = StorePath::from(self.key.as_str());
         let metas: Vec<_> = self
             .store
@@ -206,7 +203,7 @@ impl Location {
             .try_collect()
             .await
             .map_err(|e| Error::storage_failed(StorageAction::List, self, describe(&e)))?;
-        Ok(metas.into_iter().filter_map(|m| m.location.filename().map(str::to_string)).collect())
+        Ok(metas.into_iter().map(|m| m.location).collect())
     }
 }
 

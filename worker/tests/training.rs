@@ -142,6 +142,21 @@ fn the_size_estimate_counts_the_parameters_burn_builds() {
     }
 }
 
+/// The small model without augmentation or dropout at a rate of 1e-3, and one fixed batch of 20:
+/// a step's parameter move then depends only on the optimizer.
+async fn optimizer_test_setup(
+    dir: &std::path::Path,
+) -> (facetrain_worker::job::JobSpec, Architecture, facetrain_worker::data::batch::Batch) {
+    let data = common::synth_dataset(dir, common::SMALL_SIDE, 6);
+    let mut job = common::no_augment(common::small_job(&data, None));
+    job.model.keep_prob = 1.0;
+    job.training.learning_rate = 1e-3;
+    let (train, _) = load_job_datasets(&job).await.unwrap();
+    let arch = Architecture::new(job.model.clone(), train.num_classes);
+    let batch = build_batch(&train, ShardPlan::new(train.len(), 1).picks(0, 20), None);
+    (job, arch, batch)
+}
+
 /// The schedule is what the optimizer uses: Adam's first update moves each parameter by about the
 /// learning rate, so a 10-step warm-up (first rate base / 10) moves them about a tenth as far as a
 /// constant rate does, and step decay halves the move at the decay step.
@@ -150,13 +165,7 @@ async fn the_optimizer_steps_at_the_scheduled_learning_rate() {
     use facetrain_proto::schedule::Schedule;
 
     let dir = tempfile::tempdir().unwrap();
-    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 6);
-    let mut job = common::no_augment(common::small_job(&data, None));
-    job.model.keep_prob = 1.0;
-    job.training.learning_rate = 1e-3;
-    let (train, _) = load_job_datasets(&job).await.unwrap();
-    let arch = Architecture::new(job.model.clone(), train.num_classes);
-    let batch = build_batch(&train, ShardPlan::new(train.len(), 1).picks(0, 20), None);
+    let (job, arch, batch) = optimizer_test_setup(dir.path()).await;
     // The largest parameter move of each of `steps` steps.
     let moves = |training: &facetrain_worker::job::TrainingSpec, steps: usize| {
         let mut trainer = Trainer::new(arch.clone(), training, device());
@@ -206,13 +215,7 @@ async fn a_local_job_stops_early_when_validation_accuracy_stops_improving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_decay_is_adamw_and_its_state_survives_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 6);
-    let mut job = common::no_augment(common::small_job(&data, None));
-    job.model.keep_prob = 1.0;
-    job.training.learning_rate = 1e-3;
-    let (train, _) = load_job_datasets(&job).await.unwrap();
-    let arch = Architecture::new(job.model.clone(), train.num_classes);
-    let batch = build_batch(&train, ShardPlan::new(train.len(), 1).picks(0, 20), None);
+    let (job, arch, batch) = optimizer_test_setup(dir.path()).await;
     let one_step = |training: &facetrain_worker::job::TrainingSpec| {
         let mut trainer = Trainer::new(arch.clone(), training, device());
         let (grads, _) = trainer.compute_gradients(&batch, 20);

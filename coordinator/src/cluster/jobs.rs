@@ -122,10 +122,7 @@ impl Cluster {
     /// Whether `id` may be deleted: it exists and has ended (a queued or running job is
     /// cancelled first, so deleting never stops training behind anyone's back).
     pub fn check_delete(&self, id: &str) -> Result<()> {
-        if id.is_empty() {
-            return Err(DomainError::invalid("job_id", "`job_id` is empty: give the id `submit` printed"));
-        }
-        let job = self.jobs.get(id).ok_or_else(|| unknown_job(id))?;
+        let job = self.requested(id)?;
         if !job.state.is_terminal() {
             return Err(DomainError::Precondition(format!(
                 "job `{id}` is {}: cancel it before deleting it",
@@ -139,7 +136,11 @@ impl Cluster {
     /// Its manual actions stay counted in the toil totals.
     pub fn forget(&mut self, id: &str) {
         if let Some(job) = self.jobs.remove(id) {
-            self.deleted_toil.extend(job.toil);
+            for toil in &job.toil {
+                let total = self.deleted_toil.entry(toil.kind).or_default();
+                total.actions += 1;
+                total.hands_on_seconds += toil.hands_on_seconds;
+            }
             self.unsaved.remove(id);
             self.conditions.retain(|(job, _, _)| job != id);
             self.emit(Event::JobDeleted { job: id.to_string() });

@@ -19,9 +19,10 @@ mod testkit;
 mod tests;
 mod workers;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use facetrain_proto::incidents::ToilKind;
 use facetrain_proto::job::Backend;
 use facetrain_proto::ledger::SampleLedger;
 
@@ -31,7 +32,7 @@ pub use incidents::recurrence_limit;
 pub use jobs::DEFAULT_HANDS_ON_SECONDS;
 
 use crate::conditions::{Condition, StragglerTracker};
-use crate::record::{JobRecord, ToilRecord};
+use crate::record::JobRecord;
 use crate::run::JobRun;
 
 /// The time of a call: monotonic for deadlines, wall clock for the records.
@@ -119,9 +120,16 @@ pub struct Snapshot {
     pub workers_registered: usize,
     pub workers_training: usize,
     pub workers_lost: u64,
-    /// Manual actions on jobs deleted since the coordinator started: the toil counters are sums
-    /// over jobs and must not go backwards when one is deleted.
-    pub deleted_toil: Vec<ToilRecord>,
+    /// Manual actions on jobs deleted since the coordinator started, totalled by kind: the toil
+    /// counters are sums over jobs and must not go backwards when one is deleted.
+    pub deleted_toil: HashMap<ToilKind, ToilTotal>,
+}
+
+/// Manual actions of one kind and their hands-on time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ToilTotal {
+    pub actions: u64,
+    pub hands_on_seconds: f64,
 }
 
 /// A job as the API shows it.
@@ -148,7 +156,7 @@ pub struct Cluster {
     unsaved: BTreeSet<String>,
     workers_lost: u64,
     /// See [`Snapshot::deleted_toil`].
-    deleted_toil: Vec<ToilRecord>,
+    deleted_toil: HashMap<ToilKind, ToilTotal>,
     events: Vec<Event>,
 }
 
@@ -168,7 +176,7 @@ impl Cluster {
             conditions: Vec::new(),
             unsaved: BTreeSet::new(),
             workers_lost: 0,
-            deleted_toil: Vec::new(),
+            deleted_toil: HashMap::new(),
             events: Vec::new(),
         };
         for job in records {
@@ -200,11 +208,16 @@ impl Cluster {
     }
 
     pub fn job(&self, id: &str) -> Result<JobView> {
+        let record = self.requested(id)?;
+        Ok(JobView { record: record.clone(), workers: self.workers_of(id) })
+    }
+
+    /// The job a request names: an empty id is the caller's mistake, an unknown one not found.
+    fn requested(&self, id: &str) -> Result<&JobRecord> {
         if id.is_empty() {
             return Err(DomainError::invalid("job_id", "`job_id` is empty: give the id `submit` printed"));
         }
-        let record = self.jobs.get(id).ok_or_else(|| error::unknown_job(id))?;
-        Ok(JobView { record: record.clone(), workers: self.workers_of(id) })
+        self.jobs.get(id).ok_or_else(|| error::unknown_job(id))
     }
 
     pub fn jobs(&self) -> Vec<JobView> {

@@ -185,7 +185,8 @@ fn only_an_ended_job_can_be_deleted_and_its_toil_stays_counted() {
     assert!(matches!(sim.cluster.job(&id), Err(DomainError::NotFound(_))));
     assert_eq!(sim.cluster.jobs().len(), 1, "only the queued job is left");
     let snapshot = sim.cluster.snapshot();
-    assert_eq!(snapshot.deleted_toil.iter().map(|t| t.hands_on_seconds).sum::<f64>(), 42.0);
+    let deleted = snapshot.deleted_toil[&facetrain_proto::incidents::ToilKind::Cancel];
+    assert_eq!((deleted.actions, deleted.hands_on_seconds), (1, 42.0));
     assert!(sim.cluster.take_events().iter().any(|e| matches!(e, Event::JobDeleted { job } if *job == id)));
 }
 
