@@ -149,6 +149,12 @@ impl Coordinator {
                 info!(job = %job, cause = cause.name(), resolved_by = resolver.name(), recovery_seconds, "incident closed");
             }
             Event::StepApplied { job, step: _, seconds, compute } => m.step_applied(&job, seconds, &compute),
+            Event::History { job, point } => {
+                // The curve is a record of the job, not the job: a refused write costs a point.
+                if let Err(e) = self.store.append_history(&job, &point) {
+                    warn!(job = %job, step = point.step, error = %e, "job history point not stored");
+                }
+            }
             Event::ReduceBytes { job, bytes } => m.reduce_bytes.with_label_values(&[&job, "coordinator"]).inc_by(bytes),
             Event::CheckpointRecorded { seconds, .. } => m.checkpoint_duration.observe(seconds),
             Event::CheckpointFailed { job, step, error } => {
@@ -195,16 +201,54 @@ impl Coordinator {
         })
     }
 
+    pub fn resume(
+        &self,
+        id: &str,
+        requested_by: &str,
+        hands_on_seconds: f64,
+        max_steps: Option<u64>,
+    ) -> Result<JobView> {
+        self.with_cluster(|cluster, now| {
+            cluster.resume(id, requested_by, hands_on_seconds, max_steps, now)?;
+            cluster.job(id)
+        })
+    }
+
+    /// Up to `limit` points of the job's curve from `from_step` on.
+    pub fn history(&self, id: &str, from_step: u64, limit: usize) -> Result<Vec<crate::history::HistoryPoint>> {
+        self.read(|cluster| cluster.job(id).map(drop))?;
+        self.store.history(id, from_step, limit).map_err(|e| DomainError::Unavailable(e.to_string()))
+    }
+
     /// Deletes an ended job: from the store first, so a store that refuses leaves it as it was.
     pub fn delete(&self, id: &str) -> Result<()> {
         self.with_cluster(|cluster, _| {
             cluster.check_delete(id)?;
-            self.store.delete(id).map_err(|e| DomainError::Unavailable(e.to_string()))?;
-            cluster.forget(id);
+            self.remove(cluster, id)?;
             info!(job = %id, "job deleted");
             Ok(())
         })
         .inspect(|()| self.notify())
+    }
+
+    fn remove(&self, cluster: &mut Cluster, id: &str) -> Result<()> {
+        self.store.delete(id).map_err(|e| DomainError::Unavailable(e.to_string()))?;
+        cluster.forget(id);
+        Ok(())
+    }
+
+    /// Deletes the ended jobs the retention no longer keeps (a store that refuses: next time).
+    fn expire(&self, cluster: &mut Cluster, now: Now) {
+        let retention = cluster.limits().retention.clone();
+        for id in cluster.expired(&retention, now) {
+            match self.remove(cluster, &id) {
+                Ok(()) => info!(job = %id, "job expired: deleted by the retention"),
+                Err(e) => {
+                    warn!(job = %id, error = %e, "expired job not deleted; trying again later");
+                    return;
+                }
+            }
+        }
     }
 
     // ---- workers ----
@@ -221,6 +265,7 @@ impl Coordinator {
     pub fn supervise(&self) {
         self.with_cluster(|cluster, now| {
             cluster.tick(now);
+            self.expire(cluster, now);
             for job in cluster.unsaved() {
                 self.save(cluster, &job, now);
                 if cluster.unsaved().contains(&job) {

@@ -6,6 +6,7 @@ pub mod access;
 pub mod cluster;
 pub mod conditions;
 pub mod coordinator;
+pub mod history;
 pub mod metrics;
 pub mod record;
 pub mod reduce;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use facetrain_coordinator::access::{AccessPolicy, SubmitLimit};
-use facetrain_coordinator::cluster::{Limits, Timing};
+use facetrain_coordinator::cluster::{Limits, Retention, Timing};
 use facetrain_coordinator::coordinator::Coordinator;
 use facetrain_coordinator::metrics::{CoordinatorMetrics, register_job_metrics};
 use facetrain_coordinator::server::Security;
@@ -41,7 +41,8 @@ struct Args {
     /// Floor of the per-step deadline (k x recent p99 step time; 100 ms to 1 day).
     #[arg(long, default_value = "10000", value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     step_deadline_ms: u64,
-    /// How long a queued job waits for all its workers before starting with fewer (0 to 1 h).
+    /// How long a queued job with `workers.min_count` waits for the rest of its workers once its
+    /// minimum is free, before starting with fewer (0 to 1 h).
     #[arg(long, default_value = "5000", value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     start_grace_ms: u64,
     /// Refuse jobs whose model needs more than this much memory on one worker (GiB, estimated
@@ -49,6 +50,14 @@ struct Args {
     #[arg(long, env = "FACETRAIN_MAX_JOB_MEMORY_GIB", default_value = "64",
           value_parser = clap::value_parser!(u64).range(1..=65536))]
     max_job_memory_gib: u64,
+    /// Delete ended jobs (record, curve, metric series; not checkpoints) this long after they
+    /// ended: `90d`, `12h`, `30m` (unset: no age limit).
+    #[arg(long, env = "FACETRAIN_RETAIN_JOBS_FOR", value_parser = retention_age)]
+    retain_jobs_for: Option<Duration>,
+    /// Keep at most this many ended jobs, deleting the oldest first (0: no count limit), so the
+    /// job store stays bounded.
+    #[arg(long, env = "FACETRAIN_RETAIN_ENDED_JOBS", default_value = "10000")]
+    retain_ended_jobs: usize,
     /// Job submissions one client (address) may make at once, before --submit-per-minute applies.
     #[arg(long, env = "FACETRAIN_SUBMIT_BURST", default_value = "50",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -128,7 +137,11 @@ async fn main() -> anyhow::Result<()> {
     facetrain_telemetry::register_build_info(&registry, "coordinator")?;
     let metrics = CoordinatorMetrics::new(&registry)?;
     let store = JobStore::open(&args.store)?;
-    let limits = Limits { max_job_bytes: args.max_job_memory_gib << 30 };
+    let retention = Retention {
+        max_age: args.retain_jobs_for,
+        max_ended: (args.retain_ended_jobs > 0).then_some(args.retain_ended_jobs),
+    };
+    let limits = Limits { max_job_bytes: args.max_job_memory_gib << 30, retention };
     let coordinator = Coordinator::open(store, timing, limits, metrics)?;
     register_job_metrics(&registry, coordinator.clone())?;
     let listener = facetrain_telemetry::bind(&args.listen, "gRPC").await?;
@@ -164,4 +177,38 @@ async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+/// `90d`, `12h`, `30m` or `45s`: at least a minute, at most ten years.
+fn retention_age(text: &str) -> Result<Duration, String> {
+    let expected = || format!("expected a number with a unit (s, m, h or d), e.g. `30d`; got `{text}`");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(expected)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| expected())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(expected()),
+    };
+    let seconds = number.saturating_mul(unit);
+    if !(60..=10 * 365 * 86_400).contains(&seconds) {
+        return Err(format!("`{text}`: expected at least a minute and at most ten years"));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_ages_read_with_units_and_nonsense_is_refused() {
+        assert_eq!(retention_age("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(retention_age("90m"), Ok(Duration::from_secs(5400)));
+        for bad in ["30", "d", "30x", "-1d", "10s", "99999d", ""] {
+            assert!(retention_age(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -116,6 +116,9 @@ pub struct JobRecord {
     /// The client's id for the submission (`SubmitJobRequest.request_id`), empty if none.
     #[serde(default)]
     pub request_id: String,
+    /// The spec's scheduling priority (kept here so listing and queueing need not parse job.toml).
+    #[serde(default)]
+    pub priority: i32,
     pub state: JobState,
     pub step: u64,
     pub max_steps: u64,
@@ -196,6 +199,7 @@ impl JobRecord {
             job_toml,
             submitted_by,
             request_id: String::new(),
+            priority: 0,
             state: JobState::Queued,
             step: 0,
             max_steps,

@@ -59,6 +59,13 @@ pub enum Command {
     Watch(remote::WatchArgs),
     /// Cancel a job (a manual action: counted as toil).
     Cancel(remote::CancelArgs),
+    /// A job's training curve (loss, accuracy, learning rate, step time), kept by the coordinator.
+    Metrics(crate::curve::MetricsArgs),
+    /// A job's timeline: submitted, started, incidents, manual actions, the end (`--follow`).
+    Events(crate::events::EventsArgs),
+    /// Continue a failed or cancelled job from its latest checkpoint (a manual action: counted
+    /// as toil).
+    Resume(remote::ResumeArgs),
     /// Delete an ended job from the coordinator (its record and metric series; checkpoints stay).
     Delete(remote::DeleteArgs),
     /// The toil ledger: incidents, automated vs manual recoveries, MTTR, hands-on time, toil ratio.
@@ -85,6 +92,9 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::List(args) => args.run().await,
         Command::Watch(args) => args.run().await,
         Command::Cancel(args) => args.run().await,
+        Command::Metrics(args) => args.run().await,
+        Command::Events(args) => args.run().await,
+        Command::Resume(args) => args.run().await,
         Command::Delete(args) => args.run().await,
         Command::Toil(args) => args.run().await,
         Command::Dataset(command) => command.run().await,

@@ -3,7 +3,8 @@
 //!
 //! [`cli`] lists the commands and dispatches them. Each command's module owns its flags (a
 //! `clap::Args` struct) and its `run`: [`local`] (with [`local_cluster`]), [`model`] (eval and
-//! predict), [`remote`] (submit, status, list, watch, cancel), [`toil`], [`dataset`], [`certs`]
+//! predict), [`remote`] (submit, status, list, watch, cancel, resume, delete), [`curve`] (a job's training
+//! curve), [`events`] (its timeline), [`toil`], [`dataset`], [`certs`]
 //! and [`bench`](mod@bench). Commands that reach a coordinator go through [`connection`] over [`dial`].
 //! [`output`] is how results are printed (text or JSON), [`progress`] the training progress on
 //! stderr, and [`args`] the value parsers several commands' flags share.
@@ -13,8 +14,10 @@ pub mod bench;
 pub mod certs;
 pub mod cli;
 pub mod connection;
+pub mod curve;
 pub mod dataset;
 pub mod dial;
+pub mod events;
 pub mod local;
 pub mod local_cluster;
 pub mod model;

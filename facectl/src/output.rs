@@ -54,11 +54,17 @@ pub fn running_seconds(job: &pb::Job) -> f64 {
 pub fn job_line(job: &pb::Job) -> String {
     let accuracy = job.val_accuracy.map_or("-".to_string(), |a| format!("{a:.3}"));
     let message = if job.message.is_empty() { String::new() } else { format!(" ({})", job.message) };
+    let mut state = state_name(job.state).to_string();
+    if job.queue_position > 0 {
+        state += &format!(" #{}", job.queue_position);
+    }
+    if job.priority != 0 {
+        state += &format!(" priority {}", job.priority);
+    }
     format!(
-        "{} {} {} step {}/{} val_acc {accuracy} loss {:.4} workers {} incidents {}{message}",
+        "{} {} {state} step {}/{} val_acc {accuracy} loss {:.4} workers {} incidents {}{message}",
         job.id,
         job.name,
-        state_name(job.state),
         job.step,
         job.max_steps,
         job.train_loss.unwrap_or(f64::NAN),
@@ -81,6 +87,8 @@ pub fn job_json(job: &pb::Job) -> serde_json::Value {
         "learning_rate": job.learning_rate,
         "workers": job.workers,
         "message": job.message,
+        "priority": job.priority,
+        "queue_position": job.queue_position,
         "submitted_by": job.submitted_by,
         "latest_checkpoint": job.latest_checkpoint,
         "running_seconds": running_seconds(job),

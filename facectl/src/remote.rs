@@ -5,11 +5,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use facetrain_proto::job::JobSpec;
+use facetrain_proto::job::{JobSpec, MAX_PRIORITY};
 use facetrain_proto::pb;
 
 use crate::connection::Connection;
-use crate::output::{Output, job_json, job_line, print_json};
+use crate::output::{Output, job_json, job_line, print_json, state_name};
 
 /// Where the coordinator is and how to prove who we are.
 #[derive(Args, Debug, Clone)]
@@ -46,6 +46,12 @@ fn who() -> String {
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
     job: PathBuf,
+    /// Scheduling priority (higher first; FIFO within a priority), instead of job.toml's.
+    #[arg(long, allow_hyphen_values = true, value_parser = clap::value_parser!(i32).range(-(MAX_PRIORITY as i64)..=MAX_PRIORITY as i64))]
+    priority: Option<i32>,
+    /// Follow the job until it ends, as `watch` does; exits non-zero unless it succeeds.
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     remote: Remote,
 }
@@ -53,7 +59,10 @@ pub struct SubmitArgs {
 impl SubmitArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         // Validate here so a mistake is reported against the file, with paths resolved from it.
-        let spec = JobSpec::load(&self.job)?;
+        let mut spec = JobSpec::load(&self.job)?;
+        if let Some(priority) = self.priority {
+            spec.priority = priority;
+        }
         let mut connection = Connection::open(&self.remote, "submit").await?;
         let request = connection.request(pb::SubmitJobRequest {
             job_toml: spec.to_toml(),
@@ -61,7 +70,11 @@ impl SubmitArgs {
             ..Default::default()
         });
         let response = connection.client.submit_job(request).await.map_err(|s| connection.failed(s))?;
-        println!("{}", response.into_inner().job_id);
+        let id = response.into_inner().job_id;
+        println!("{id}");
+        if self.wait {
+            follow(&mut connection, &id).await?;
+        }
         Ok(())
     }
 }
@@ -116,29 +129,41 @@ pub struct WatchArgs {
 }
 
 impl WatchArgs {
-    /// Follows the job until it ends. The stream has no deadline (a job may run for days and stay
-    /// quiet while queued); keep-alive pings bound how long a silent coordinator is waited for.
     pub async fn run(self) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "watch").await?;
-        let request = tonic::Request::new(pb::WatchJobRequest { job_id: self.job_id });
-        let mut stream = connection.client.watch_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
-        let mut last_line = String::new();
-        while let Some(event) = stream.message().await.map_err(|s| connection.failed(s))? {
-            if let Some(job) = event.job {
-                let line = job_line(&job);
-                if line != last_line {
-                    if let Err(e) = writeln!(std::io::stdout(), "{line}") {
-                        // The reader left (`facectl watch JOB | head -1`): nothing more to show.
-                        if e.kind() == std::io::ErrorKind::BrokenPipe {
-                            return Ok(());
-                        }
-                        return Err(e.into());
-                    }
-                    last_line = line;
+        follow(&mut connection, &self.job_id).await
+    }
+}
+
+/// Prints the job's line each time it changes until the job ends; an error unless it succeeded,
+/// so scripts and CI can use the exit status. The stream has no deadline (a job may run for days
+/// and stay quiet while queued); keep-alive pings bound how long a silent coordinator is waited for.
+async fn follow(connection: &mut Connection, job_id: &str) -> anyhow::Result<()> {
+    let request = tonic::Request::new(pb::WatchJobRequest { job_id: job_id.to_string() });
+    let mut stream = connection.client.watch_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
+    let mut last_line = String::new();
+    let mut last = None;
+    while let Some(event) = stream.message().await.map_err(|s| connection.failed(s))? {
+        let Some(job) = event.job else { continue };
+        let line = job_line(&job);
+        if line != last_line {
+            if let Err(e) = writeln!(std::io::stdout(), "{line}") {
+                // The reader left (`facectl watch JOB | head -1`): nothing more to show.
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(());
                 }
+                return Err(e.into());
             }
+            last_line = line;
         }
-        Ok(())
+        last = Some(job);
+    }
+    match last {
+        Some(job) if job.state == pb::JobState::Succeeded as i32 => Ok(()),
+        Some(job) if job.state == pb::JobState::Failed as i32 || job.state == pb::JobState::Cancelled as i32 => {
+            anyhow::bail!("job {job_id} {}: {}", state_name(job.state), job.message)
+        }
+        _ => anyhow::bail!("the coordinator ended the watch of job {job_id} before the job ended"),
     }
 }
 
@@ -163,6 +188,41 @@ impl CancelArgs {
         });
         let job = connection.client.cancel_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
         println!("{}", job_line(&job));
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    job_id: String,
+    /// Train to this step instead of the job's max_steps (needed to train a succeeded job on).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_steps: Option<u64>,
+    /// Hands-on time this took you, in seconds (0..=604800), for the toil ledger (0: the
+    /// coordinator's estimate, 300 s).
+    #[arg(long, default_value_t = 0.0, value_parser = hands_on_seconds)]
+    hands_on_seconds: f64,
+    /// Follow the job until it ends, as `watch` does; exits non-zero unless it succeeds.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+impl ResumeArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut connection = Connection::open(&self.remote, "resume").await?;
+        let request = connection.request(pb::ResumeJobRequest {
+            job_id: self.job_id.clone(),
+            requested_by: who(),
+            hands_on: Some(facetrain_proto::wire::duration(self.hands_on_seconds)),
+            max_steps: self.max_steps,
+        });
+        let job = connection.client.resume_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
+        println!("{}", job_line(&job));
+        if self.wait {
+            follow(&mut connection, &self.job_id).await?;
+        }
         Ok(())
     }
 }

@@ -124,14 +124,17 @@ impl Resolver {
 pub enum ToilKind {
     /// `facectl cancel`.
     Cancel,
+    /// `facectl resume`: a person continues a failed, cancelled or finished job.
+    Resume,
 }
 
 impl ToilKind {
-    pub const ALL: [Self; 1] = [Self::Cancel];
+    pub const ALL: [Self; 2] = [Self::Cancel, Self::Resume];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Cancel => "cancel",
+            Self::Resume => "resume",
         }
     }
 

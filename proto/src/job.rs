@@ -25,10 +25,16 @@ pub enum JobError {
 
 type Result<T> = std::result::Result<T, JobError>;
 
+/// Priorities run from -MAX_PRIORITY to MAX_PRIORITY (0 by default).
+pub const MAX_PRIORITY: i32 = 1000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub name: String,
+    /// Scheduling order on a shared pool: higher first, FIFO within a priority.
+    #[serde(default)]
+    pub priority: i32,
     pub dataset: DatasetSpec,
     #[serde(default)]
     pub model: ModelSpec,
@@ -198,6 +204,10 @@ impl AugmentSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersSpec {
     pub count: usize,
+    /// Start with this many once they are free and the rest do not come within the start grace;
+    /// the job grows to `count` at step boundaries. Absent: `count` (all at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<usize>,
     pub backend: Backend,
     /// `cpu`, or `cuda:N` with the `tch` backend.
     pub device: String,
@@ -205,10 +215,18 @@ pub struct WorkersSpec {
     pub gradient_dtype: GradientDtype,
 }
 
+impl WorkersSpec {
+    /// The fewest workers a job starts with.
+    pub fn min_count(&self) -> usize {
+        self.min_count.unwrap_or(self.count)
+    }
+}
+
 impl Default for WorkersSpec {
     fn default() -> Self {
         Self {
             count: 1,
+            min_count: None,
             backend: Backend::default(),
             device: "cpu".into(),
             reduction: Reduction::default(),
@@ -293,6 +311,17 @@ pub struct CheckpointSpec {
     pub keep: usize,
 }
 
+impl CheckpointSpec {
+    /// Where a coordinator job's checkpoints go: its own folder under `dir`, so jobs sharing a
+    /// `dir` never prune each other's checkpoints. Empty when checkpoints are off.
+    pub fn for_job(&self, job_id: &str) -> String {
+        if self.dir.is_empty() {
+            return String::new();
+        }
+        format!("{}/{job_id}", self.dir.trim_end_matches('/'))
+    }
+}
+
 impl Default for CheckpointSpec {
     fn default() -> Self {
         Self { dir: String::new(), every: 100, keep: 3 }
@@ -333,7 +362,7 @@ impl JobSpec {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let m = &self.model;
         let t = &self.training;
-        let checks: [(bool, &str, &str); 20] = [
+        let checks: [(bool, &str, &str); 22] = [
             (!self.name.trim().is_empty(), "name", "a non-empty string"),
             (!self.dataset.train.is_empty(), "dataset.train", "a CSV path or URL"),
             (!self.dataset.validate.is_empty(), "dataset.validate", "a CSV path or URL"),
@@ -374,6 +403,12 @@ impl JobSpec {
                 "workers.count",
                 "an integer in 1..=training.batch_size",
             ),
+            (
+                self.workers.min_count.is_none_or(|m| m >= 1 && m <= self.workers.count),
+                "workers.min_count",
+                "an integer in 1..=workers.count",
+            ),
+            ((-MAX_PRIORITY..=MAX_PRIORITY).contains(&self.priority), "priority", "an integer in -1000..=1000"),
         ];
         for (ok, key, expected) in checks {
             if !ok {

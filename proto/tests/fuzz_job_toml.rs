@@ -20,6 +20,7 @@ const TOMLISH_LINES: &str = "([a-z_.\\[\\]]{0,12} ?= ?[-+0-9a-z_\"'.\\[\\]{},: ]
 /// (`workers.count <= batch_size`, `image_size >> layers > 0`) from blaming another key.
 const VALID_JOB: &str = r#"
 name = "fuzz"
+priority = 3
 
 [dataset]
 train = "data/train.csv"
@@ -53,6 +54,7 @@ saturation = true
 
 [workers]
 count = 1
+min_count = 1
 backend = "flex"
 device = "cpu"
 reduction = "ring"

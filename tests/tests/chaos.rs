@@ -182,7 +182,8 @@ fn a_corrupt_latest_checkpoint_is_skipped_for_the_one_before() {
     // Freeze the workers so no upload in flight adds (or rotates away) a checkpoint meanwhile.
     let workers = [sandbox.worker_pid("w0"), sandbox.worker_pid("w1")];
     workers.iter().for_each(|pid| signal(*pid, "STOP"));
-    let folder = sandbox.dir.path().join("checkpoints-corrupt");
+    // Each coordinator job writes into its own folder under checkpoint.dir.
+    let folder = sandbox.dir.path().join("checkpoints-corrupt").join(&id);
     let mut files: Vec<_> = std::fs::read_dir(&folder)
         .unwrap()
         .flatten()

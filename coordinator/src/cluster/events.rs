@@ -62,6 +62,11 @@ pub enum Event {
         seconds: f64,
         compute: Vec<(String, f64)>,
     },
+    /// A point of the job's training curve: append it to the job's history.
+    History {
+        job: String,
+        point: crate::history::HistoryPoint,
+    },
     ReduceBytes {
         job: String,
         bytes: u64,

@@ -49,6 +49,7 @@ impl Cluster {
             now.unix_ms,
         );
         record.request_id = request_id.to_string();
+        record.priority = spec.priority;
         Ok(record)
     }
 
@@ -98,15 +99,7 @@ impl Cluster {
 
     /// A manual cancel: recorded as toil with the hands-on time the person gives (0: the default).
     pub fn cancel(&mut self, id: &str, requested_by: &str, hands_on_seconds: f64, now: Now) -> Result<()> {
-        if !hands_on_seconds.is_finite() || !(0.0..=MAX_HANDS_ON_SECONDS).contains(&hands_on_seconds) {
-            return Err(DomainError::invalid(
-                "hands_on",
-                format!(
-                    "hands_on = {hands_on_seconds}: expected a number of seconds in 0..={MAX_HANDS_ON_SECONDS} \
-                 (0: the default estimate of {DEFAULT_HANDS_ON_SECONDS} s)"
-                ),
-            ));
-        }
+        check_hands_on(hands_on_seconds)?;
         let job = self.jobs.get_mut(id).ok_or_else(|| unknown_job(id))?;
         if job.state.is_terminal() {
             return Err(DomainError::Precondition(format!("job `{id}` already {}", job.state.name())));
@@ -116,6 +109,60 @@ impl Cluster {
         job.toil.push(ToilRecord { kind, by: requested_by.into(), unix_ms: now.unix_ms, hands_on_seconds: seconds });
         self.emit(Event::Toil { job: id.to_string(), kind, by: requested_by.into(), hands_on_seconds: seconds });
         self.finish(id, JobState::Cancelled, format!("cancelled by {requested_by}"), now);
+        Ok(())
+    }
+
+    /// A person continues an ended job from its latest checkpoint (or from the start when it has
+    /// none): it is queued again as the same job, with its history, and may start on fewer
+    /// workers than its count. Recorded as toil. A succeeded job needs a `max_steps` beyond it.
+    pub fn resume(
+        &mut self,
+        id: &str,
+        requested_by: &str,
+        hands_on_seconds: f64,
+        max_steps: Option<u64>,
+        now: Now,
+    ) -> Result<()> {
+        check_hands_on(hands_on_seconds)?;
+        let job = self.requested(id)?;
+        let from = job.latest_checkpoint.as_ref().map_or(0, |c| c.step);
+        let target = max_steps.unwrap_or(job.max_steps);
+        match job.state {
+            JobState::Queued | JobState::Running => {
+                return Err(DomainError::Precondition(format!(
+                    "job `{id}` is {}: nothing to resume",
+                    job.state.name()
+                )));
+            }
+            JobState::Succeeded if max_steps.is_none() => {
+                return Err(DomainError::Precondition(format!(
+                    "job `{id}` succeeded: give a max_steps above {} to train it further",
+                    job.step
+                )));
+            }
+            _ => {}
+        }
+        if target <= from {
+            return Err(DomainError::invalid(
+                "max_steps",
+                format!("max_steps = {target}: the job resumes from step {from}; expected more"),
+            ));
+        }
+        let mut spec = JobSpec::parse(&job.job_toml, id).map_err(|e| DomainError::Precondition(e.to_string()))?;
+        spec.training.max_steps = target;
+        spec.validate().map_err(|e| DomainError::invalid("max_steps", e))?;
+        let Some(job) = self.jobs.get_mut(id) else { return Err(unknown_job(id)) };
+        let seconds = if hands_on_seconds > 0.0 { hands_on_seconds } else { DEFAULT_HANDS_ON_SECONDS };
+        let kind = ToilKind::Resume;
+        job.toil.push(ToilRecord { kind, by: requested_by.into(), unix_ms: now.unix_ms, hands_on_seconds: seconds });
+        job.max_steps = target;
+        job.state = JobState::Queued;
+        job.finished_unix_ms = 0;
+        job.patience = Default::default();
+        job.message = format!("resumed by {requested_by} from step {from}");
+        self.emit(Event::Toil { job: id.to_string(), kind, by: requested_by.into(), hands_on_seconds: seconds });
+        self.changed(id);
+        self.schedule(now);
         Ok(())
     }
 
@@ -169,7 +216,7 @@ impl Cluster {
             return;
         }
         let mut running = 0.0;
-        if let Some(active) = self.active.take_if(|a| a.run.job_id == id) {
+        if let Some(active) = self.active.remove(id) {
             running = now.at.saturating_duration_since(active.running_since).as_secs_f64();
             for member in active.run.members.iter().chain(&active.run.joining) {
                 if let Some(worker) = self.workers.get_mut(member) {
@@ -233,9 +280,23 @@ impl Cluster {
 
     /// How many workers `job` wants (1 if its spec cannot be read).
     pub(super) fn workers_wanted(&self, job: &str) -> usize {
-        if let Some(active) = self.active.as_ref().filter(|a| a.run.job_id == job) {
+        if let Some(active) = self.active.get(job) {
             return active.run.wanted_workers();
         }
         self.jobs.get(job).and_then(|j| JobSpec::parse(&j.job_toml, job).ok()).map_or(1, |s| s.workers.count)
     }
+}
+
+/// The hands-on time a person may claim for one action.
+fn check_hands_on(seconds: f64) -> Result<()> {
+    if seconds.is_finite() && (0.0..=MAX_HANDS_ON_SECONDS).contains(&seconds) {
+        return Ok(());
+    }
+    Err(DomainError::invalid(
+        "hands_on",
+        format!(
+            "hands_on = {seconds}: expected a number of seconds in 0..={MAX_HANDS_ON_SECONDS} (0: the default \
+             estimate of {DEFAULT_HANDS_ON_SECONDS} s)"
+        ),
+    ))
 }

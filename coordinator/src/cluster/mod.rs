@@ -12,6 +12,8 @@ mod incidents;
 mod jobs;
 #[cfg(test)]
 mod properties;
+mod retention;
+mod schedule;
 mod steps;
 #[cfg(test)]
 mod testkit;
@@ -30,6 +32,7 @@ pub use error::{DomainError, Result};
 pub use events::Event;
 pub use incidents::recurrence_limit;
 pub use jobs::DEFAULT_HANDS_ON_SECONDS;
+pub use retention::Retention;
 
 use crate::conditions::{Condition, StragglerTracker};
 use crate::record::JobRecord;
@@ -58,7 +61,8 @@ pub struct Timing {
     pub step_deadline_factor: f64,
     /// Deadline for a round in which a worker loads data and state.
     pub load_deadline: Duration,
-    /// How long a queued job waits for `workers.count` workers before starting with fewer.
+    /// How long a queued job with `workers.min_count` waits for `workers.count` workers, once its
+    /// minimum is free, before starting with fewer.
     pub start_grace: Duration,
 }
 
@@ -82,11 +86,13 @@ pub struct Limits {
     /// the spec at submit; workers check again against their own memory once the class count is
     /// known).
     pub max_job_bytes: u64,
+    /// Which ended jobs the store keeps.
+    pub retention: Retention,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_job_bytes: 64 << 30 }
+        Self { max_job_bytes: 64 << 30, retention: Retention::default() }
     }
 }
 
@@ -138,6 +144,8 @@ pub struct JobView {
     pub record: JobRecord,
     /// Workers training it now.
     pub workers: u32,
+    /// 1 for the queued job that starts next, 2 for the one after, ...; 0 when not queued.
+    pub queue_position: u32,
 }
 
 #[derive(Debug)]
@@ -147,9 +155,10 @@ pub struct Cluster {
     jobs: BTreeMap<String, JobRecord>,
     workers: BTreeMap<String, WorkerEntry>,
     next_worker: u64,
-    active: Option<Active>,
-    /// When the job that could start next first had a suitable worker.
-    waiting_since: Option<Instant>,
+    /// The running jobs, each on its own synchronous group of workers.
+    active: BTreeMap<String, Active>,
+    /// When each queued job that may start with fewer than its count first had its minimum free.
+    waiting_since: BTreeMap<String, Instant>,
     /// Incidents open while their condition lasts: (job, incident index, condition).
     conditions: Vec<(String, usize, Condition)>,
     /// Jobs whose latest change is not in the store yet (it refused the write).
@@ -171,8 +180,8 @@ impl Cluster {
             jobs: BTreeMap::new(),
             workers: BTreeMap::new(),
             next_worker: 1,
-            active: None,
-            waiting_since: None,
+            active: BTreeMap::new(),
+            waiting_since: BTreeMap::new(),
             conditions: Vec::new(),
             unsaved: BTreeSet::new(),
             workers_lost: 0,
@@ -194,6 +203,10 @@ impl Cluster {
         &self.timing
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// What happened since the last call, in order.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -209,7 +222,7 @@ impl Cluster {
 
     pub fn job(&self, id: &str) -> Result<JobView> {
         let record = self.requested(id)?;
-        Ok(JobView { record: record.clone(), workers: self.workers_of(id) })
+        Ok(self.view(record))
     }
 
     /// The job a request names: an empty id is the caller's mistake, an unknown one not found.
@@ -221,7 +234,20 @@ impl Cluster {
     }
 
     pub fn jobs(&self) -> Vec<JobView> {
-        self.jobs.values().map(|j| JobView { record: j.clone(), workers: self.workers_of(&j.id) }).collect()
+        let positions = self.queue_positions();
+        self.jobs.values().map(|j| self.view_at(j, &positions)).collect()
+    }
+
+    fn view(&self, record: &JobRecord) -> JobView {
+        self.view_at(record, &self.queue_positions())
+    }
+
+    fn view_at(&self, record: &JobRecord, positions: &HashMap<String, u32>) -> JobView {
+        JobView {
+            record: record.clone(),
+            workers: self.workers_of(&record.id),
+            queue_position: positions.get(&record.id).copied().unwrap_or(0),
+        }
     }
 
     /// The record the store should hold for `id`.
@@ -233,26 +259,36 @@ impl Cluster {
         Snapshot {
             jobs: self.jobs.values().cloned().collect(),
             workers_registered: self.workers.len(),
-            workers_training: self.active.as_ref().map_or(0, |a| a.run.members.len()),
+            workers_training: self.active.values().map(|a| a.run.members.len()).sum(),
             workers_lost: self.workers_lost,
             deleted_toil: self.deleted_toil.clone(),
         }
     }
 
-    /// The running job's step protocol (tests check invariants against it).
-    pub fn active_run(&self) -> Option<&JobRun> {
-        self.active.as_ref().map(|a| &a.run)
+    /// The running jobs' step protocols (tests check invariants against them).
+    pub fn active_runs(&self) -> impl Iterator<Item = &JobRun> {
+        self.active.values().map(|a| &a.run)
+    }
+
+    /// `job`'s step protocol while it runs.
+    pub fn active_run(&self, job: &str) -> Option<&JobRun> {
+        self.active.get(job).map(|a| &a.run)
     }
 
     fn workers_of(&self, job: &str) -> u32 {
-        self.active.as_ref().filter(|a| a.run.job_id == job).map_or(0, |a| a.run.members.len() as u32)
+        self.active.get(job).map_or(0, |a| a.run.members.len() as u32)
     }
 
-    /// The running job's record and run, when `job` is it.
+    /// The running job's record and run, when `job` runs.
     fn running(&mut self, job: &str) -> Option<(&mut JobRecord, &mut Active)> {
-        let active = self.active.as_mut().filter(|a| a.run.job_id == job)?;
+        let active = self.active.get_mut(job)?;
         let record = self.jobs.get_mut(job)?;
         Some((record, active))
+    }
+
+    /// The running job that holds `worker` (as a member or a joiner).
+    fn job_holding(&self, worker: &str) -> Option<String> {
+        self.active.iter().find(|(_, a)| a.run.holds(worker)).map(|(id, _)| id.clone())
     }
 
     /// A worker's name (its id when it is gone).
@@ -269,8 +305,13 @@ impl Cluster {
     fn idle_workers(&self, backend: Backend) -> Vec<String> {
         self.workers
             .iter()
-            .filter(|(id, w)| w.backends.contains(&backend) && !self.active.as_ref().is_some_and(|a| a.run.holds(id)))
+            .filter(|(id, w)| w.backends.contains(&backend) && !self.active.values().any(|a| a.run.holds(id)))
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Registered workers that can run `backend`, busy or not.
+    fn workers_with(&self, backend: Backend) -> usize {
+        self.workers.values().filter(|w| w.backends.contains(&backend)).count()
     }
 }

@@ -61,76 +61,96 @@ fn call() -> impl Strategy<Value = Call> {
 }
 
 struct Checker {
-    job: String,
-    /// The step the job's record held after the previous call.
-    last_step: u64,
+    /// Each job, with the step its record held after the previous call.
+    jobs: Vec<(String, u64)>,
 }
 
 impl Checker {
     fn check(&mut self, sim: &Sim, events: &[Event], before: &Before) -> Result<(), TestCaseError> {
-        let job = sim.job(&self.job);
-        prop_assert!(
-            !job.incidents.iter().any(|i| i.cause == IncidentCause::SampleAccounting),
-            "honest workers broke the ledger: {:?}",
-            job.incidents
-        );
-        prop_assert_eq!(job.ledger.next_position, job.cursor, "the ledger follows the cursor");
-        let mut step = self.last_step;
+        for (id, last_step) in &mut self.jobs {
+            check_job(sim, id, last_step, events)?;
+        }
         for event in events {
             match event {
-                Event::StepApplied { step: applied, .. } => {
-                    // A rewind happens only when no member is left, never before a step completes in
-                    // the same call: applied steps follow the record's step one by one.
-                    prop_assert_eq!(*applied, step + 1, "step {} applied after {}", applied, step);
-                    step = *applied;
-                }
                 Event::WorkerLost { name, cause: IncidentCause::WorkerLost, detail, .. }
                     if detail.starts_with("no heartbeat") =>
                 {
                     let silent = before.silent_for(name, sim);
                     prop_assert!(silent > timing().heartbeat_timeout, "{} lost after {:?} of silence", name, silent);
                 }
-                Event::WorkerLost { name, cause: IncidentCause::StalledStep, .. } => {
-                    let (started, deadline) = before.round.expect("a stalled step needs a running round");
+                Event::WorkerLost { worker, name, cause: IncidentCause::StalledStep, .. } => {
+                    let round = before.rounds.get(worker).copied();
+                    let (started, deadline) = round.expect("a stalled step needs a round the worker is in");
                     let waited = sim.now.at.saturating_duration_since(started);
                     prop_assert!(waited >= deadline, "{} evicted {:?} into a {:?} round", name, waited, deadline);
                 }
                 _ => {}
             }
         }
-        self.last_step = job.step;
-        if let Some(run) = sim.cluster.active_run() {
-            for name in WORKERS {
-                let Some(worker) = sim.workers.get(name) else { continue };
-                if !run.is_member(&worker.id) || worker.task.as_ref().is_none_or(|t| t.round != run.round) {
-                    continue;
-                }
-                let ahead = worker.model_step == run.step + 1;
-                prop_assert!(
-                    worker.model_step == run.step || (ahead && run.released()),
-                    "{} holds step {} in a round at step {} (released: {})",
-                    name,
-                    worker.model_step,
-                    run.step,
-                    run.released()
-                );
-            }
+        for name in WORKERS {
+            let Some(worker) = sim.workers.get(name) else { continue };
+            let runs = sim.cluster.active_runs().filter(|run| run.holds(&worker.id)).count();
+            prop_assert!(runs <= 1, "{} is held by {} running jobs", name, runs);
         }
         Ok(())
     }
 }
 
+fn check_job(sim: &Sim, id: &str, last_step: &mut u64, events: &[Event]) -> Result<(), TestCaseError> {
+    let job = sim.job(id);
+    prop_assert!(
+        !job.incidents.iter().any(|i| i.cause == IncidentCause::SampleAccounting),
+        "honest workers broke the ledger: {:?}",
+        job.incidents
+    );
+    prop_assert_eq!(job.ledger.next_position, job.cursor, "the ledger follows the cursor");
+    let mut step = *last_step;
+    for event in events {
+        if let Event::StepApplied { job: applied_job, step: applied, .. } = event
+            && applied_job == id
+        {
+            // A rewind happens only when no member is left, never before a step completes in
+            // the same call: applied steps follow the record's step one by one.
+            prop_assert_eq!(*applied, step + 1, "step {} applied after {}", applied, step);
+            step = *applied;
+        }
+    }
+    *last_step = job.step;
+    if let Some(run) = sim.cluster.active_run(id) {
+        for name in WORKERS {
+            let Some(worker) = sim.workers.get(name) else { continue };
+            if !run.is_member(&worker.id) || worker.task.as_ref().is_none_or(|t| t.round != run.round) {
+                continue;
+            }
+            let ahead = worker.model_step == run.step + 1;
+            prop_assert!(
+                worker.model_step == run.step || (ahead && run.released()),
+                "{} holds step {} in a round at step {} (released: {})",
+                name,
+                worker.model_step,
+                run.step,
+                run.released()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What the checks need from before a call.
 struct Before {
     beats: Vec<(String, Option<std::time::Instant>)>,
-    round: Option<(std::time::Instant, std::time::Duration)>,
+    /// The round each worker of a running job is in (by worker id): when it started, its deadline.
+    rounds: std::collections::HashMap<String, (std::time::Instant, std::time::Duration)>,
 }
 
 impl Before {
     fn of(sim: &Sim) -> Self {
         let beats = sim.workers.iter().map(|(name, w)| (name.clone(), w.last_beat)).collect();
-        let round = sim.cluster.active_run().map(|run| (run.round_started, run.deadline(&timing())));
-        Self { beats, round }
+        let rounds = sim.cluster.active_runs().flat_map(|run| {
+            let round = (run.round_started, run.deadline(&timing()));
+            run.members.iter().map(move |m| (m.clone(), round))
+        });
+        Self { beats, rounds: rounds.collect() }
     }
 
     fn silent_for(&self, name: &str, sim: &Sim) -> std::time::Duration {
@@ -195,8 +215,10 @@ proptest! {
     #[test]
     fn the_cluster_keeps_its_invariants_under_any_sequence_of_calls(calls in proptest::collection::vec(call(), 1..200)) {
         let mut sim = Sim::new();
+        // A 3-worker job and a 1-worker job share the 4 workers.
         let job = sim.submit(&job_toml("p", 3, 40, 12, ""));
-        let mut checker = Checker { job, last_step: 0 };
+        let small = sim.submit(&job_toml("q", 1, 60, 5, ""));
+        let mut checker = Checker { jobs: vec![(job, 0), (small, 0)] };
         for call in &calls {
             let before = Before::of(&sim);
             apply(&mut sim, call);

@@ -12,6 +12,7 @@ use facetrain_proto::plan::{StepPlan, StopReason};
 use super::error::{DomainError, Result, not_running, unknown_worker};
 use super::{Cluster, Event, Now};
 use crate::conditions::{Condition, SLOW_TO_REPORT, WINDOW};
+use crate::history::{self, HistoryPoint};
 use crate::record::{CheckpointRef, JobState};
 use crate::run::{Pull, PushError, Report, StepOutcome};
 
@@ -63,7 +64,7 @@ impl Cluster {
 
     /// The sum of (job, step, round): ready, pending, or abandoned.
     pub fn pull(&self, job: &str, step: u64, round: u64) -> Pull {
-        match self.active.as_ref().filter(|a| a.run.job_id == job) {
+        match self.active.get(job) {
             Some(active) => active.run.pull(step, round),
             None => Pull::Aborted,
         }
@@ -71,11 +72,11 @@ impl Cluster {
 
     /// The wire dtype of `job`'s gradients (f32 when it is not running).
     pub fn gradient_dtype(&self, job: &str) -> facetrain_proto::job::GradientDtype {
-        self.active.as_ref().filter(|a| a.run.job_id == job).map(|a| a.run.gradient_dtype()).unwrap_or_default()
+        self.active.get(job).map(|a| a.run.gradient_dtype()).unwrap_or_default()
     }
 
     pub fn store_state(&mut self, worker: &str, job: &str, step: u64, bytes: Vec<u8>) -> Result<()> {
-        let active = self.active.as_mut().filter(|a| a.run.job_id == job && a.run.is_member(worker));
+        let active = self.active.get_mut(job).filter(|a| a.run.is_member(worker));
         let active = active.ok_or_else(|| DomainError::Precondition("not a member of a running job".into()))?;
         active.run.store_state(step, bytes);
         Ok(())
@@ -83,8 +84,7 @@ impl Cluster {
 
     pub fn state(&self, job: &str, step: u64) -> Result<Arc<Vec<u8>>> {
         self.active
-            .as_ref()
-            .filter(|a| a.run.job_id == job)
+            .get(job)
             .and_then(|a| a.run.state_for(step))
             .ok_or_else(|| DomainError::NotFound(format!("no state for job `{job}` at step {step}")))
     }
@@ -142,9 +142,24 @@ impl Cluster {
                 active.ledgers.insert(step, ledger.clone());
             }
         }
+        let last = stop.is_some() || step >= record.max_steps;
+        let point = history::records(step, outcome.val_accuracy.is_some(), last).then(|| HistoryPoint {
+            step,
+            unix_ms: now.unix_ms,
+            train_loss: outcome.loss,
+            train_accuracy: outcome.train_accuracy,
+            val_accuracy: outcome.val_accuracy,
+            learning_rate: record.learning_rate.unwrap_or_default(),
+            step_seconds: outcome.seconds,
+            samples_per_second: if outcome.seconds > 0.0 { batch as f64 / outcome.seconds } else { 0.0 },
+            workers: workers as u32,
+        });
         let members: Vec<String> = outcome.reports.iter().map(|(w, _)| w.clone()).collect();
         let (slowed, recovered) = active.stragglers.observe(&members, &outcome.stragglers);
         let compute = outcome.reports.iter().map(|(w, r)| (self.name_of(w), r.compute_seconds)).collect();
+        if let Some(point) = point {
+            self.emit(Event::History { job: job.to_string(), point });
+        }
         self.emit(Event::StepApplied { job: job.to_string(), step, seconds: outcome.seconds, compute });
         self.changed(job);
         if let Err(violation) = checked {
@@ -232,10 +247,10 @@ impl Cluster {
             record.latest_checkpoint.as_ref().map_or("the start".to_string(), |c| format!("step {}", c.step));
         let detail = format!("{location}: {reason}; resuming from {fallback}");
         self.incident(job, IncidentCause::CorruptCheckpoint, detail, 0.0, now);
-        if let Some(active) = self.active.as_mut().filter(|a| a.run.job_id == job) {
+        if let Some(active) = self.active.get_mut(job) {
             active.run.remove_everyone(now.at);
         }
-        self.fill_members(now);
+        self.schedule(now);
         Ok(())
     }
 }

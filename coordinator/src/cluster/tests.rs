@@ -1,6 +1,6 @@
 //! The cluster's rules, one test each, on a simulated clock.
 
-use facetrain_proto::incidents::{IncidentCause, Resolver};
+use facetrain_proto::incidents::{IncidentCause, Resolver, ToilKind};
 
 use super::testkit::{GRADIENT, Sim, job_toml};
 use super::{DomainError, Event};
@@ -228,7 +228,7 @@ fn a_job_no_registered_worker_can_run_waits_with_the_reason() {
     sim.tick();
     let job = sim.job(&id);
     assert_eq!(job.state, JobState::Queued);
-    assert_eq!(job.message, "waiting for 2 workers with backend tch; 1 registered, none free that can run it");
+    assert_eq!(job.message, "waiting for 2 workers with backend tch; 0 of the 1 registered can run it");
     assert!(sim.take_task("flex-only").is_none());
 }
 
@@ -324,4 +324,169 @@ fn a_stopping_worker_leaves_at_once_and_is_handed_no_job() {
     assert!(job.incidents[0].detail.ends_with("left: stopping"), "{}", job.incidents[0].detail);
     sim.tick();
     assert_eq!(sim.cluster.job(&id).unwrap().workers, 1, "b took over");
+}
+
+/// Several jobs on one pool (schedule.rs): side by side, by priority, holding workers for the
+/// job ahead, not held back by a job the pool cannot run, starting smaller with `min_count`.
+mod pool {
+    use super::*;
+
+    fn running(sim: &Sim, id: &str) -> u32 {
+        let view = sim.cluster.job(id).unwrap();
+        if view.record.state == JobState::Running { view.workers } else { 0 }
+    }
+
+    fn with(workers: &[&str]) -> Sim {
+        let mut sim = Sim::new();
+        for name in workers {
+            sim.register(name);
+        }
+        sim
+    }
+
+    #[test]
+    fn two_jobs_run_side_by_side_and_both_succeed() {
+        let mut sim = with(&["a", "b", "c"]);
+        let two = sim.submit(&job_toml("two", 2, 3, 10, ""));
+        let one = sim.submit(&job_toml("one", 1, 2, 10, ""));
+        sim.tick();
+        assert_eq!((running(&sim, &two), running(&sim, &one)), (2, 1));
+        for _ in 0..3 {
+            sim.step(&["a", "b", "c"]);
+        }
+        for id in [&two, &one] {
+            let job = sim.job(id);
+            assert_eq!(job.state, JobState::Succeeded, "{}", job.message);
+            assert_eq!(job.ledger.positions_trained, job.step * 10, "every step's batch trained once");
+        }
+    }
+
+    #[test]
+    fn a_higher_priority_job_starts_before_an_earlier_lower_one() {
+        let mut sim = with(&["a"]);
+        let long = sim.submit(&job_toml("long", 1, 2, 10, ""));
+        sim.tick();
+        let low = sim.submit(&job_toml("low", 1, 1, 10, ""));
+        sim.advance(10);
+        let high = sim.submit(&job_toml("high", 1, 1, 10, "priority = 5"));
+        sim.tick();
+        let position = |sim: &Sim, id: &str| sim.cluster.job(id).unwrap().queue_position;
+        assert_eq!((position(&sim, &high), position(&sim, &low), position(&sim, &long)), (1, 2, 0));
+        for _ in 0..2 {
+            sim.step(&["a"]);
+        }
+        sim.tick();
+        assert_eq!(sim.job(&long).state, JobState::Succeeded);
+        assert_eq!((running(&sim, &high), running(&sim, &low)), (1, 0), "the pool freed: priority first");
+        // The worker first takes the release of the job that ended, then the new job's step.
+        sim.step(&["a"]);
+        sim.step(&["a"]);
+        sim.tick();
+        assert_eq!(sim.job(&high).state, JobState::Succeeded);
+        assert_eq!(running(&sim, &low), 1, "a low-priority job still runs once the pool frees");
+        sim.step(&["a"]);
+        sim.step(&["a"]);
+        assert_eq!(sim.job(&low).state, JobState::Succeeded);
+    }
+
+    #[test]
+    fn a_waiting_job_holds_free_workers_from_the_jobs_behind_it() {
+        let mut sim = with(&["a", "b"]);
+        let first = sim.submit(&job_toml("first", 1, 5, 10, ""));
+        sim.tick();
+        let wide = sim.submit(&job_toml("wide", 2, 1, 10, ""));
+        let small = sim.submit(&job_toml("small", 1, 1, 10, ""));
+        sim.tick();
+        assert_eq!((running(&sim, &first), running(&sim, &wide), running(&sim, &small)), (1, 0, 0));
+        assert_eq!(sim.job(&wide).message, "waiting for 2 free workers with backend flex; 1 free");
+        assert_eq!(
+            sim.job(&small).message,
+            "waiting for 1 free worker with backend flex; 0 free, 1 held for jobs ahead in the queue"
+        );
+        for _ in 0..5 {
+            sim.step(&["a", "b"]);
+        }
+        sim.tick();
+        assert_eq!(sim.job(&first).state, JobState::Succeeded);
+        assert_eq!((running(&sim, &wide), running(&sim, &small)), (2, 0));
+    }
+
+    #[test]
+    fn a_job_larger_than_the_pool_does_not_hold_back_the_jobs_behind_it() {
+        let mut sim = with(&["a", "b"]);
+        let huge = sim.submit(&job_toml("huge", 3, 1, 10, ""));
+        let small = sim.submit(&job_toml("small", 1, 1, 10, ""));
+        sim.tick();
+        assert_eq!((running(&sim, &huge), running(&sim, &small)), (0, 1));
+        assert_eq!(
+            sim.job(&huge).message,
+            "waiting for 3 workers with backend flex; 2 of the 2 registered can run it (workers.min_count lets a job \
+             start with fewer)"
+        );
+    }
+
+    #[test]
+    fn min_count_starts_smaller_after_the_grace_and_grows_to_count() {
+        let mut sim = with(&["a", "b"]);
+        let id = sim.submit(&job_toml("elastic", 3, 10, 12, "").replace("count = 3", "count = 3\nmin_count = 2"));
+        sim.tick();
+        assert_eq!(running(&sim, &id), 0, "waits the grace for the third");
+        sim.advance(1000);
+        sim.heartbeat("a");
+        sim.heartbeat("b");
+        sim.tick();
+        assert_eq!(running(&sim, &id), 2);
+        sim.step(&["a", "b"]);
+        sim.register("c");
+        sim.tick();
+        let c = sim.workers["c"].id.clone();
+        let run = sim.cluster.active_run(&id).unwrap();
+        assert!(run.joining.contains(&c), "the third joins at the next step boundary (run/tests.rs)");
+    }
+}
+
+#[test]
+fn a_cancelled_job_resumes_from_its_checkpoint_as_the_same_job_on_fewer_workers() {
+    let (mut sim, id) = started(&["a", "b"], 2, 10);
+    for _ in 0..4 {
+        sim.step(&["a", "b"]);
+    }
+    let refused = sim.cluster.resume(&id, "ann", 0.0, None, sim.now);
+    assert!(matches!(refused, Err(DomainError::Precondition(_))), "a running job: {refused:?}");
+    sim.cluster.cancel(&id, "ann", 0.0, sim.now).unwrap();
+    let too_short = sim.cluster.resume(&id, "ann", 0.0, Some(3), sim.now);
+    assert!(matches!(too_short, Err(DomainError::Invalid { .. })), "it resumes from step 3: {too_short:?}");
+
+    // Only `a` is left: a job that ran before goes on with the workers there are.
+    sim.workers.remove("b");
+    for _ in 0..3 {
+        sim.advance(800);
+        sim.heartbeat("a");
+        sim.tick();
+    }
+    sim.cluster.resume(&id, "bob", 60.0, Some(12), sim.now).unwrap();
+    let job = sim.job(&id);
+    assert_eq!((job.state, job.max_steps), (JobState::Queued, 12), "one worker: it waits the start grace");
+    let resume = job.toil.last().unwrap();
+    assert_eq!((resume.kind, resume.by.as_str(), resume.hands_on_seconds), (ToilKind::Resume, "bob", 60.0));
+    for _ in 0..2 {
+        sim.advance(800);
+        sim.heartbeat("a");
+        sim.tick();
+    }
+    assert_eq!(sim.cluster.job(&id).unwrap().workers, 1);
+    sim.take_task("a"); // the release of the cancelled run
+    let task = sim.take_task("a").expect("a step of the resumed run");
+    assert_eq!(task.step, 3, "from the latest checkpoint");
+    let spec = facetrain_proto::job::JobSpec::parse(&task.job_toml, "task").unwrap();
+    assert_eq!((spec.training.max_steps, spec.checkpoint.dir), (12, format!("/checkpoints/{id}")));
+    for _ in 0..9 {
+        sim.step(&["a"]);
+    }
+    let job = sim.job(&id);
+    assert_eq!((job.state, job.step), (JobState::Succeeded, 12), "{}", job.message);
+    assert_eq!(job.ledger.positions_trained, 12 * 10, "one continuous ledger: every position once");
+    assert_eq!(job.samples_trained, 4 * 10 + 9 * 10, "samples trained count step 4 twice");
+    let again = sim.cluster.resume(&id, "bob", 0.0, None, sim.now);
+    assert!(matches!(again, Err(DomainError::Precondition(_))), "a succeeded job needs max_steps: {again:?}");
 }

@@ -1,16 +1,14 @@
-//! Membership and scheduling: workers register and beat, silent or overdue ones are lost, a
-//! queued job starts when workers that can run it are free, and members are filled up to the
-//! job's worker count (rewinding to the latest checkpoint when nobody holds the state).
+//! Membership: workers register and beat, silent or overdue ones are lost, and a running job's
+//! members are filled up to its worker count (rewinding to the latest checkpoint when nobody
+//! holds the state). Which job gets which free worker is `schedule.rs`.
 
 use facetrain_proto::incidents::IncidentCause;
 use facetrain_proto::internal;
-use facetrain_proto::job::{Backend, JobSpec};
+use facetrain_proto::job::Backend;
 
 use super::error::{Result, unknown_worker};
-use super::{Active, Cluster, Event, Now, WorkerEntry};
-use crate::conditions::StragglerTracker;
-use crate::record::JobState;
-use crate::run::{JobRun, StateSource};
+use super::{Cluster, Event, Now, WorkerEntry};
+use crate::run::StateSource;
 
 /// How a running job without members starts its message.
 const NO_MEMBER_LEFT: &str = "no worker left: waiting for one";
@@ -50,20 +48,20 @@ impl Cluster {
     /// it is noticed now rather than after the heartbeat timeout).
     pub fn leave(&mut self, worker: &str, reason: &str, now: Now) -> Result<()> {
         let name = self.workers.get(worker).map(|w| w.name.clone()).ok_or_else(|| unknown_worker(worker))?;
-        if self.active.as_ref().is_some_and(|a| a.run.is_member(worker)) {
+        if self.active.values().any(|a| a.run.is_member(worker)) {
             self.lose_worker(worker, IncidentCause::WorkerLost, &format!("left: {reason}"), now);
             return Ok(());
         }
         self.workers.remove(worker);
-        if let Some(active) = self.active.as_mut() {
+        for active in self.active.values_mut() {
             active.run.remove(worker, now.at);
         }
         self.emit(Event::WorkerLeft { worker: worker.to_string(), name, reason: reason.to_string() });
         Ok(())
     }
 
-    /// Evicts `worker` (heartbeat lost, deadline missed, bad gradient): the running job redoes
-    /// its step without it and the incident is recorded on the job.
+    /// Evicts `worker` (heartbeat lost, deadline missed, bad gradient): its job redoes its step
+    /// without it and the incident is recorded on the job.
     pub(super) fn lose_worker(&mut self, worker: &str, cause: IncidentCause, detail: &str, now: Now) {
         let described = self.describe(worker);
         let Some(entry) = self.workers.remove(worker) else { return };
@@ -74,28 +72,32 @@ impl Cluster {
             cause,
             detail: detail.to_string(),
         });
-        let Some(active) = self.active.as_mut() else { return };
-        let was_member = active.run.is_member(worker);
-        // Since the last completed step the job made no progress: the stall, plus the partial
-        // step thrown away when the round is abandoned.
-        let lost_seconds = now.at.saturating_duration_since(active.run.round_started).as_secs_f64();
-        active.run.remove(worker, now.at);
-        if !was_member {
-            return;
+        let member_of = self.active.iter().find(|(_, a)| a.run.is_member(worker)).map(|(id, _)| id.clone());
+        for active in self.active.values_mut() {
+            if !active.run.is_member(worker) {
+                active.run.remove(worker, now.at);
+            }
         }
-        let job = active.run.job_id.clone();
-        self.emit(Event::MemberLeft { job: job.clone(), name: entry.name });
-        self.incident(&job, cause, format!("{described}: {detail}"), lost_seconds, now);
-        if let Some(active) = self.active.as_ref().filter(|a| a.run.job_id == job)
-            && let Some(outcome) = active.run.outcome_if_complete(now.at)
+        if let Some(job) = member_of
+            && let Some(active) = self.active.get_mut(&job)
         {
-            // The lost member was the last one the step waited for.
-            self.complete_step(&job, outcome, now);
+            // Since the last completed step the job made no progress: the stall, plus the partial
+            // step thrown away when the round is abandoned.
+            let lost_seconds = now.at.saturating_duration_since(active.run.round_started).as_secs_f64();
+            active.run.remove(worker, now.at);
+            self.emit(Event::MemberLeft { job: job.clone(), name: entry.name });
+            self.incident(&job, cause, format!("{described}: {detail}"), lost_seconds, now);
+            if let Some(active) = self.active.get(&job)
+                && let Some(outcome) = active.run.outcome_if_complete(now.at)
+            {
+                // The lost member was the last one the step waited for.
+                self.complete_step(&job, outcome, now);
+            }
         }
-        self.fill_members(now);
+        self.schedule(now);
     }
 
-    /// Periodic duties: lose silent and overdue workers, start a queued job, fill members,
+    /// Periodic duties: lose silent and overdue workers, refill running jobs, start queued ones,
     /// count running time.
     pub fn tick(&mut self, now: Now) {
         let timeout = self.timing.heartbeat_timeout;
@@ -109,19 +111,23 @@ impl Cluster {
             let detail = format!("no heartbeat for {:.1} s", timeout.as_secs_f64());
             self.lose_worker(&worker, IncidentCause::WorkerLost, &detail, now);
         }
-        if let Some(active) = self.active.as_ref() {
-            let deadline = active.run.deadline(&self.timing);
-            for worker in active.run.overdue(now.at, deadline) {
-                let detail = format!("no gradient within the {:.1} s step deadline", deadline.as_secs_f64());
-                self.lose_worker(&worker, IncidentCause::StalledStep, &detail, now);
-            }
+        let overdue: Vec<(String, std::time::Duration)> = self
+            .active
+            .values()
+            .flat_map(|a| {
+                let deadline = a.run.deadline(&self.timing);
+                a.run.overdue(now.at, deadline).into_iter().map(move |w| (w, deadline))
+            })
+            .collect();
+        for (worker, deadline) in overdue {
+            let detail = format!("no gradient within the {:.1} s step deadline", deadline.as_secs_f64());
+            self.lose_worker(&worker, IncidentCause::StalledStep, &detail, now);
         }
-        self.maybe_start(now);
-        self.fill_members(now);
-        if let Some(active) = self.active.as_mut() {
+        self.schedule(now);
+        for (id, active) in &mut self.active {
             let elapsed = now.at.saturating_duration_since(active.running_since).as_secs_f64();
             active.running_since = now.at;
-            if let Some(job) = self.jobs.get_mut(&active.run.job_id) {
+            if let Some(job) = self.jobs.get_mut(id) {
                 job.running_seconds += elapsed;
             }
         }
@@ -134,7 +140,8 @@ impl Cluster {
         if let Some(job) = entry.release.take() {
             return Ok(Some(internal::Task { kind: Some(internal::task::Kind::ReleaseJob(job)) }));
         }
-        let Some(active) = self.active.as_mut() else { return Ok(None) };
+        let Some(job) = self.job_holding(worker) else { return Ok(None) };
+        let Some(active) = self.active.get_mut(&job) else { return Ok(None) };
         let workers = &self.workers;
         let peers =
             active.run.members.iter().map(|m| workers.get(m).map(|w| w.peer_address.clone()).unwrap_or_default());
@@ -142,36 +149,35 @@ impl Cluster {
         Ok(task.map(|step| internal::Task { kind: Some(internal::task::Kind::Step(step)) }))
     }
 
-    /// Assigns idle workers that can run the job to it, up to its worker count.
-    pub(super) fn fill_members(&mut self, now: Now) {
-        let Some(active) = self.active.as_mut() else { return };
+    /// Assigns `candidates` (idle workers that can run the job) to `job`, up to its worker count.
+    pub(super) fn fill(&mut self, job: &str, candidates: Vec<String>, now: Now) {
+        let Some(active) = self.active.get_mut(job) else { return };
         if active.run.members.is_empty() {
             // Joiners wait for a member to push them the state; with no member left they never
             // would: they start over with everyone else from the rewind below.
             active.run.joining.clear();
         }
-        let backend = active.run.spec.workers.backend;
-        for worker in self.idle_workers(backend) {
-            let Some(active) = self.active.as_mut() else { return };
+        for worker in candidates {
+            let Some(active) = self.active.get_mut(job) else { return };
             let run = &mut active.run;
             if run.members.len() + run.joining.len() >= run.wanted_workers() {
                 break;
             }
             if run.members.is_empty() {
                 // Nobody holds the state: rewind to the latest checkpoint (or start over).
-                let Some(job) = self.jobs.get_mut(&run.job_id) else { return };
-                let (step, source, ledger) = match &job.latest_checkpoint {
+                let Some(record) = self.jobs.get_mut(job) else { return };
+                let (step, source, ledger) = match &record.latest_checkpoint {
                     Some(c) => (c.step, StateSource::Checkpoint(c.location.clone()), c.ledger.clone()),
                     None => (0, StateSource::Fresh, Some(Default::default())),
                 };
                 run.rewind(step);
-                job.step = step;
-                job.cursor = run.cursor;
-                job.ledger = ledger.unwrap_or_else(|| facetrain_proto::ledger::SampleLedger::starting_at(run.cursor));
+                record.step = step;
+                record.cursor = run.cursor;
+                record.ledger =
+                    ledger.unwrap_or_else(|| facetrain_proto::ledger::SampleLedger::starting_at(run.cursor));
                 active.ledgers.clear();
                 run.admit(&worker, source, now.at);
-                let id = run.job_id.clone();
-                self.changed(&id);
+                self.changed(job);
             } else if let Some(source) = run.shared_start() {
                 // No step done since the members loaded this state: load it too and start now.
                 run.admit(&worker, source, now.at);
@@ -179,16 +185,15 @@ impl Cluster {
                 run.queue_joiner(&worker);
             }
         }
-        self.say_what_the_run_waits_for();
+        self.say_what_the_run_waits_for(job);
     }
 
     /// A running job with no member left says so (and from where it will resume) instead of
     /// showing `running` with 0 workers and no word; the line goes once a worker is back.
-    fn say_what_the_run_waits_for(&mut self) {
-        let Some(active) = self.active.as_ref() else { return };
+    fn say_what_the_run_waits_for(&mut self, job: &str) {
+        let Some(active) = self.active.get(job) else { return };
         let run = &active.run;
-        let id = run.job_id.clone();
-        let Some(record) = self.jobs.get(&id) else { return };
+        let Some(record) = self.jobs.get(job) else { return };
         let message = if run.members.is_empty() && run.joining.is_empty() {
             let resume = record.latest_checkpoint.as_ref().map_or(0, |c| c.step);
             format!(
@@ -201,79 +206,6 @@ impl Cluster {
         } else {
             return;
         };
-        self.set_message(&id, message);
-    }
-
-    /// Starts the oldest queued job that workers can run, once `workers.count` of them are free
-    /// or the start grace has passed with at least one. Queued jobs say what they wait for.
-    fn maybe_start(&mut self, now: Now) {
-        let mut queued: Vec<(u64, String)> = self
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Queued)
-            .map(|j| (j.created_unix_ms, j.id.clone()))
-            .collect();
-        queued.sort();
-        let mut candidate = None;
-        for (_, id) in queued {
-            let Some(spec) = self.jobs.get(&id).and_then(|j| JobSpec::parse(&j.job_toml, &id).ok()) else { continue };
-            let backend = spec.workers.backend;
-            let free = self.idle_workers(backend).len();
-            let message = match (&self.active, free) {
-                (Some(active), _) => format!("waiting for the running job {} to finish", active.run.job_id),
-                (None, 0) => format!(
-                    "waiting for {} worker{} with backend {}; {} registered, none free that can run it",
-                    spec.workers.count,
-                    if spec.workers.count == 1 { "" } else { "s" },
-                    backend.name(),
-                    self.workers.len()
-                ),
-                (None, _) => String::new(),
-            };
-            self.set_message(&id, message);
-            if self.active.is_none() && free > 0 && candidate.is_none() {
-                candidate = Some((id, spec, free));
-            }
-        }
-        let Some((id, spec, free)) = candidate else {
-            self.waiting_since = None;
-            return;
-        };
-        let since = *self.waiting_since.get_or_insert(now.at);
-        if free < spec.workers.count && now.at.saturating_duration_since(since) < self.timing.start_grace {
-            self.set_message(&id, format!("waiting for {} free workers; {free} free", spec.workers.count));
-            return;
-        }
-        self.waiting_since = None;
-        self.start(&id, spec, now);
-    }
-
-    fn set_message(&mut self, job: &str, message: String) {
-        if let Some(record) = self.jobs.get_mut(job).filter(|r| r.message != message) {
-            record.message = message;
-            self.changed(job);
-        }
-    }
-
-    fn start(&mut self, id: &str, spec: JobSpec, now: Now) {
-        let Some(record) = self.jobs.get_mut(id) else { return };
-        let step = record.latest_checkpoint.as_ref().map_or(0, |c| c.step);
-        let run = JobRun::new(id.to_string(), spec, record.job_toml.clone(), step, now.at);
-        record.state = JobState::Running;
-        record.step = step;
-        record.cursor = run.cursor;
-        record.message.clear();
-        if record.started_unix_ms == 0 {
-            record.started_unix_ms = now.unix_ms;
-        }
-        self.active = Some(Active {
-            run,
-            running_since: now.at,
-            stragglers: StragglerTracker::default(),
-            ledgers: Default::default(),
-        });
-        self.emit(Event::JobStarted { job: id.to_string(), step });
-        self.changed(id);
-        self.fill_members(now);
+        self.set_message(job, message);
     }
 }

@@ -3,6 +3,7 @@
 use facetrain_proto::{pb, wire};
 
 use crate::cluster::JobView;
+use crate::history::HistoryPoint;
 use crate::record::JobState;
 
 pub fn state(state: JobState) -> pb::JobState {
@@ -28,6 +29,8 @@ pub fn job(view: &JobView) -> pb::Job {
         val_accuracy: job.val_accuracy,
         train_loss: (job.step > 0).then_some(job.train_loss),
         learning_rate: job.learning_rate,
+        priority: job.priority,
+        queue_position: view.queue_position,
         workers: view.workers,
         message: job.message.clone(),
         submitted_by: job.submitted_by.clone(),
@@ -62,5 +65,19 @@ pub fn job(view: &JobView) -> pb::Job {
             .collect(),
         samples_trained: job.samples_trained,
         ledger: Some((&job.ledger).into()),
+    }
+}
+
+pub fn history_point(point: &HistoryPoint) -> pb::HistoryPoint {
+    pb::HistoryPoint {
+        step: point.step,
+        time: wire::timestamp(point.unix_ms),
+        train_loss: point.train_loss,
+        train_accuracy: point.train_accuracy,
+        val_accuracy: point.val_accuracy,
+        learning_rate: point.learning_rate,
+        step_time: Some(wire::duration(point.step_seconds)),
+        samples_per_second: point.samples_per_second,
+        workers: point.workers,
     }
 }

@@ -125,6 +125,41 @@ impl JobService for JobApi {
         .await
     }
 
+    async fn resume_job(&self, request: Request<pb::ResumeJobRequest>) -> Result<Response<pb::Job>, Status> {
+        observed(&self.coordinator.metrics, "ResumeJob", true, async move {
+            let request = request.into_inner();
+            let by = if request.requested_by.is_empty() { "unknown" } else { &request.requested_by };
+            let hands_on = wire::seconds(request.hands_on.as_ref()).ok_or_else(|| {
+                DomainError::invalid("hands_on", "hands_on: not a valid google.protobuf.Duration (nanos out of range)")
+            })?;
+            let job = self.coordinator.resume(&request.job_id, by, hands_on, request.max_steps)?;
+            Ok(Response::new(convert::job(&job)))
+        })
+        .await
+    }
+
+    async fn get_job_history(
+        &self,
+        request: Request<pb::GetJobHistoryRequest>,
+    ) -> Result<Response<pb::GetJobHistoryResponse>, Status> {
+        observed(&self.coordinator.metrics, "GetJobHistory", true, async move {
+            let request = request.into_inner();
+            let size = match request.page_size {
+                0 => DEFAULT_HISTORY_PAGE,
+                n if n as usize > MAX_HISTORY_PAGE => {
+                    let reason = format!("page_size = {n}: at most {MAX_HISTORY_PAGE}");
+                    return Err(DomainError::invalid("page_size", reason));
+                }
+                n => n as usize,
+            };
+            let mut points = self.coordinator.history(&request.job_id, request.start_step, size + 1)?;
+            let next_start_step = if points.len() > size { points.pop().map_or(0, |p| p.step) } else { 0 };
+            let points = points.iter().map(convert::history_point).collect();
+            Ok(Response::new(pb::GetJobHistoryResponse { points, next_start_step }))
+        })
+        .await
+    }
+
     async fn delete_job(&self, request: Request<pb::DeleteJobRequest>) -> Result<Response<()>, Status> {
         observed(&self.coordinator.metrics, "DeleteJob", true, async move {
             self.coordinator.delete(&request.into_inner().job_id)?;
@@ -133,6 +168,10 @@ impl JobService for JobApi {
         .await
     }
 }
+
+/// History points per page when the client does not say, and at most.
+const DEFAULT_HISTORY_PAGE: usize = 1000;
+const MAX_HISTORY_PAGE: usize = 10_000;
 
 /// A watch without changes still sends the job this often, so a client knows the stream lives
 /// (and sees the running time move).

@@ -67,7 +67,7 @@ mod tests {
     fn job(id: &str, state: JobState) -> JobView {
         let mut record = JobRecord::queued(id.into(), "x".into(), "name = \"x\"".into(), "ci".into(), 10, 0);
         record.state = state;
-        JobView { record, workers: 0 }
+        JobView { record, workers: 0, queue_position: 0 }
     }
 
     fn ids(response: &pb::ListJobsResponse) -> Vec<&str> {

@@ -21,6 +21,8 @@ use tracing::{error, warn};
 
 use crate::record::{IncidentRecord, JobRecord, JobState};
 
+mod history;
+
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantine");
 
@@ -80,6 +82,7 @@ impl JobStore {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
             txn.open_table(JOBS).map_err(|e| e.to_string())?;
             txn.open_table(QUARANTINE).map_err(|e| e.to_string())?;
+            txn.open_table(history::HISTORY).map_err(|e| e.to_string())?;
             txn.commit().map_err(|e| e.to_string())?;
             Ok(db)
         })
@@ -115,9 +118,15 @@ impl JobStore {
         self.change_jobs(|table| table.insert(job.id.as_str(), bytes.as_slice()).map(drop))
     }
 
-    /// Removes a job's record (a quarantined record's original bytes stay where they were kept).
+    /// Removes a job's record and its training curve, in one transaction (a quarantined record's
+    /// original bytes stay where they were kept).
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.change_jobs(|table| table.remove(id).map(drop))
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            txn.open_table(JOBS).map_err(|e| e.to_string())?.remove(id).map_err(|e| e.to_string())?;
+            history::remove(&txn, id)?;
+            txn.commit().map_err(|e| format!("commit failed: {e}"))
+        })
     }
 
     /// One committed write transaction on the jobs table.
