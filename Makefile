@@ -20,7 +20,7 @@ demo: build ## Generate the synthetic faces and train the tutorial CNN on them l
 	@test -f out/demo-data/train.csv || $(FACECTL) dataset synth out/demo-data
 	$(FACECTL) local examples/demo.toml
 
-test: test-begin tools proto-check test-rust chaos bench-check dashboards-validate deploy-validate deny ## Run every test (incl. chaos and fuzz smoke; installs missing test tools first), then list what was skipped
+test: test-begin tools proto-check test-rust gpu-build-check chaos bench-check dashboards-validate deploy-validate deny ## Run every test (incl. chaos and fuzz smoke; installs missing test tools first), then list what was skipped
 	@bash scripts/skips.sh summary
 
 # A check that cannot run here (a tool or a network source missing) prints SKIPPED with its reason
@@ -78,6 +78,7 @@ clean: ## Remove generated data and checkpoints (not the build cache)
 	rm -rf out
 
 -include mk/quality.mk
+include mk/gpu.mk
 -include mk/proto.mk
 -include dashboards/dashboards.mk
 -include deploy/deploy.mk

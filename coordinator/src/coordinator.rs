@@ -9,11 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use facetrain_proto::incidents::{IncidentCause, Resolver};
 use facetrain_proto::internal;
-use facetrain_proto::job::Backend;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::cluster::{Cluster, DomainError, Event, JobView, Limits, Now, Result, Snapshot, Timing};
+use crate::cluster::{Cluster, DomainError, Event, JobView, Limits, Now, Offer, Result, Snapshot, Timing, WorkerView};
 use crate::metrics::{CoordinatorMetrics, SnapshotSource};
 use crate::run::Pull;
 use crate::store::{JobStore, StoreError};
@@ -253,8 +252,12 @@ impl Coordinator {
 
     // ---- workers ----
 
-    pub fn register(&self, name: &str, peer_address: &str, backends: &[Backend]) -> String {
-        self.with_cluster(|cluster, now| cluster.register(name, peer_address, backends, now))
+    pub fn register(&self, name: &str, peer_address: &str, offer: Offer) -> String {
+        self.with_cluster(|cluster, now| cluster.register(name, peer_address, offer, now))
+    }
+
+    pub fn workers(&self) -> Vec<WorkerView> {
+        self.read(Cluster::workers)
     }
 
     pub fn heartbeat(&self, worker: &str) -> Result<()> {

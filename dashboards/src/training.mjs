@@ -120,6 +120,12 @@ export default dashboard({
       unit: 'short', axisLabel: 'samples/s', min: 0, w: 24, h: 7,
     }),
 
+    row('Workers: what they run on'),
+    table('Backends and devices per worker', [instant(`count by (instance, backend, device) (facetrain_worker_info{${WORKER}})`)], {
+      description: 'What each worker offers the coordinator: a job goes only to workers listing its backend. A GPU pod without a cuda row did not see its GPU (driver not mounted, CUDA_VISIBLE_DEVICES).',
+      w: 24, h: 6, columns: { instance: 'Worker', backend: 'Backend', device: 'Device', Value: 'Series' },
+    }),
+
     row('Data pipeline (workers)'),
     timeseries('Images decoded per second', [
       q(`sum by (instance) (rate(facetrain_pipeline_images_total{${WORKER}}[$__rate_interval]))`, '{{instance}}'),

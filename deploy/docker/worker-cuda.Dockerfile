@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1.7
 #
-# facetrain-worker with the libtorch (`tch`) backend on CUDA:
-#   cargo build --release -p facetrain-worker --features facetrain-worker/tch
-# libtorch comes from the PyTorch wheel (LIBTORCH_USE_PYTORCH=1), so the version the worker is
-# compiled against and the one it loads at run time are the same files.
+# facetrain-worker with burn's CUDA backend (CubeCL):
+#   cargo build --release -p facetrain-worker --features facetrain-worker/cuda
+# The build needs no CUDA toolkit: cudarc loads the driver (libcuda, injected by the node) and
+# NVRTC (libnvrtc, from the CUDA runtime image below) at run time. CUDARC_CUDA_VERSION pins the
+# driver API the worker is compiled against to the runtime image's CUDA, so the kernels NVRTC
+# compiles and the driver calls agree; the node's driver must support that CUDA version.
 #
 #   docker buildx build -f deploy/docker/worker-cuda.Dockerfile -t facetrain-worker-cuda:dev .
 # BuildKit reads worker-cuda.Dockerfile.dockerignore next to this file.
@@ -11,51 +13,35 @@
 ARG RUST_VERSION=1.95
 ARG DEBIAN_CODENAME=bookworm
 ARG BUSYBOX_VERSION=1.37.0
-# Keep TORCH_VERSION in step with the tch crate in Cargo.lock (tch checks the libtorch version at build time).
-ARG TORCH_VERSION=2.9.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# The CUDA runtime image (NVRTC and the CUDA user-space libraries) and the matching API version.
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
+ARG CUDARC_CUDA_VERSION=12080
 
 # ---------------------------------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_CODENAME} AS build
-ARG TORCH_VERSION
-ARG TORCH_INDEX_URL
-# g++ compiles torch-sys's C++ shim; python3 is only used to locate and install torch.
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends g++ python3 python3-venv \
- && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/torch \
- && /opt/torch/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
-ENV LIBTORCH_USE_PYTORCH=1 \
-    PYTHON_SYS_EXECUTABLE=/opt/torch/bin/python \
-    PATH=/opt/torch/bin:${PATH}
+ARG CUDARC_CUDA_VERSION
+ENV CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION}
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,id=facetrain-target-cuda,sharing=locked \
-    cargo build --release --locked -p facetrain-worker --features facetrain-worker/tch \
+    cargo build --release --locked -p facetrain-worker --features facetrain-worker/cuda \
  && install -D -m 0755 -t /out/bin target/release/facetrain-worker
-# The runtime needs the shared libraries, not Python. torch/lib and the nvidia/* wheels are copied
-# side by side because libtorch_cuda.so finds cuBLAS/cuDNN/NCCL through $ORIGIN/../../nvidia/... RUNPATHs.
-RUN site="$(/opt/torch/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
- && mkdir -p /out/libtorch/torch \
- && cp -a "${site}/torch/lib" /out/libtorch/torch/lib \
- && cp -a "${site}/nvidia" /out/libtorch/nvidia
 
 FROM busybox:${BUSYBOX_VERSION}-musl AS busybox
 
 # ---------------------------------------------------------------------------------------------
-# debian-slim rather than distroless here: cuDNN needs zlib, which distroless/cc does not ship.
-# CUDA user-space comes from the wheels; the driver (libcuda) is injected by the node
-# (GKE mounts it under /usr/local/nvidia, the NVIDIA container toolkit elsewhere).
-FROM debian:${DEBIAN_CODENAME}-slim AS worker-cuda
+# NVIDIA's runtime image for NVRTC (CubeCL compiles its kernels at run time); the driver (libcuda)
+# is injected by the node (GKE mounts it under /usr/local/nvidia, the NVIDIA container toolkit
+# elsewhere).
+FROM ${CUDA_IMAGE} AS worker-cuda
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG CREATED=unknown
-ARG TORCH_VERSION
+ARG CUDA_IMAGE
 LABEL org.opencontainers.image.title="facetrain-worker-cuda" \
-      org.opencontainers.image.description="facetrain worker, libtorch ${TORCH_VERSION} (tch backend) on CUDA" \
+      org.opencontainers.image.description="facetrain worker, burn's CUDA backend (CubeCL)" \
       org.opencontainers.image.vendor="facetrain" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/facetrain/facetrain" \
@@ -63,17 +49,16 @@ LABEL org.opencontainers.image.title="facetrain-worker-cuda" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.base.name="debian:${DEBIAN_CODENAME}-slim"
+      org.opencontainers.image.base.name="${CUDA_IMAGE}"
 # Same UID/GID as the distroless images so one securityContext fits all workers.
 RUN groupadd --gid 65532 nonroot \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot
-COPY --from=build /out/libtorch /opt/libtorch
 COPY --from=build /out/bin/facetrain-worker /usr/local/bin/
 COPY --from=busybox /bin/busybox /usr/local/bin/busybox
 ENV RUST_LOG=info \
     FACETRAIN_LOG_FORMAT=json \
     FACETRAIN_COORDINATOR=http://facetrain-coordinator:7070 \
-    LD_LIBRARY_PATH=/opt/libtorch/torch/lib:/usr/local/nvidia/lib64 \
+    LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/cuda/lib64 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     CUDA_CACHE_PATH=/tmp/cuda-cache
@@ -85,6 +70,6 @@ EXPOSE 9465 7071
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["/usr/local/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:9465/metrics"]
 ENTRYPOINT ["/usr/local/bin/facetrain-worker"]
-# No backend/device flags: a GPU job sets `[workers] backend = "tch"`, `device = "cuda:0"` in its
-# job.toml (this build also runs `flex`/`cpu` jobs, on the CPU).
+# The worker offers `cuda` when it sees a GPU (one per pod: cuda:0) and `flex` always; a GPU job
+# sets `[workers] backend = "cuda"`, `device = "cuda:0"` in its job.toml.
 CMD ["--metrics-listen=0.0.0.0:9465"]

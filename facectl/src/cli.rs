@@ -59,6 +59,8 @@ pub enum Command {
     Watch(remote::WatchArgs),
     /// Cancel a job (a manual action: counted as toil).
     Cancel(remote::CancelArgs),
+    /// The coordinator's workers: backends, devices, and the job each trains.
+    Workers(crate::workers::WorkersArgs),
     /// A job's training curve (loss, accuracy, learning rate, step time), kept by the coordinator.
     Metrics(crate::curve::MetricsArgs),
     /// A job's timeline: submitted, started, incidents, manual actions, the end (`--follow`).
@@ -92,6 +94,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::List(args) => args.run().await,
         Command::Watch(args) => args.run().await,
         Command::Cancel(args) => args.run().await,
+        Command::Workers(args) => args.run().await,
         Command::Metrics(args) => args.run().await,
         Command::Events(args) => args.run().await,
         Command::Resume(args) => args.run().await,

@@ -4,7 +4,7 @@
 //! [`cli`] lists the commands and dispatches them. Each command's module owns its flags (a
 //! `clap::Args` struct) and its `run`: [`local`] (with [`local_cluster`]), [`model`] (eval and
 //! predict), [`remote`] (submit, status, list, watch, cancel, resume, delete), [`curve`] (a job's training
-//! curve), [`events`] (its timeline), [`toil`], [`dataset`], [`certs`]
+//! curve), [`events`] (its timeline), [`workers`], [`toil`], [`dataset`], [`certs`]
 //! and [`bench`](mod@bench). Commands that reach a coordinator go through [`connection`] over [`dial`].
 //! [`output`] is how results are printed (text or JSON), [`progress`] the training progress on
 //! stderr, and [`args`] the value parsers several commands' flags share.
@@ -25,3 +25,4 @@ pub mod output;
 pub mod progress;
 pub mod remote;
 pub mod toil;
+pub mod workers;

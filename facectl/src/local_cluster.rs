@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use facetrain_proto::job::JobSpec;
 use facetrain_proto::pb::{self, job_service_client::JobServiceClient};
-use facetrain_worker::agent::{AgentOptions, WorkerMetrics, run_agent};
+use facetrain_worker::agent::{AgentOptions, Placement, WorkerMetrics, run_agent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -44,6 +44,9 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
     let (stop_workers, workers_stopped) = watch::channel(false);
     let worker_registry = prometheus::Registry::new();
     let worker_metrics = Arc::new(WorkerMetrics::new(&worker_registry)?);
+    let built = facetrain_worker::backend::built_backends();
+    let host = facetrain_worker::devices::Host::detect(&built, None).map_err(anyhow::Error::msg)?;
+    let placement = Placement { max_job_bytes: facetrain_worker::memory::default_job_limit(), host };
     let workers: Vec<_> = (0..spec.workers.count)
         .map(|i| {
             let options = AgentOptions {
@@ -52,7 +55,7 @@ pub async fn run(spec: &JobSpec) -> anyhow::Result<ClusterRun> {
                 peer_listen: Some("127.0.0.1:0".into()),
                 peer_advertise: None,
                 security: Default::default(),
-                max_job_bytes: facetrain_worker::memory::default_job_limit(),
+                placement: placement.clone(),
             };
             tokio::spawn(run_agent(options, worker_metrics.clone(), workers_stopped.clone()))
         })

@@ -209,7 +209,8 @@ pub struct WorkersSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_count: Option<usize>,
     pub backend: Backend,
-    /// `cpu`, or `cuda:N` with the `tch` backend.
+    /// `cpu`, or `cuda:N` with the `tch` and `cuda` backends. A worker started with its own
+    /// `--device cuda:M` trains on that GPU instead (one worker per GPU on a host).
     pub device: String,
     pub reduction: Reduction,
     pub gradient_dtype: GradientDtype,
@@ -280,18 +281,33 @@ impl GradientDtype {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// burn's pure-Rust CPU backend (with facetrain's fused kernels).
     #[default]
     Flex,
+    /// libtorch through burn-tch, on `cpu` or `cuda:N`.
     Tch,
+    /// burn's CUDA backend (CubeCL), on `cuda:N`.
+    Cuda,
 }
 
 impl Backend {
-    pub const ALL: [Self; 2] = [Self::Flex, Self::Tch];
+    pub const ALL: [Self; 3] = [Self::Flex, Self::Tch, Self::Cuda];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Flex => "flex",
             Self::Tch => "tch",
+            Self::Cuda => "cuda",
+        }
+    }
+
+    /// Whether the backend runs on `device` (`cpu` or `cuda:N`).
+    pub fn runs_on(self, device: &str) -> bool {
+        let cuda = device.starts_with("cuda:");
+        match self {
+            Self::Flex => !cuda,
+            Self::Tch => true,
+            Self::Cuda => cuda,
         }
     }
 
@@ -422,6 +438,15 @@ impl JobSpec {
             return Err("invalid value for `checkpoint.every`/`checkpoint.keep`: expected integers >= 1 when `checkpoint.dir` is set".into());
         }
         parse_device(&self.workers.device).map_err(|e| format!("invalid value for `workers.device`: {e}"))?;
+        let backend = self.workers.backend;
+        if !backend.runs_on(&self.workers.device) {
+            let expected = if backend == Backend::Cuda { "`cuda:N`" } else { "`cpu` (tch or cuda run on `cuda:N`)" };
+            return Err(format!(
+                "invalid value for `workers.device`: backend {} runs on {expected}, got `{}`",
+                backend.name(),
+                self.workers.device
+            ));
+        }
         Ok(())
     }
 }
@@ -534,5 +559,43 @@ pub fn human_bytes(bytes: u64) -> String {
     match bytes as f64 {
         b if b >= GIB => format!("{:.1} GiB", b / GIB),
         b => format!("{:.0} MiB", b / MIB),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_workers(workers: &str) -> std::result::Result<JobSpec, String> {
+        let text =
+            format!("name = \"j\"\n[dataset]\ntrain = \"/t.csv\"\nvalidate = \"/v.csv\"\n[workers]\n{workers}\n");
+        JobSpec::parse(&text, "job.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_backend_is_checked_against_its_device_at_parse() {
+        assert!(with_workers("backend = \"cuda\"\ndevice = \"cuda:1\"").is_ok());
+        assert!(with_workers("backend = \"tch\"\ndevice = \"cpu\"").is_ok());
+        let cuda_on_cpu = with_workers("backend = \"cuda\"").unwrap_err();
+        assert!(cuda_on_cpu.contains("`workers.device`") && cuda_on_cpu.contains("`cuda:N`"), "{cuda_on_cpu}");
+        let flex_on_gpu = with_workers("device = \"cuda:0\"").unwrap_err();
+        assert!(flex_on_gpu.contains("backend flex runs on `cpu`"), "{flex_on_gpu}");
+    }
+
+    #[test]
+    fn priority_and_min_count_are_bounded() {
+        assert!(with_workers("count = 4\nmin_count = 2").is_ok());
+        assert!(with_workers("count = 2\nmin_count = 3").unwrap_err().contains("workers.min_count"));
+        assert!(with_workers("count = 2\nmin_count = 0").unwrap_err().contains("workers.min_count"));
+        let text = "name = \"j\"\npriority = 1001\n[dataset]\ntrain = \"/t.csv\"\nvalidate = \"/v.csv\"\n";
+        assert!(JobSpec::parse(text, "job.toml").unwrap_err().to_string().contains("`priority`"));
+    }
+
+    #[test]
+    fn a_jobs_checkpoints_go_into_its_own_folder() {
+        let mut spec = CheckpointSpec { dir: "s3://b/ckpt/".into(), ..CheckpointSpec::default() };
+        assert_eq!(spec.for_job("j-1"), "s3://b/ckpt/j-1");
+        spec.dir.clear();
+        assert_eq!(spec.for_job("j-1"), "", "checkpoints off stay off");
     }
 }

@@ -155,3 +155,33 @@ fn a_cancelled_job_resumes_on_fewer_workers_as_one_job_with_one_history() {
     let again = sandbox.facectl(&["resume", &id]);
     assert!(!again.status.success(), "a succeeded job resumes only with --max-steps");
 }
+
+/// Before: every worker registered as `flex` and a job's backend was not checked against the
+/// worker: a GPU job could train on a CPU worker without a word.
+#[test]
+fn a_cuda_job_never_lands_on_a_cpu_worker_and_says_what_it_waits_for() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    sandbox.add_worker("cpu-only");
+    let gpu = small_job(sandbox.dir.path(), "gpu", &data, 1, 5, "");
+    let text = std::fs::read_to_string(&gpu)
+        .unwrap()
+        .replace("count = 1", "count = 1\nbackend = \"cuda\"\ndevice = \"cuda:0\"");
+    std::fs::write(&gpu, text).unwrap();
+    let gpu = sandbox.submit(&gpu);
+    let cpu = small_job(sandbox.dir.path(), "cpu", &data, 1, 5, "");
+    let cpu = sandbox.submit(&cpu);
+    let done = sandbox.wait_for_state(&cpu, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "the GPU job holds nothing back: {done}");
+    let waiting = sandbox.status(&gpu);
+    assert_eq!((waiting["state"].as_str(), u64_of(&waiting, "step")), (Some("queued"), 0), "{waiting}");
+    assert_eq!(waiting["message"], "waiting for 1 worker with backend cuda; 0 of the 1 registered can run it");
+
+    let workers = sandbox.facectl(&["workers", "--output", "json"]);
+    let workers: serde_json::Value = serde_json::from_slice(&workers.stdout).unwrap();
+    assert_eq!(workers[0]["backends"], serde_json::json!(["flex"]), "{workers}");
+    assert_eq!(workers[0]["devices"], serde_json::json!(["cpu"]), "{workers}");
+    let (_, address) = sandbox.worker_metrics.iter().find(|(name, _)| name == "cpu-only").unwrap();
+    let metrics = facetrain_tests::scrape(address);
+    assert!(metrics.contains("facetrain_worker_info{backend=\"flex\",device=\"cpu\"} 1"), "{metrics}");
+}

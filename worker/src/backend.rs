@@ -1,5 +1,6 @@
 //! Compute devices: burn's pure-Rust `flex` CPU backend by default; libtorch (CPU or CUDA)
-//! through burn-tch when built with the `tch` feature.
+//! through burn-tch when built with the `tch` feature; burn's CUDA backend (CubeCL) when built
+//! with `cuda`. The CUDA build needs no toolkit: the driver and NVRTC are loaded at run time.
 
 use burn::tensor::Device;
 
@@ -12,6 +13,9 @@ pub fn built_backends() -> Vec<Backend> {
     if cfg!(feature = "tch") {
         backends.push(Backend::Tch);
     }
+    if cfg!(feature = "cuda") {
+        backends.push(Backend::Cuda);
+    }
     backends
 }
 
@@ -22,10 +26,14 @@ pub fn training_device(backend: Backend, device: &str) -> Result<Device> {
         (Backend::Flex, None) => Device::flex(),
         (Backend::Flex, Some(_)) => {
             return Err(Error::InvalidJob(
-                "workers.device: the flex backend runs on `cpu` only; use backend = \"tch\" for CUDA".into(),
+                "workers.device: the flex backend runs on `cpu` only; use backend = \"cuda\" for a GPU".into(),
             ));
         }
         (Backend::Tch, cuda) => libtorch(cuda)?,
+        (Backend::Cuda, Some(index)) => cubecl_cuda(index)?,
+        (Backend::Cuda, None) => {
+            return Err(Error::InvalidJob("workers.device: the cuda backend runs on `cuda:N`".into()));
+        }
     };
     Ok(device.autodiff())
 }
@@ -43,5 +51,17 @@ fn libtorch(cuda: Option<usize>) -> Result<Device> {
 fn libtorch(_cuda: Option<usize>) -> Result<Device> {
     Err(Error::Unsupported(
         "workers.backend = \"tch\" needs a build with the `tch` feature (see README: Backends)".into(),
+    ))
+}
+
+#[cfg(feature = "cuda")]
+fn cubecl_cuda(index: usize) -> Result<Device> {
+    Ok(Device::cuda(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cubecl_cuda(_index: usize) -> Result<Device> {
+    Err(Error::Unsupported(
+        "workers.backend = \"cuda\" needs a build with the `cuda` feature (see README: Backends)".into(),
     ))
 }

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod conv_block;
 pub mod data;
+pub mod devices;
 pub mod error;
 pub mod fault;
 pub mod init;

@@ -102,9 +102,30 @@ struct WorkerEntry {
     /// Where peers reach this worker for ring all-reduce (may be empty).
     peer_address: String,
     backends: Vec<Backend>,
+    devices: Vec<String>,
     last_seen: Instant,
     /// A job this worker must drop (sent once with its next task).
     release: Option<String>,
+}
+
+/// What a registering worker says it can run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Offer {
+    /// Job backends (none: an older worker, flex only).
+    pub backends: Vec<Backend>,
+    /// `cpu`, `cuda:N`, ... (none: `cpu`).
+    pub devices: Vec<String>,
+}
+
+/// A registered worker as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerView {
+    pub id: String,
+    pub name: String,
+    pub backends: Vec<Backend>,
+    pub devices: Vec<String>,
+    /// The job it trains now.
+    pub job: Option<String>,
 }
 
 /// The running job with what only matters while it runs.

@@ -66,7 +66,7 @@ impl Sim {
     }
 
     pub fn register(&mut self, name: &str) {
-        let id = self.cluster.register(name, "", &[], self.now);
+        let id = self.cluster.register(name, "", Default::default(), self.now);
         let worker = SimWorker { id, last_beat: Some(self.now.at), ..SimWorker::default() };
         self.workers.insert(name.to_string(), worker);
     }

@@ -7,7 +7,7 @@ use facetrain_proto::internal;
 use facetrain_proto::job::Backend;
 
 use super::error::{Result, unknown_worker};
-use super::{Cluster, Event, Now, WorkerEntry};
+use super::{Cluster, Event, Now, Offer, WorkerEntry, WorkerView};
 use crate::run::StateSource;
 
 /// How a running job without members starts its message.
@@ -15,8 +15,7 @@ const NO_MEMBER_LEFT: &str = "no worker left: waiting for one";
 
 impl Cluster {
     /// Admits a worker; one that restarts under the same name replaces its old registration.
-    /// `backends`: the job backends it can run (none given: an older worker, flex only).
-    pub fn register(&mut self, name: &str, peer_address: &str, backends: &[Backend], now: Now) -> String {
+    pub fn register(&mut self, name: &str, peer_address: &str, offer: Offer, now: Now) -> String {
         let previous: Vec<String> =
             self.workers.iter().filter(|(_, w)| w.name == name).map(|(id, _)| id.clone()).collect();
         for id in previous {
@@ -24,17 +23,33 @@ impl Cluster {
         }
         let id = format!("w{}", self.next_worker);
         self.next_worker += 1;
-        let backends = if backends.is_empty() { vec![Backend::Flex] } else { backends.to_vec() };
+        let backends = if offer.backends.is_empty() { vec![Backend::Flex] } else { offer.backends };
+        let devices = if offer.devices.is_empty() { vec!["cpu".to_string()] } else { offer.devices };
         let entry = WorkerEntry {
             name: name.to_string(),
             peer_address: peer_address.to_string(),
             backends,
+            devices,
             last_seen: now.at,
             release: None,
         };
         self.workers.insert(id.clone(), entry);
         self.emit(Event::WorkerRegistered { worker: id.clone(), name: name.to_string() });
         id
+    }
+
+    /// The registered workers, by id, with the job each trains now.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        self.workers
+            .iter()
+            .map(|(id, w)| WorkerView {
+                id: id.clone(),
+                name: w.name.clone(),
+                backends: w.backends.clone(),
+                devices: w.devices.clone(),
+                job: self.job_holding(id),
+            })
+            .collect()
     }
 
     pub fn heartbeat(&mut self, worker: &str, now: Now) -> Result<()> {

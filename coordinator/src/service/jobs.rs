@@ -160,6 +160,23 @@ impl JobService for JobApi {
         .await
     }
 
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        observed(&self.coordinator.metrics, "ListWorkers", true, async move {
+            let workers = self.coordinator.workers().into_iter().map(|w| pb::Worker {
+                id: w.id,
+                name: w.name,
+                backends: w.backends.iter().map(|b| b.name().to_string()).collect(),
+                devices: w.devices,
+                job_id: w.job.unwrap_or_default(),
+            });
+            Ok(Response::new(pb::ListWorkersResponse { workers: workers.collect() }))
+        })
+        .await
+    }
+
     async fn delete_job(&self, request: Request<pb::DeleteJobRequest>) -> Result<Response<()>, Status> {
         observed(&self.coordinator.metrics, "DeleteJob", true, async move {
             self.coordinator.delete(&request.into_inner().job_id)?;

@@ -10,7 +10,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{observed, stream_error};
-use crate::cluster::DomainError;
+use crate::cluster::{DomainError, Offer};
 use crate::coordinator::Shared;
 
 /// Longest a NextTask long-poll may wait.
@@ -35,8 +35,8 @@ impl WorkerService for WorkerApi {
             if request.name.is_empty() {
                 return Err(DomainError::invalid("name", "register: `name` is empty"));
             }
-            let backends = backends(&request)?;
-            let worker_id = self.coordinator.register(&request.name, &request.peer_address, &backends);
+            let offer = Offer { backends: backends(&request)?, devices: request.devices.clone() };
+            let worker_id = self.coordinator.register(&request.name, &request.peer_address, offer);
             let heartbeat_interval_ms = self.coordinator.heartbeat_interval().as_millis() as u32;
             Ok(Response::new(internal::RegisterResponse { worker_id, heartbeat_interval_ms }))
         })

@@ -1,12 +1,11 @@
-//! `facectl bench infer`: inference latency and throughput per batch size, on random data, on
-//! the CPU.
+//! `facectl bench infer`: inference latency and throughput per batch size, on random data.
 
 use std::time::Instant;
 
 use clap::Args as ClapArgs;
 use facetrain_worker::job::{Backend, WeightInit};
 
-use super::model::{InitArg, model_settings, random_batch, trainer};
+use super::model::{BackendArg, InitArg, model_settings, random_batch, trainer};
 use super::{batch, emit, iterations, summarize};
 
 #[derive(ClapArgs, Debug)]
@@ -18,16 +17,30 @@ pub struct Args {
     /// Weight init, as for `step`.
     #[arg(long, value_enum, default_value_t = InitArg::TruncatedNormal)]
     init: InitArg,
+    #[arg(long, value_enum, default_value_t = BackendArg::Flex)]
+    backend: BackendArg,
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 impl Args {
     pub async fn run(self) -> anyhow::Result<()> {
-        tokio::task::spawn_blocking(move || bench_infer(&self.batch, self.iters, self.init.init())).await?
+        let backend = self.backend.backend();
+        tokio::task::spawn_blocking(move || {
+            bench_infer(&self.batch, self.iters, self.init.init(), backend, &self.device)
+        })
+        .await?
     }
 }
 
-fn bench_infer(batches: &[usize], iters: usize, init: WeightInit) -> anyhow::Result<()> {
-    let trainer = trainer(Backend::Flex, "cpu", init)?;
+fn bench_infer(
+    batches: &[usize],
+    iters: usize,
+    init: WeightInit,
+    backend: Backend,
+    device: &str,
+) -> anyhow::Result<()> {
+    let trainer = trainer(backend, device, init)?;
     let mut per_batch = serde_json::Map::new();
     for &size in batches {
         let batch = random_batch(size, 2);
@@ -50,6 +63,8 @@ fn bench_infer(batches: &[usize], iters: usize, init: WeightInit) -> anyhow::Res
     let mut result = model_settings(init);
     result["bench"] = "infer".into();
     result["framework"] = "facetrain".into();
+    result["backend"] = backend.name().into();
+    result["device"] = device.into();
     result["per_batch"] = per_batch.into();
     emit(result);
     Ok(())

@@ -66,3 +66,21 @@ mod tests {
         assert_eq!(adam_epsilon().to_string(), ADAM_EPSILON.to_string());
     }
 }
+
+/// `--backend` of the bench commands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    Flex,
+    Tch,
+    Cuda,
+}
+
+impl BackendArg {
+    pub fn backend(self) -> Backend {
+        match self {
+            Self::Flex => Backend::Flex,
+            Self::Tch => Backend::Tch,
+            Self::Cuda => Backend::Cuda,
+        }
+    }
+}

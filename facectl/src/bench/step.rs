@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args as ClapArgs;
 use facetrain_worker::job::{Backend, WeightInit};
 
-use super::model::{InitArg, model_settings, random_batch, trainer};
+use super::model::{BackendArg, InitArg, model_settings, random_batch, trainer};
 use super::{batch, emit, iterations, summarize, warmup};
 
 #[derive(ClapArgs, Debug)]
@@ -26,18 +26,9 @@ pub struct Args {
     init: InitArg,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendArg {
-    Flex,
-    Tch,
-}
-
 impl Args {
     pub async fn run(self) -> anyhow::Result<()> {
-        let backend = match self.backend {
-            BackendArg::Flex => Backend::Flex,
-            BackendArg::Tch => Backend::Tch,
-        };
+        let backend = self.backend.backend();
         // Training is CPU-bound work: off the async runtime, as a job runs it.
         tokio::task::spawn_blocking(move || {
             bench_step(&self.batch, self.warmup, self.steps, backend, &self.device, self.init.init())
@@ -72,7 +63,8 @@ fn bench_step(
     let mut result = model_settings(init);
     result["bench"] = "step".into();
     result["framework"] = "facetrain".into();
-    result["backend"] = format!("{backend:?}").to_lowercase().into();
+    result["backend"] = backend.name().into();
+    result["device"] = device.into();
     result["per_batch"] = per_batch.into();
     emit(result);
     Ok(())

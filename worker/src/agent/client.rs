@@ -76,14 +76,19 @@ impl CoordinatorClient {
     }
 
     /// Returns the worker id and the heartbeat interval.
-    pub async fn register(&self, name: &str, peer_address: &str) -> Result<(String, Duration), CallError> {
-        let backends = crate::backend::built_backends();
+    pub async fn register(
+        &self,
+        name: &str,
+        peer_address: &str,
+        host: &crate::devices::Host,
+    ) -> Result<(String, Duration), CallError> {
         let request = internal::RegisterRequest {
             name: name.to_string(),
             // Read by coordinators older than `backends`: the backend every build has.
             backend: "flex".into(),
             peer_address: peer_address.to_string(),
-            backends: backends.iter().map(|b| b.name().to_string()).collect(),
+            backends: host.backends.iter().map(|b| b.name().to_string()).collect(),
+            devices: host.devices.clone(),
         };
         let response = self.inner.clone().register(unary(request)).await?.into_inner();
         Ok((response.worker_id, Duration::from_millis(response.heartbeat_interval_ms.max(50) as u64)))

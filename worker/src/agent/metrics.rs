@@ -2,11 +2,12 @@
 //! samples, reduction traffic and input-pipeline throughput.
 
 use facetrain_telemetry::STEP_BUCKETS;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::train::trainer::StepTimings;
 
 pub struct WorkerMetrics {
+    info: IntGaugeVec,
     step_duration: HistogramVec,
     samples: IntCounterVec,
     reduce_bytes: IntCounterVec,
@@ -30,11 +31,23 @@ impl WorkerMetrics {
         )?;
         let pipeline_images =
             IntCounter::new("facetrain_pipeline_images_total", "Images augmented and batched by the input pipeline")?;
+        let info = IntGaugeVec::new(
+            Opts::new("facetrain_worker_info", "1 for each job backend this worker runs, with the device it trains on"),
+            &["backend", "device"],
+        )?;
+        registry.register(Box::new(info.clone()))?;
         registry.register(Box::new(step_duration.clone()))?;
         registry.register(Box::new(samples.clone()))?;
         registry.register(Box::new(reduce_bytes.clone()))?;
         registry.register(Box::new(pipeline_images.clone()))?;
-        Ok(Self { step_duration, samples, reduce_bytes, pipeline_images })
+        Ok(Self { info, step_duration, samples, reduce_bytes, pipeline_images })
+    }
+
+    /// What this worker offers, as `facetrain_worker_info{backend,device}` series.
+    pub fn offers(&self, host: &crate::devices::Host) {
+        for backend in &host.backends {
+            self.info.with_label_values(&[backend.name(), &host.device_for(*backend)]).set(1);
+        }
     }
 
     /// Mean seconds per step by phase (data, compute, reduce, apply) and total reduction bytes,

@@ -34,8 +34,16 @@ pub struct AgentOptions {
     /// The address peers should dial (defaults to the bound peer address).
     pub peer_advertise: Option<String>,
     pub security: AgentSecurity,
+    /// What a job must fit and where it runs on this worker.
+    pub placement: Placement,
+}
+
+/// What a job must fit on this worker, and the backends and devices it offers.
+#[derive(Debug, Clone)]
+pub struct Placement {
     /// Jobs whose model needs more memory than this on this worker fail with the numbers.
     pub max_job_bytes: u64,
+    pub host: crate::devices::Host,
 }
 
 /// Runs until `stop` turns true.
@@ -84,7 +92,7 @@ pub async fn run_agent(
                 continue;
             }
         };
-        let worker_id = match client.register(&options.name, &peer_address).await {
+        let worker_id = match client.register(&options.name, &peer_address, &options.placement.host).await {
             Ok(registered) => registered,
             Err(e) => {
                 warn!(error = %e, "register failed");
@@ -97,7 +105,7 @@ pub async fn run_agent(
         info!(worker = %worker_id.0, name = %options.name, "registered");
         let heartbeat = tokio::spawn(client.clone().heartbeat_loop(worker_id.0.clone(), worker_id.1));
         let result =
-            serve_tasks(&client, &worker_id.0, &mut session, (&metrics, &ring, options.max_job_bytes), &stop).await;
+            serve_tasks(&client, &worker_id.0, &mut session, (&metrics, &ring, &options.placement), &stop).await;
         heartbeat.abort();
         if *stop.borrow() {
             // Said at once, so no job is handed to a worker that is going away and none waits for
@@ -128,7 +136,7 @@ async fn serve_tasks(
     client: &CoordinatorClient,
     worker: &str,
     session: &mut Option<JobSession>,
-    (metrics, ring, max_job_bytes): (&WorkerMetrics, &Arc<ring::Ring>, u64),
+    (metrics, ring, placement): (&WorkerMetrics, &Arc<ring::Ring>, &Placement),
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     while !*stop.borrow() {
@@ -144,7 +152,7 @@ async fn serve_tasks(
         match task.kind {
             Some(internal::task::Kind::Step(step)) => {
                 let job_id = step.job_id.clone();
-                match JobSession::run_step(session, client, worker, step, (metrics, ring, max_job_bytes)).await {
+                match JobSession::run_step(session, client, worker, step, (metrics, ring, placement)).await {
                     Ok(()) => {}
                     Err(StepError::Abandoned(reason)) => {
                         info!(job = %job_id, reason, "step abandoned; waiting for the redo")

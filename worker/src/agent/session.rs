@@ -11,6 +11,7 @@ use facetrain_proto::job::{GradientDtype, JobSpec};
 use tokio::runtime::Handle;
 use tonic::Status;
 
+use super::Placement;
 use super::client::{CallError, CoordinatorClient};
 use super::metrics::WorkerMetrics;
 use super::ring::Ring;
@@ -89,15 +90,17 @@ struct StepResult {
 }
 
 impl JobSession {
-    async fn open(task: &internal::TrainStep, max_job_bytes: u64) -> Result<Self, StepError> {
-        let spec = JobSpec::parse(&task.job_toml, &task.job_id).map_err(|e| StepError::job_failed(e.into()))?;
+    async fn open(task: &internal::TrainStep, placement: &Placement) -> Result<Self, StepError> {
+        let mut spec = JobSpec::parse(&task.job_toml, &task.job_id).map_err(|e| StepError::job_failed(e.into()))?;
+        placement.host.place(&mut spec);
         if GradientDtype::parse(&task.gradient_dtype).is_none() {
             let reason = format!("gradient dtype `{}` is not one this worker knows (f32, bf16)", task.gradient_dtype);
             return Err(StepError::JobFailed { cause: IncidentCause::UnsupportedJob, reason });
         }
         let (train, validate) = load_job_datasets(&spec).await.map_err(StepError::job_failed)?;
         let share = spec.training.batch_size.div_ceil(spec.workers.count);
-        crate::memory::check_fits(&spec, train.num_classes, share, max_job_bytes).map_err(StepError::job_failed)?;
+        crate::memory::check_fits(&spec, train.num_classes, share, placement.max_job_bytes)
+            .map_err(StepError::job_failed)?;
         Ok(Self {
             job_id: task.job_id.clone(),
             spec,
@@ -114,11 +117,11 @@ impl JobSession {
         client: &CoordinatorClient,
         worker: &str,
         task: internal::TrainStep,
-        (metrics, ring, max_job_bytes): (&WorkerMetrics, &Arc<Ring>, u64),
+        (metrics, ring, placement): (&WorkerMetrics, &Arc<Ring>, &Placement),
     ) -> Result<(), StepError> {
         let session = match slot.take() {
             Some(session) if session.job_id == task.job_id => slot.insert(session),
-            _ => slot.insert(Self::open(&task, max_job_bytes).await?),
+            _ => slot.insert(Self::open(&task, placement).await?),
         };
         session.ensure_state(&task, client, worker).await?;
         let result = session.compute(&task, client, worker, ring).await?;
