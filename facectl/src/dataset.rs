@@ -17,6 +17,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Write a small generated face-like dataset (deterministic) with train.csv and validate.csv.
     Synth(SynthArgs),
+    /// Folders of photos, one per person, to a dataset: centred square crops, a stratified
+    /// seeded split that keeps near-duplicates on one side, train.csv and validate.csv.
+    Import(crate::import::ImportArgs),
 }
 
 impl Command {
@@ -24,6 +27,7 @@ impl Command {
         match self {
             Self::Check(args) => args.run().await,
             Self::Synth(args) => args.run(),
+            Self::Import(args) => args.run().await,
         }
     }
 }

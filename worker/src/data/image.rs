@@ -32,6 +32,29 @@ pub struct Decoded {
 /// Decodes a JPEG or PNG (format sniffed from the bytes) to RGB and resizes it to `side` when
 /// it differs. The error says what is wrong with the file, not where it is: callers add that.
 pub fn decode_rgb(bytes: &[u8], side: usize) -> Result<(RgbImage, Decoded), String> {
+    let rgb = decode_full(bytes)?;
+    let target = side as u32;
+    let resized = rgb.width() != target || rgb.height() != target;
+    let rgb = if resized { image::imageops::resize(&rgb, target, target, FilterType::Triangle) } else { rgb };
+    Ok((RgbImage { side, pixels: rgb.into_raw() }, Decoded { resized }))
+}
+
+/// Decodes a JPEG or PNG, takes the largest centred square (face datasets such as LFW centre
+/// the face) and resizes it to `side`: how `facectl dataset import` makes model inputs from
+/// photos of any size without stretching them.
+pub fn decode_centre_square(bytes: &[u8], side: usize) -> Result<RgbImage, String> {
+    let rgb = decode_full(bytes)?;
+    let edge = rgb.width().min(rgb.height());
+    let (x, y) = ((rgb.width() - edge) / 2, (rgb.height() - edge) / 2);
+    let square = image::imageops::crop_imm(&rgb, x, y, edge, edge).to_image();
+    let target = side as u32;
+    let square =
+        if edge == target { square } else { image::imageops::resize(&square, target, target, FilterType::Triangle) };
+    Ok(RgbImage { side, pixels: square.into_raw() })
+}
+
+/// The whole image as RGB, within the size limits (checked on the header, before any pixel).
+fn decode_full(bytes: &[u8]) -> Result<image::RgbImage, String> {
     let mut reader =
         ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read image: {e}"))?;
     if reader.format().is_none() {
@@ -54,11 +77,7 @@ pub fn decode_rgb(bytes: &[u8], side: usize) -> Result<(RgbImage, Decoded), Stri
         ));
     }
     let decoded = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
-    let rgb = decoded.into_rgb8();
-    let target = side as u32;
-    let resized = rgb.width() != target || rgb.height() != target;
-    let rgb = if resized { image::imageops::resize(&rgb, target, target, FilterType::Triangle) } else { rgb };
-    Ok((RgbImage { side, pixels: rgb.into_raw() }, Decoded { resized }))
+    Ok(decoded.into_rgb8())
 }
 
 fn undecodable(error: ImageError) -> String {
@@ -80,6 +99,15 @@ mod tests {
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
+    }
+
+    #[test]
+    fn a_centre_square_keeps_the_middle_of_a_wide_photo() {
+        // 12x8: the square is columns 2..10; at 8 pixels nothing is resized.
+        let square = decode_centre_square(&png(12, 8), 8).unwrap();
+        assert_eq!(square.side, 8);
+        assert_eq!(&square.pixels[..3], &[2, 0, 7], "the first pixel is column 2, row 0");
+        assert_eq!(decode_centre_square(&png(40, 30), 16).unwrap().pixels.len(), 16 * 16 * 3);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod csv;
 pub mod dataset;
 pub mod image;
+pub mod import;
 pub mod lines;
 pub mod shard;
 pub mod synth;
