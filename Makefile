@@ -71,6 +71,9 @@ bench-check: ## The bench scripts' self-tests, and the README's performance bloc
 bench-quick: build ## Smoke run of every bench code path (a few minutes; bench/results/quick.json, not the README)
 	python3 bench/run.py --quick --facectl $(FACECTL) --shared $(SHARED)
 
+export-check: build ## PyTorch loads `facectl export`'s safetensors and agrees with `facectl predict` on lfw5 (needs torch; CHECKPOINT=DIR)
+	python3 bench/export_check.py --facectl $(FACECTL) --checkpoint $(CHECKPOINT) --shared $(SHARED)
+
 bench-distributed: build ## Only the distributed figures: 1/2/4 workers x coordinator/ring reduction
 	python3 bench/distributed.py --facectl $(FACECTL) --shared $(SHARED)
 

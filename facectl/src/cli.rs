@@ -49,6 +49,8 @@ pub enum Command {
     Eval(model::EvalArgs),
     /// Top-k names with probabilities for each image.
     Predict(model::PredictArgs),
+    /// A checkpoint's weights for other tools (safetensors with PyTorch's names and layouts).
+    Export(crate::export::ExportArgs),
     /// Submit a job to the coordinator; prints its id.
     Submit(remote::SubmitArgs),
     /// One job's state (`--output json` for programs).
@@ -89,6 +91,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Local(args) => args.run().await,
         Command::Eval(args) => args.run().await,
         Command::Predict(args) => args.run().await,
+        Command::Export(args) => args.run().await,
         Command::Submit(args) => args.run().await,
         Command::Status(args) => args.run().await,
         Command::List(args) => args.run().await,

@@ -7,6 +7,7 @@ pub mod conv_block;
 pub mod data;
 pub mod devices;
 pub mod error;
+pub mod export;
 pub mod fault;
 pub mod init;
 pub mod memory;

@@ -1,0 +1,69 @@
+//! `facectl export --checkpoint DIR --format safetensors OUT`: a trained model for other tools.
+//! The weights carry PyTorch's names and layouts (worker/src/export.rs), and the file's
+//! metadata says what the model expects: the class names in label order, the input side, the
+//! architecture and where the weights came from.
+
+use bytes::Bytes;
+use clap::Args;
+use facetrain_proto::job::JobSpec;
+use facetrain_worker::backend::training_device;
+use facetrain_worker::checkpoint::read_best_checkpoint;
+use facetrain_worker::export::{safetensors, torch_state_dict};
+use facetrain_worker::storage::Location;
+use facetrain_worker::train::trainer::Trainer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// safetensors, PyTorch names (`features.0.weight`, ...); loads into torch_cnn.py's model.
+    Safetensors,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A checkpoint file (.ftck) or a checkpoint folder (its best checkpoint).
+    #[arg(long)]
+    checkpoint: String,
+    #[arg(long, value_enum, default_value_t = Format::Safetensors)]
+    format: Format,
+    /// The file to write (a path, s3:// or gs://).
+    out: String,
+}
+
+impl ExportArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let (location, checkpoint) = read_best_checkpoint(&self.checkpoint).await?;
+        let job = JobSpec::parse(&checkpoint.meta.job, &location.to_string())?;
+        // Exported from the CPU: the weights are the same whichever backend trained them.
+        let device = training_device(facetrain_proto::job::Backend::Flex, "cpu")?;
+        let trainer = Trainer::from_checkpoint(&checkpoint, &location.to_string(), device)?;
+        let tensors = torch_state_dict(&trainer.arch, trainer.model());
+        let spec = &trainer.arch.spec;
+        let metadata = [
+            ("format", "pt".to_string()),
+            ("model", "facetrain FaceCnn: features (Conv2d SAME, ReLU, MaxPool2d 2) x N, classifier (Flatten, (Linear, ReLU) x M, Dropout, Linear)".to_string()),
+            ("input", format!("RGB float in [0, 1], NCHW, {0}x{0}", spec.image_size)),
+            ("image_size", spec.image_size.to_string()),
+            ("conv_channels", serde_json::to_string(&spec.conv_channels)?),
+            ("kernel_size", spec.kernel_size.to_string()),
+            ("fc_units", serde_json::to_string(&spec.fc_units)?),
+            ("keep_prob", spec.keep_prob.to_string()),
+            ("class_names", serde_json::to_string(&checkpoint.meta.class_names)?),
+            ("checkpoint", location.to_string()),
+            ("step", checkpoint.meta.step.to_string()),
+            ("job", job.name.clone()),
+        ];
+        let bytes = match self.format {
+            Format::Safetensors => safetensors(&tensors, &metadata),
+        };
+        let size = bytes.len();
+        Location::parse(&self.out)?.write(Bytes::from(bytes)).await?;
+        let parameters: usize = tensors.iter().map(|t| t.values.len()).sum();
+        println!(
+            "{}: {} tensors, {parameters} parameters, {size} bytes, from {location} (step {})",
+            self.out,
+            tensors.len(),
+            checkpoint.meta.step
+        );
+        Ok(())
+    }
+}
