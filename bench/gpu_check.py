@@ -31,9 +31,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import run as bench_run  # noqa: E402 - the benchmark driver's child runner (wait4 for peak RSS)
 
 FULL = {"step_batch": [100, 1024], "infer_batch": [1, 1024], "warmup": 10, "steps": 30,
         "train_max_steps": 3000, "train_eval_every": 10, "distributed_steps": 200}
@@ -90,28 +91,11 @@ class PeakGpuMemory:
 
 
 def run(cmd, timeout, gpu_index=None):
-    """Runs a command; returns (stdout, peak GPU MiB, wall seconds, peak RSS MiB of this child
-    from wait4)."""
-    started = time.perf_counter()
-    with PeakGpuMemory(gpu_index) as memory, tempfile.TemporaryFile("w+") as out, \
-            tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                break
-            if time.perf_counter() - started > timeout:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                raise RuntimeError(f"{' '.join(cmd)} ran over {timeout:.0f} s")
-            time.sleep(0.05)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{stderr[-4000:]}")
-    return stdout, memory.peak, time.perf_counter() - started, usage.ru_maxrss / 1024
+    """Runs a command (bench/run.py's child runner); returns (stdout, peak GPU MiB, wall seconds,
+    peak RSS MiB of this child)."""
+    with PeakGpuMemory(gpu_index) as memory:
+        stdout, _, usage, wall = bench_run.run_child(cmd, timeout, label=os.path.basename(cmd[0]))
+    return stdout, memory.peak, wall, usage.ru_maxrss / 1024
 
 
 def result_line(stdout):
