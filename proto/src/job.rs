@@ -351,7 +351,14 @@ impl JobSpec {
         let text = std::fs::read_to_string(path)
             .map_err(|source| JobError::Io { context: format!("cannot read job file {}", path.display()), source })?;
         let mut spec = Self::parse(&text, &path.display().to_string())?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute, so a job file named bare (`job.toml`) still resolves to paths a coordinator
+        // accepts: its folder is the current one.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = std::path::absolute(parent).map_err(|source| JobError::Io {
+            context: format!("cannot resolve the folder of {}", path.display()),
+            source,
+        })?;
+        let base = base.as_path();
         spec.dataset.train = resolve_relative(base, &spec.dataset.train);
         spec.dataset.validate = resolve_relative(base, &spec.dataset.validate);
         if !spec.checkpoint.dir.is_empty() {

@@ -89,6 +89,30 @@ fn a_relative_dataset_path_is_refused_at_submit_with_the_key() {
     assert!(message.contains("absolute path or a URL"), "{message}");
 }
 
+/// Before: `facectl submit job.toml` (a bare file name, run from its folder) sent the relative
+/// paths as they were, because the file's folder was the empty path, and the coordinator refused them.
+#[test]
+fn facectl_submit_resolves_paths_against_a_job_file_named_bare() {
+    let mut sandbox = Sandbox::start();
+    let data = small_dataset(sandbox.dir.path());
+    let job = small_job(sandbox.dir.path(), "bare", &data, 1, 2, "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let relative = text.replace(&format!("{}/", sandbox.dir.path().display()), "");
+    assert!(relative.contains("train = \"data/train.csv\""), "{relative}");
+    std::fs::write(&job, relative).unwrap();
+    sandbox.add_worker("a");
+    let output = std::process::Command::new(facetrain_tests::binary("facectl"))
+        .args(["submit", "bare.toml"])
+        .current_dir(sandbox.dir.path())
+        .env("FACETRAIN_COORDINATOR", sandbox.url())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let id = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let done = sandbox.wait_for_state(&id, LONG, "succeeded");
+    assert_eq!(done["state"], "succeeded", "{done}");
+}
+
 /// Before: reflection served v1 only (grpcio-reflection's client asks v1alpha and got
 /// UNIMPLEMENTED) and listed PeerService, which only workers serve.
 #[test]
