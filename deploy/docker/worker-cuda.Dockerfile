@@ -13,8 +13,7 @@
 ARG RUST_VERSION=1.95
 ARG DEBIAN_CODENAME=bookworm
 ARG BUSYBOX_VERSION=1.37.0
-# The CUDA runtime image (NVRTC and the CUDA user-space libraries) and the matching API version.
-ARG CUDA_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
+# The driver API version cudarc compiles against: the runtime image's CUDA (12.8, below).
 ARG CUDARC_CUDA_VERSION=12080
 
 # ---------------------------------------------------------------------------------------------
@@ -35,11 +34,11 @@ FROM busybox:${BUSYBOX_VERSION}-musl AS busybox
 # NVIDIA's runtime image for NVRTC (CubeCL compiles its kernels at run time); the driver (libcuda)
 # is injected by the node (GKE mounts it under /usr/local/nvidia, the NVIDIA container toolkit
 # elsewhere).
-FROM ${CUDA_IMAGE} AS worker-cuda
+# Keep in step with CUDARC_CUDA_VERSION above.
+FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04 AS worker-cuda
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG CREATED=unknown
-ARG CUDA_IMAGE
 LABEL org.opencontainers.image.title="facetrain-worker-cuda" \
       org.opencontainers.image.description="facetrain worker, burn's CUDA backend (CubeCL)" \
       org.opencontainers.image.vendor="facetrain" \
@@ -49,7 +48,7 @@ LABEL org.opencontainers.image.title="facetrain-worker-cuda" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.base.name="${CUDA_IMAGE}"
+      org.opencontainers.image.base.name="nvidia/cuda:12.8.1-runtime-ubuntu24.04"
 # Same UID/GID as the distroless images so one securityContext fits all workers.
 RUN groupadd --gid 65532 nonroot \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot

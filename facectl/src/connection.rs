@@ -15,6 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::dial::{Dialer, Observed};
+use crate::exit::{Classified, ExitKind};
 use crate::remote::Remote;
 
 pub type Client = JobServiceClient<InterceptedService<Channel, AttachToken>>;
@@ -155,25 +156,39 @@ pub enum Failure {
 impl Attempt {
     pub fn failure(&self, failure: &Failure) -> anyhow::Error {
         let (command, address) = (self.command, &self.address);
-        match failure {
-            Failure::NoAnswer { within } => anyhow::anyhow!(
-                "facectl {command}: no answer from {address} within {} s (is the coordinator running and reachable? \
-                 --timeout sets the wait)",
-                within.as_secs_f64()
+        let (kind, message) = match failure {
+            Failure::NoAnswer { within } => (
+                ExitKind::Unreachable,
+                format!(
+                    "facectl {command}: no answer from {address} within {} s (is the coordinator running and \
+                     reachable? --timeout sets the wait)",
+                    within.as_secs_f64()
+                ),
             ),
             Failure::CannotConnect(reason) => {
-                anyhow::anyhow!("facectl {command}: cannot connect to {address}: {reason}")
+                (ExitKind::Unreachable, format!("facectl {command}: cannot connect to {address}: {reason}"))
             }
             Failure::ConnectionLost(reason) => {
                 let hint = tls_alert_hint(reason).map(|hint| format!(" ({hint})")).unwrap_or_default();
-                anyhow::anyhow!("facectl {command}: the connection to {address} failed: {reason}{hint}")
+                (
+                    ExitKind::Unreachable,
+                    format!("facectl {command}: the connection to {address} failed: {reason}{hint}"),
+                )
             }
-            Failure::Refused { code: tonic::Code::Unauthenticated, message } => {
-                anyhow::anyhow!("facectl {command}: {address} refused the call: unauthenticated: {message}")
-            }
+            Failure::Refused { code: tonic::Code::Unauthenticated, message } => (
+                ExitKind::Unauthenticated,
+                format!("facectl {command}: {address} refused the call: unauthenticated: {message}"),
+            ),
+            Failure::Refused { code: tonic::Code::PermissionDenied, message } => (
+                ExitKind::Unauthenticated,
+                format!("facectl {command}: {address} refused the call: permission denied: {message}"),
+            ),
             // Named too: what answered may not be the coordinator (a proxy's HTTP 404).
-            Failure::Refused { message, .. } => anyhow::anyhow!("facectl {command}: {address} answered: {message}"),
-        }
+            Failure::Refused { message, .. } => {
+                (ExitKind::Failed, format!("facectl {command}: {address} answered: {message}"))
+            }
+        };
+        Classified::error(kind, message)
     }
 }
 

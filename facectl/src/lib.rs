@@ -18,6 +18,7 @@ pub mod curve;
 pub mod dataset;
 pub mod dial;
 pub mod events;
+pub mod exit;
 pub mod export;
 pub mod import;
 pub mod local;

@@ -1,6 +1,7 @@
 //! `facectl`: the facetrain command line. The commands live in the library; this parses the
-//! arguments, sets up logging and the runtime, and maps the result to the exit code (clap exits
-//! with 2 on a usage error before anything runs).
+//! arguments, sets up logging and the runtime, and maps the result to the exit code
+//! (`facectl::exit`: 1 failed, 3 coordinator unreachable, 4 not authenticated; clap exits with 2
+//! on a usage error before anything runs).
 
 use std::process::ExitCode;
 
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(facectl::exit::code_of(&error))
         }
     }
 }
