@@ -130,7 +130,12 @@ impl Coordinator {
         let m = &self.metrics;
         match event {
             Event::JobChanged { .. } => {}
-            Event::JobStarted { job, step } => info!(job = %job, step, "job started"),
+            Event::JobStarted { job, step, waited_seconds } => {
+                if let Some(waited) = waited_seconds {
+                    m.queue_wait.observe(waited);
+                }
+                info!(job = %job, step, "job started")
+            }
             Event::JobFinished { job, state, message } => {
                 info!(job = %job, state = state.name(), message, "job finished")
             }

@@ -32,6 +32,7 @@ pub struct CoordinatorMetrics {
     pub recovery_duration: HistogramVec,
     pub checkpoint_duration: Histogram,
     pub checkpoint_failures: IntCounter,
+    pub queue_wait: Histogram,
     grpc_requests: IntCounterVec,
     grpc_duration: HistogramVec,
 }
@@ -65,6 +66,13 @@ impl CoordinatorMetrics {
         )?;
         let checkpoint_failures =
             IntCounter::new("facetrain_checkpoint_failures_total", "Checkpoint writes that failed")?;
+        let queue_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "facetrain_queue_wait_seconds",
+                "Time from a job's submission to its first start (with an autoscaler: the scale-up time)",
+            )
+            .buckets(RECOVERY_BUCKETS.to_vec()),
+        )?;
         let grpc_requests =
             IntCounterVec::new(Opts::new("facetrain_grpc_requests_total", "gRPC calls served"), &["rpc", "code"])?;
         let grpc_duration = HistogramVec::new(
@@ -83,6 +91,7 @@ impl CoordinatorMetrics {
             Box::new(recovery_duration.clone()),
             Box::new(checkpoint_duration.clone()),
             Box::new(checkpoint_failures.clone()),
+            Box::new(queue_wait.clone()),
             Box::new(grpc_requests.clone()),
             Box::new(grpc_duration.clone()),
         ] {
@@ -95,6 +104,7 @@ impl CoordinatorMetrics {
             recovery_duration,
             checkpoint_duration,
             checkpoint_failures,
+            queue_wait,
             grpc_requests,
             grpc_duration,
         }))
@@ -164,6 +174,7 @@ struct Families {
     last_checkpoint: GaugeVec,
     toil_events: IntCounterVec,
     toil_seconds: CounterVec,
+    workers_wanted: IntGaugeVec,
 }
 
 impl Families {
@@ -210,6 +221,10 @@ impl Families {
                 Opts::new("facetrain_toil_seconds_total", "Hands-on time of manual interventions"),
                 &["kind"],
             )?,
+            workers_wanted: IntGaugeVec::new(
+                Opts::new("facetrain_workers_wanted", "Workers the running and queued jobs want, by backend"),
+                &["backend"],
+            )?,
         })
     }
 
@@ -229,6 +244,7 @@ impl Families {
             &self.last_checkpoint,
             &self.toil_events,
             &self.toil_seconds,
+            &self.workers_wanted,
         ]
     }
 }
@@ -249,6 +265,9 @@ impl Collector for JobCollector {
         f.workers.with_label_values(&["training"]).set(training as i64);
         f.workers.with_label_values(&["idle"]).set(snapshot.workers_registered.saturating_sub(training) as i64);
         f.workers.with_label_values(&["lost"]).set(snapshot.workers_lost as i64);
+        for (backend, wanted) in &snapshot.workers_wanted {
+            f.workers_wanted.with_label_values(&[backend.name()]).set(*wanted as i64);
+        }
         // Every kind starts at 0, so the first manual action is visible to rate() and alerts.
         for kind in ToilKind::ALL {
             f.toil_events.with_label_values(&[kind.name()]);

@@ -121,6 +121,19 @@ export default dashboard({
     }),
 
     row('Workers: what they run on'),
+    timeseries('Workers wanted vs registered', [
+      q(`sum by (backend) (facetrain_workers_wanted{${COORD}})`, 'wanted {{backend}}'),
+      q(`sum(facetrain_workers{${COORD}, state!="lost"})`, 'registered'),
+    ], {
+      description: 'Workers the queued and running jobs want (what the autoscaler sizes the pool to, down to 0) against the workers registered. Wanted above registered for long: the pool is at its maximum or scale-up is stuck.',
+      unit: 'short', min: 0, w: 12,
+    }),
+    timeseries('Queue wait (p95)', [
+      q(`histogram_quantile(0.95, sum by (le) (rate(facetrain_queue_wait_seconds_bucket{${COORD}}[$__rate_interval])))`, 'p95'),
+    ], {
+      description: 'Time from submission to a job\'s first start: waiting for free workers, including a scale-up from zero (GPU nodes take minutes).',
+      unit: 's', min: 0, w: 12,
+    }),
     table('Backends and devices per worker', [instant(`count by (instance, backend, device) (facetrain_worker_info{${WORKER}})`)], {
       description: 'What each worker offers the coordinator: a job goes only to workers listing its backend. A GPU pod without a cuda row did not see its GPU (driver not mounted, CUDA_VISIBLE_DEVICES).',
       w: 24, h: 6, columns: { instance: 'Worker', backend: 'Backend', device: 'Device', Value: 'Series' },

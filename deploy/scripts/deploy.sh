@@ -8,7 +8,7 @@
 #   DRY_RUN=1              print the plan and render the manifests; touches no cloud and no cluster
 #
 # gke settings: DEPLOY_TFVARS (tfvars file), DEPLOY_TF_STATE_BUCKET (GCS bucket for state),
-# PROJECT / REGION (override the tfvars), DEPLOY_WORKERS (worker replicas),
+# PROJECT / REGION (override the tfvars), DEPLOY_WORKERS (the most workers KEDA may run),
 # DEPLOY_ONCALL_GROUP (binds the facetrain-operator Role; default: terraform's oncall_group).
 # Both: DEPLOY_IMAGE_TAG, DEPLOY_KUBE_CONTEXT, DEPLOY_ROLLOUT_TIMEOUT (default 15m: GPU nodes
 # scale up from zero), DEPLOY_SKIP_IMAGES=1 (deploy images that were pushed before).
@@ -163,7 +163,10 @@ k = {
                 sa_patch("facetrain-coordinator", coord_sa), sa_patch("facetrain-worker", worker_sa)],
 }
 if workers:
-    k["replicas"] = [{"name": "facetrain-worker", "count": int(workers)}]
+    # KEDA sizes the pool (components/autoscale): DEPLOY_WORKERS is its maximum, not a replica count
+    # that the next apply would force on it.
+    k["patches"].append({"target": {"kind": "ScaledObject", "name": "facetrain-worker"},
+                         "patch": yaml.safe_dump([{"op": "replace", "path": "/spec/maxReplicaCount", "value": int(workers)}])})
 if oncall:
     binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": "facetrain-operator-oncall", "namespace": "facetrain"},

@@ -3,7 +3,8 @@
 #   1. coordinator gRPC health (grpc.health.v1): facetrain.v1.JobService and
 #      facetrain.internal.v1.WorkerService are SERVING, through a port-forward
 #   2. coordinator and worker-0 /metrics answer and export facetrain_* series (a worker's only
-#      other endpoint is its ring all-reduce peer port 7071, which only other workers may reach)
+#      other endpoint is its ring all-reduce peer port 7071, which only other workers may reach);
+#      worker-0 only when the workers are not scaled to zero (components/autoscale)
 # Needs kubectl and curl; for (1) grpc_health_probe or grpcurl locally, else it runs the
 # grpc_health_probe shipped in the coordinator image inside the pod. The port speaks TLS; the smoke
 # check only asks whether it serves (certificate checks are the tests' business), so it does not verify.
@@ -35,7 +36,15 @@ forward() {
 
 forward svc/facetrain-coordinator 17070:7070
 forward pod/facetrain-coordinator-0 19464:9464
-forward pod/facetrain-worker-0 19465:9465
+# With components/autoscale the workers are at 0 while no job wants one: nothing to ask then.
+workers="$("${kube[@]}" get statefulset facetrain-worker -o jsonpath='{.spec.replicas}')"
+targets=(coordinator:19464)
+if [[ "${workers:-0}" -gt 0 ]]; then
+  forward pod/facetrain-worker-0 19465:9465
+  targets+=(worker-0:19465)
+else
+  ok "workers: 0 replicas (scaled to zero: no job wants a worker); worker /metrics not checked"
+fi
 
 for service in facetrain.v1.JobService facetrain.internal.v1.WorkerService; do
   log "gRPC health of $service"
@@ -51,7 +60,7 @@ for service in facetrain.v1.JobService facetrain.internal.v1.WorkerService; do
   ok "coordinator gRPC health of $service: SERVING"
 done
 
-for target in coordinator:19464 worker-0:19465; do
+for target in "${targets[@]}"; do
   name="${target%%:*}" port="${target##*:}"
   body="$(curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics")" || die "$name /metrics did not answer"
   grep -q '^facetrain_' <<<"$body" || die "$name /metrics answers but exports no facetrain_* series"

@@ -50,8 +50,9 @@ for dir in "$DEPLOY_DIR"/k8s/overlays/*/; do
   ok "$name: $(grep -c '^kind:' "$OUT/rendered/$name.yaml") objects"
 done
 # What `make deploy DRY_RUN=1` renders for GKE: overlays/gke plus the generated per-environment
-# overlay (digests, Workload Identity, on-call RoleBinding). Also proves the dry run works offline.
-DRY_RUN=1 OVERLAY=gke DEPLOY_OUT="$OUT/dry-run" "$DEPLOY_DIR/scripts/deploy.sh" >"$OUT/dry-run.log" 2>&1 || {
+# overlay (digests, Workload Identity, on-call RoleBinding, DEPLOY_WORKERS as the autoscaler's
+# maximum). Also proves the dry run works offline.
+DRY_RUN=1 OVERLAY=gke DEPLOY_WORKERS=2 DEPLOY_OUT="$OUT/dry-run" "$DEPLOY_DIR/scripts/deploy.sh" >"$OUT/dry-run.log" 2>&1 || {
   cat "$OUT/dry-run.log" >&2
   die "make deploy DRY_RUN=1 failed"
 }

@@ -14,6 +14,8 @@ pub enum Event {
     JobStarted {
         job: String,
         step: u64,
+        /// From submission to the first start (`None` when it ran before).
+        waited_seconds: Option<f64>,
     },
     JobFinished {
         job: String,

@@ -150,6 +150,8 @@ pub struct Snapshot {
     /// Manual actions on jobs deleted since the coordinator started, totalled by kind: the toil
     /// counters are sums over jobs and must not go backwards when one is deleted.
     pub deleted_toil: HashMap<ToilKind, ToilTotal>,
+    /// Workers the running and queued jobs want, by backend (what an autoscaler sizes the pool to).
+    pub workers_wanted: BTreeMap<Backend, usize>,
 }
 
 /// Manual actions of one kind and their hands-on time.
@@ -283,6 +285,7 @@ impl Cluster {
             workers_training: self.active.values().map(|a| a.run.members.len()).sum(),
             workers_lost: self.workers_lost,
             deleted_toil: self.deleted_toil.clone(),
+            workers_wanted: self.pool_wanted(),
         }
     }
 

@@ -11,7 +11,7 @@
 //!   workers than are registered holds nothing, since holding would idle the pool for a job that
 //!   cannot start, and says what it lacks.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use facetrain_proto::job::{Backend, JobSpec};
@@ -98,6 +98,20 @@ impl Cluster {
         queued.collect()
     }
 
+    /// Workers the jobs want, by backend: each running job its count, each queued job its count.
+    /// 0 for every backend when nothing is queued or running, so an autoscaler (KEDA on
+    /// `facetrain_workers_wanted`) can take the pool, and its GPUs, to zero.
+    pub fn pool_wanted(&self) -> BTreeMap<Backend, usize> {
+        let mut wanted: BTreeMap<Backend, usize> = Backend::ALL.into_iter().map(|b| (b, 0)).collect();
+        for active in self.active.values() {
+            *wanted.entry(active.run.spec.workers.backend).or_default() += active.run.wanted_workers();
+        }
+        for queued in self.queue() {
+            *wanted.entry(queued.spec.workers.backend).or_default() += queued.spec.workers.count;
+        }
+        wanted
+    }
+
     /// Each queued job's place in the queue, from 1.
     pub(super) fn queue_positions(&self) -> HashMap<String, u32> {
         self.queue_order().into_iter().enumerate().map(|(i, id)| (id.to_string(), i as u32 + 1)).collect()
@@ -167,13 +181,16 @@ impl Cluster {
         record.step = step;
         record.cursor = run.cursor;
         record.message.clear();
+        // How long a new job waited for its workers (with an autoscaler: how long scaling up took).
+        let waited =
+            (record.started_unix_ms == 0).then(|| now.unix_ms.saturating_sub(record.created_unix_ms) as f64 / 1e3);
         if record.started_unix_ms == 0 {
             record.started_unix_ms = now.unix_ms;
         }
         let active =
             Active { run, running_since: now.at, stragglers: StragglerTracker::default(), ledgers: Default::default() };
         self.active.insert(id.to_string(), active);
-        self.emit(Event::JobStarted { job: id.to_string(), step });
+        self.emit(Event::JobStarted { job: id.to_string(), step, waited_seconds: waited });
         self.changed(id);
         self.fill(id, workers, now);
     }
@@ -201,6 +218,23 @@ mod tests {
                     .into()
             }
         );
+    }
+
+    #[test]
+    fn the_pool_wanted_goes_to_zero_without_jobs_and_up_with_one() {
+        use crate::cluster::testkit::{Sim, job_toml};
+        let mut sim = Sim::new();
+        let wanted = |sim: &Sim| sim.cluster.pool_wanted();
+        assert!(wanted(&sim).values().all(|n| *n == 0), "no job: no worker, for every backend: {:?}", wanted(&sim));
+        let id = sim.submit(&job_toml("w", 2, 1, 10, ""));
+        assert_eq!(wanted(&sim)[&Backend::Flex], 2, "a queued job wants its workers before any is there");
+        sim.register("a");
+        sim.register("b");
+        sim.tick();
+        assert_eq!(wanted(&sim)[&Backend::Flex], 2, "running");
+        sim.step(&["a", "b"]);
+        assert_eq!(sim.job(&id).state, JobState::Succeeded);
+        assert_eq!(wanted(&sim)[&Backend::Flex], 0, "back to zero when it ends");
     }
 
     #[test]
