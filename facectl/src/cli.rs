@@ -83,6 +83,11 @@ pub enum Command {
     /// Measure step time and input-pipeline throughput (prints `RESULT {json}` lines).
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Shell completions: `facectl completions bash > ~/.local/share/bash-completion/completions/facectl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs the command; its error is what the user reads.
@@ -106,6 +111,15 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Dataset(command) => command.run().await,
         Command::Certs(command) => command.run(),
         Command::Bench(command) => command.run().await,
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics when its writer fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "facectl", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
     }
 }
 
@@ -114,6 +128,21 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    #[test]
+    fn completions_cover_every_command() {
+        let mut script = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "facectl",
+            &mut script,
+        );
+        let script = String::from_utf8(script).unwrap();
+        for command in ["submit", "resume", "metrics", "events", "workers", "export", "completions"] {
+            assert!(script.contains(command), "{command} missing from the bash completions");
+        }
+    }
 
     #[test]
     fn the_grammar_is_consistent() {

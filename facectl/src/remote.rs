@@ -63,6 +63,9 @@ impl SubmitArgs {
         if let Some(priority) = self.priority {
             spec.priority = priority;
         }
+        for warning in local_path_warnings(&spec, &self.remote.coordinator) {
+            eprintln!("warning: {warning}");
+        }
         let mut connection = Connection::open(&self.remote, "submit").await?;
         let request = connection.request(pb::SubmitJobRequest {
             job_toml: spec.to_toml(),
@@ -244,11 +247,50 @@ impl DeleteArgs {
     }
 }
 
+/// A job with file paths sent to a coordinator on another machine: its workers read those paths
+/// from their own disks, where a laptop's files do not exist. On loopback (`facectl local`, a
+/// coordinator on this machine) the paths are fine.
+pub fn local_path_warnings(spec: &JobSpec, coordinator: &str) -> Vec<String> {
+    let host = coordinator.split("://").nth(1).unwrap_or(coordinator);
+    let host = host.split('/').next().unwrap_or(host);
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Vec::new();
+    }
+    spec.local_locations()
+        .into_iter()
+        .map(|(key, location)| {
+            format!(
+                "{key} = `{location}` is a path on a file system: the workers behind {coordinator} read it from their \
+                 own disks, so it must exist there (use s3:// or gs:// for data the cluster shares)"
+            )
+        })
+        .collect()
+}
+
 /// At most a week: more is a typo, and would swamp the ledger's toil ratio.
 fn hands_on_seconds(text: &str) -> Result<f64, String> {
     const MAX: f64 = 7.0 * 86_400.0;
     match text.trim().parse::<f64>() {
         Ok(value) if (0.0..=MAX).contains(&value) => Ok(value),
         _ => Err(format!("expected a number of seconds in 0..={MAX} (a week)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_are_warned_about_only_for_a_remote_coordinator() {
+        let text = "name = \"j\"\n[dataset]\ntrain = \"/home/me/t.csv\"\nvalidate = \"gs://b/v.csv\"\n";
+        let spec = JobSpec::parse(text, "job.toml").unwrap();
+        for local in ["http://127.0.0.1:7070", "https://localhost:7070", "http://[::1]:7070"] {
+            assert!(local_path_warnings(&spec, local).is_empty(), "{local}");
+        }
+        let warnings = local_path_warnings(&spec, "https://facetrain.example.com:7070");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("dataset.train = `/home/me/t.csv` is a path"), "{warnings:?}");
     }
 }

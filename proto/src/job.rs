@@ -471,18 +471,30 @@ pub fn parse_device(text: &str) -> std::result::Result<Option<usize>, String> {
 }
 
 impl JobSpec {
-    /// The locations (key, value) that are relative paths. A coordinator refuses them: they would
-    /// resolve against each worker's working directory, not against anything the submitter sees
-    /// (`facectl submit` resolves them against the job file before sending).
-    pub fn relative_locations(&self) -> Vec<(&'static str, &str)> {
+    /// The locations (key, value) on a file system rather than in object storage: on a cluster
+    /// each worker reads them from its own disk, so they must exist there too.
+    pub fn local_locations(&self) -> Vec<(&'static str, &str)> {
+        let local = |location: &str| !location.contains("://") || location.starts_with("file://");
+        self.locations().into_iter().filter(|(_, location)| local(location)).collect()
+    }
+
+    /// The data and checkpoint locations that are set, by key.
+    fn locations(&self) -> Vec<(&'static str, &str)> {
         [
             ("dataset.train", self.dataset.train.as_str()),
             ("dataset.validate", self.dataset.validate.as_str()),
             ("checkpoint.dir", self.checkpoint.dir.as_str()),
         ]
         .into_iter()
-        .filter(|(_, location)| !location.is_empty() && !is_absolute_location(location))
+        .filter(|(_, location)| !location.is_empty())
         .collect()
+    }
+
+    /// The locations (key, value) that are relative paths. A coordinator refuses them: they would
+    /// resolve against each worker's working directory, not against anything the submitter sees
+    /// (`facectl submit` resolves them against the job file before sending).
+    pub fn relative_locations(&self) -> Vec<(&'static str, &str)> {
+        self.locations().into_iter().filter(|(_, location)| !is_absolute_location(location)).collect()
     }
 }
 
@@ -596,6 +608,14 @@ mod tests {
         assert!(with_workers("count = 2\nmin_count = 0").unwrap_err().contains("workers.min_count"));
         let text = "name = \"j\"\npriority = 1001\n[dataset]\ntrain = \"/t.csv\"\nvalidate = \"/v.csv\"\n";
         assert!(JobSpec::parse(text, "job.toml").unwrap_err().to_string().contains("`priority`"));
+    }
+
+    #[test]
+    fn local_locations_are_file_paths_not_object_storage() {
+        let text = "name = \"j\"\n[dataset]\ntrain = \"/home/me/t.csv\"\nvalidate = \"s3://b/v.csv\"\n\
+                    [checkpoint]\ndir = \"file:///ckpt\"\n";
+        let spec = JobSpec::parse(text, "job.toml").unwrap();
+        assert_eq!(spec.local_locations(), [("dataset.train", "/home/me/t.csv"), ("checkpoint.dir", "file:///ckpt")]);
     }
 
     #[test]
