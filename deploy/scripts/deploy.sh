@@ -193,6 +193,21 @@ if grep -q '^apiVersion: cert-manager.io/' "$WORK/manifests.yaml" && [[ -z "${DR
   "${kube[@]}" get crd certificates.cert-manager.io issuers.cert-manager.io >/dev/null 2>&1 ||
     die "the cluster has no cert-manager CRDs: install cert-manager first (docs/operations.md#first-time-setup); it issues the TLS Secrets the pods mount."
 fi
+# The workers are scaled by KEDA from the ScaledObject below (components/autoscale).
+if grep -q '^apiVersion: keda.sh/' "$WORK/manifests.yaml" && [[ -z "${DRY_RUN:-}" ]]; then
+  "${kube[@]}" get crd scaledobjects.keda.sh >/dev/null 2>&1 ||
+    die "the cluster has no KEDA CRDs: install KEDA 2.x first (docs/operations.md#first-time-setup); it scales the workers to zero when no job wants one."
+fi
+# The API token Secret: generated once (a random token), never overwritten, never printed.
+if [[ -n "${DRY_RUN:-}" ]]; then
+  log "[dry-run] would create Secret $NAMESPACE/facetrain-api-tokens with a generated token if it does not exist (value not shown)"
+elif ! "${kube[@]}" -n "$NAMESPACE" get secret facetrain-api-tokens >/dev/null 2>&1; then
+  need openssl "Install openssl (to generate the API token)."
+  "${kube[@]}" create namespace "$NAMESPACE" --dry-run=client -o yaml | "${kube[@]}" apply -f - >/dev/null
+  "${kube[@]}" -n "$NAMESPACE" create secret generic facetrain-api-tokens \
+    --from-literal=tokens="$(openssl rand -hex 32)" >/dev/null
+  ok "created Secret $NAMESPACE/facetrain-api-tokens with a generated token; read it with: kubectl -n $NAMESPACE get secret facetrain-api-tokens -o jsonpath='{.data.tokens}' | base64 -d"
+fi
 # Server-side apply: no last-applied annotation (dashboard ConfigMaps would approach its 256 KiB
 # limit). --force-conflicts: what is in git wins over hand edits and `kubectl scale`, so every
 # deploy converges to the declared state (docs/operations.md says how to scale durably).

@@ -57,6 +57,33 @@ DRY_RUN=1 OVERLAY=gke DEPLOY_WORKERS=2 DEPLOY_OUT="$OUT/dry-run" "$DEPLOY_DIR/sc
   die "make deploy DRY_RUN=1 failed"
 }
 cp "$OUT/dry-run/deploy/gke/manifests.yaml" "$OUT/rendered/gke-deploy.yaml"
+# The preflight against a cluster without the CRDs the manifests need: a stub kubectl that knows
+# no CRD. deploy.sh must stop before applying anything, saying what to install.
+stub="$OUT/stub-bin"
+mkdir -p "$stub"
+cat >"$stub/kubectl" <<'STUB'
+#!/usr/bin/env bash
+# Renders with the real kubectl (kubectl kustomize); talks to no cluster.
+case "$*" in
+  kustomize*) exec "$REAL_KUBECTL" "$@" ;;
+  *"get crd"*) echo 'Error from server (NotFound): customresourcedefinitions not found' >&2; exit 1 ;;
+  *apply*) echo "stub kubectl: apply reached" >&2; exit 3 ;;
+  *) exit 0 ;;
+esac
+STUB
+chmod +x "$stub/kubectl"
+if DEPLOY_KUSTOMIZE="$(kustomize_cmd)" REAL_KUBECTL="$(command -v kubectl || echo false)" PATH="$stub:$PATH" \
+    OVERLAY=local DEPLOY_SKIP_IMAGES=1 DEPLOY_OUT="$OUT/preflight" \
+    "$DEPLOY_DIR/scripts/deploy.sh" >"$OUT/preflight.log" 2>&1; then
+  cat "$OUT/preflight.log" >&2
+  die "deploy.sh went on against a cluster without cert-manager CRDs"
+fi
+grep -q "the cluster has no cert-manager CRDs: install cert-manager first" "$OUT/preflight.log" || {
+  cat "$OUT/preflight.log" >&2
+  die "deploy.sh stopped without saying that cert-manager is missing"
+}
+! grep -q "apply reached" "$OUT/preflight.log" || die "deploy.sh applied manifests before its preflight"
+ok "preflight: a cluster without cert-manager CRDs is refused before anything is applied, naming what to install"
 overlays+=(gke-deploy)
 ok "gke-deploy (make deploy DRY_RUN=1): $(grep -c '^kind:' "$OUT/rendered/gke-deploy.yaml") objects"
 note "render" "${#overlays[@]} renders (${overlays[*]})"
