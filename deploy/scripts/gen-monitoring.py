@@ -6,7 +6,8 @@ Prometheus rule files) and Grafana dashboards (dashboards/*.json). Kustomize ref
 files from outside a kustomization's root, so instead of copying them into deploy/ by hand this
 script wraps them into Kubernetes objects:
 
-  * one PrometheusRule per rule file   (spec.groups = the file's `groups`, unchanged)
+  * one PrometheusRule per rule file   (spec.groups = the file's `groups`, with each alert's
+                                        relative runbook_url made absolute, --runbook-base)
   * one ConfigMap per dashboard        (labelled grafana_dashboard: "1" for the Grafana sidecar)
 
 plus a kustomization.yaml listing them. The output is gitignored and rewritten on every run, so
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -35,6 +37,10 @@ COMMON_LABELS = {
 }
 # kube-prometheus-stack's Prometheus selects rules by this label by default (see the monitors).
 RULE_LABELS = {**COMMON_LABELS, "release": "kube-prometheus-stack"}
+# Where the runbooks are read: alerts reach people in Slack or a pager, where a relative
+# `docs/operations.md#...` leads nowhere. DEPLOY_RUNBOOK_BASE (or --runbook-base) points at a fork
+# or an internal mirror.
+DEFAULT_RUNBOOK_BASE = "https://github.com/facetrain/facetrain/blob/main/"
 # ConfigMaps are limited to 1 MiB in total; leave headroom for metadata.
 MAX_DASHBOARD_BYTES = 900 * 1024
 
@@ -71,7 +77,19 @@ def dump(obj: object) -> str:
     return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
 
 
-def rule_objects(rules_dir: Path) -> list[tuple[str, dict]]:
+def absolute_runbooks(groups: list, base: str) -> list:
+    """The groups with every relative `runbook_url` made absolute under `base`."""
+    groups = json.loads(json.dumps(groups))  # a deep copy: the source stays as it is
+    for group in groups:
+        for rule in group.get("rules") or []:
+            annotations = rule.get("annotations") or {}
+            url = annotations.get("runbook_url")
+            if url and "://" not in url:
+                annotations["runbook_url"] = base.rstrip("/") + "/" + url.lstrip("/")
+    return groups
+
+
+def rule_objects(rules_dir: Path, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list[tuple[str, dict]]:
     files = sorted([*rules_dir.glob("*.yml"), *rules_dir.glob("*.yaml")]) if rules_dir.is_dir() else []
     out = []
     seen: dict[str, Path] = {}
@@ -96,7 +114,7 @@ def rule_objects(rules_dir: Path) -> list[tuple[str, dict]]:
                 "labels": dict(RULE_LABELS),
                 "annotations": {"facetrain.io/source": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)},
             },
-            "spec": {"groups": doc["groups"]},
+            "spec": {"groups": absolute_runbooks(doc["groups"], runbook_base)},
         }
         out.append((f"prometheusrule-{path.stem}.yaml", obj))
     return out
@@ -143,10 +161,17 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, default=REPO / "deploy/k8s/components/monitoring/generated", help="output directory"
     )
+    parser.add_argument(
+        "--runbook-base",
+        default=os.environ.get("DEPLOY_RUNBOOK_BASE") or DEFAULT_RUNBOOK_BASE,
+        help="URL the alerts' relative runbook links are resolved against (env DEPLOY_RUNBOOK_BASE)",
+    )
     args = parser.parse_args()
+    if not re.match(r"^https?://", args.runbook_base):
+        fail(f"--runbook-base {args.runbook_base!r}: expected an http(s) URL")
 
     source: Path = args.source.resolve()
-    rules = rule_objects(source / "rules")
+    rules = rule_objects(source / "rules", args.runbook_base)
     dashboards = dashboard_objects(source)
     if not rules:
         warn(f"no rule files in {source / 'rules'}: no PrometheusRule will be deployed (alerts are off)")

@@ -57,6 +57,10 @@ DRY_RUN=1 OVERLAY=gke DEPLOY_WORKERS=2 DEPLOY_OUT="$OUT/dry-run" "$DEPLOY_DIR/sc
   die "make deploy DRY_RUN=1 failed"
 }
 cp "$OUT/dry-run/deploy/gke/manifests.yaml" "$OUT/rendered/gke-deploy.yaml"
+# Alerts reach people outside the repository: every runbook link in what is deployed is absolute.
+relative="$(grep -hE '^ +runbook_url: ' "$OUT/rendered/gke.yaml" | grep -v '://' || true)"
+[[ -z "$relative" ]] || die "relative runbook_url in the rendered PrometheusRules (gen-monitoring.py): $relative"
+ok "runbook links: $(grep -chE '^ +runbook_url: https?://' "$OUT/rendered/gke.yaml") absolute"
 # The preflight against a cluster without the CRDs the manifests need: a stub kubectl that knows
 # no CRD. deploy.sh must stop before applying anything, saying what to install.
 stub="$OUT/stub-bin"
