@@ -11,13 +11,9 @@ pub(super) const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition:
 impl JobStore {
     pub fn append_history(&self, job: &str, point: &HistoryPoint) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(point).map_err(|e| self.fail(e))?;
-        self.with_db(|db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
-            txn.open_table(HISTORY)
-                .map_err(|e| e.to_string())?
-                .insert((job, point.step), bytes.as_slice())
-                .map_err(|e| e.to_string())?;
-            txn.commit().map_err(|e| format!("commit failed: {e}"))
+        self.write(|txn| {
+            let mut table = txn.open_table(HISTORY).map_err(|e| e.to_string())?;
+            table.insert((job, point.step), bytes.as_slice()).map(drop).map_err(|e| e.to_string())
         })
     }
 

@@ -115,31 +115,29 @@ impl JobStore {
     pub fn put(&self, job: &JobRecord) -> Result<(), StoreError> {
         let bytes =
             serde_json::to_vec(job).map_err(|e| self.fail(format!("job {} does not serialise: {e}", job.id)))?;
-        self.change_jobs(|table| table.insert(job.id.as_str(), bytes.as_slice()).map(drop))
+        self.write(|txn| {
+            txn.open_table(JOBS)
+                .map_err(|e| e.to_string())?
+                .insert(job.id.as_str(), bytes.as_slice())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// Removes a job's record and its training curve, in one transaction (a quarantined record's
     /// original bytes stay where they were kept).
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.with_db(|db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+        self.write(|txn| {
             txn.open_table(JOBS).map_err(|e| e.to_string())?.remove(id).map_err(|e| e.to_string())?;
-            history::remove(&txn, id)?;
-            txn.commit().map_err(|e| format!("commit failed: {e}"))
+            history::remove(txn, id)
         })
     }
 
-    /// One committed write transaction on the jobs table.
-    fn change_jobs(
-        &self,
-        change: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<(), redb::StorageError>,
-    ) -> Result<(), StoreError> {
+    /// One committed write transaction, on whichever tables `change` opens.
+    fn write(&self, change: impl FnOnce(&redb::WriteTransaction) -> Result<(), String>) -> Result<(), StoreError> {
         self.with_db(|db| {
             let txn = db.begin_write().map_err(|e| e.to_string())?;
-            {
-                let mut table = txn.open_table(JOBS).map_err(|e| e.to_string())?;
-                change(&mut table).map_err(|e| e.to_string())?;
-            }
+            change(&txn)?;
             txn.commit().map_err(|e| format!("commit failed: {e}"))
         })
     }
@@ -173,15 +171,10 @@ impl JobStore {
     /// Moves a record's bytes to the quarantine table and puts `placeholder` in its place.
     fn quarantine(&self, id: &str, bytes: &[u8], placeholder: &JobRecord) -> Result<(), StoreError> {
         let replacement = serde_json::to_vec(placeholder).map_err(|e| self.fail(e))?;
-        self.with_db(|db| {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
-            {
-                let mut quarantine = txn.open_table(QUARANTINE).map_err(|e| e.to_string())?;
-                quarantine.insert(id, bytes).map_err(|e| e.to_string())?;
-                let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
-                jobs.insert(id, replacement.as_slice()).map_err(|e| e.to_string())?;
-            }
-            txn.commit().map_err(|e| format!("commit failed: {e}"))
+        self.write(|txn| {
+            txn.open_table(QUARANTINE).map_err(|e| e.to_string())?.insert(id, bytes).map_err(|e| e.to_string())?;
+            let mut jobs = txn.open_table(JOBS).map_err(|e| e.to_string())?;
+            jobs.insert(id, replacement.as_slice()).map(drop).map_err(|e| e.to_string())
         })
     }
 
