@@ -104,10 +104,7 @@ impl Cluster {
         if job.state.is_terminal() {
             return Err(DomainError::Precondition(format!("job `{id}` already {}", job.state.name())));
         }
-        let seconds = if hands_on_seconds > 0.0 { hands_on_seconds } else { DEFAULT_HANDS_ON_SECONDS };
-        let kind = ToilKind::Cancel;
-        job.toil.push(ToilRecord { kind, by: requested_by.into(), unix_ms: now.unix_ms, hands_on_seconds: seconds });
-        self.emit(Event::Toil { job: id.to_string(), kind, by: requested_by.into(), hands_on_seconds: seconds });
+        self.record_toil(id, ToilKind::Cancel, requested_by, hands_on_seconds, now);
         self.finish(id, JobState::Cancelled, format!("cancelled by {requested_by}"), now);
         Ok(())
     }
@@ -151,19 +148,25 @@ impl Cluster {
         let mut spec = JobSpec::parse(&job.job_toml, id).map_err(|e| DomainError::Precondition(e.to_string()))?;
         spec.training.max_steps = target;
         spec.validate().map_err(|e| DomainError::invalid("max_steps", e))?;
+        self.record_toil(id, ToilKind::Resume, requested_by, hands_on_seconds, now);
         let Some(job) = self.jobs.get_mut(id) else { return Err(unknown_job(id)) };
-        let seconds = if hands_on_seconds > 0.0 { hands_on_seconds } else { DEFAULT_HANDS_ON_SECONDS };
-        let kind = ToilKind::Resume;
-        job.toil.push(ToilRecord { kind, by: requested_by.into(), unix_ms: now.unix_ms, hands_on_seconds: seconds });
         job.max_steps = target;
         job.state = JobState::Queued;
         job.finished_unix_ms = 0;
         job.patience = Default::default();
         job.message = format!("resumed by {requested_by} from step {from}");
-        self.emit(Event::Toil { job: id.to_string(), kind, by: requested_by.into(), hands_on_seconds: seconds });
         self.changed(id);
         self.schedule(now);
         Ok(())
+    }
+
+    /// A manual action on `id` in its toil ledger, with the hands-on time the person gave (0: the
+    /// default estimate).
+    fn record_toil(&mut self, id: &str, kind: ToilKind, by: &str, hands_on_seconds: f64, now: Now) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        let seconds = if hands_on_seconds > 0.0 { hands_on_seconds } else { DEFAULT_HANDS_ON_SECONDS };
+        job.toil.push(ToilRecord { kind, by: by.into(), unix_ms: now.unix_ms, hands_on_seconds: seconds });
+        self.emit(Event::Toil { job: id.to_string(), kind, by: by.into(), hands_on_seconds: seconds });
     }
 
     /// Whether `id` may be deleted: it exists and has ended (a queued or running job is

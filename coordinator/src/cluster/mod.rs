@@ -35,7 +35,7 @@ pub use jobs::DEFAULT_HANDS_ON_SECONDS;
 pub use retention::Retention;
 
 use crate::conditions::{Condition, StragglerTracker};
-use crate::record::JobRecord;
+use crate::record::{JobRecord, JobState};
 use crate::run::JobRun;
 
 /// The time of a call: monotonic for deadlines, wall clock for the records.
@@ -261,8 +261,13 @@ impl Cluster {
         self.jobs.values().map(|j| self.view_at(j, &positions)).collect()
     }
 
+    /// One job's view: the queue is ordered only when the job is in it.
     fn view(&self, record: &JobRecord) -> JobView {
-        self.view_at(record, &self.queue_positions())
+        let positions = match record.state {
+            JobState::Queued => self.queue_positions(),
+            _ => HashMap::new(),
+        };
+        self.view_at(record, &positions)
     }
 
     fn view_at(&self, record: &JobRecord, positions: &HashMap<String, u32>) -> JobView {

@@ -87,19 +87,17 @@ impl Cluster {
             cause,
             detail: detail.to_string(),
         });
-        let member_of = self.active.iter().find(|(_, a)| a.run.is_member(worker)).map(|(id, _)| id.clone());
+        // Since the last completed step the member's job made no progress: the stall, plus the
+        // partial step thrown away when the round is abandoned.
+        let member_of = self
+            .active
+            .iter()
+            .find(|(_, a)| a.run.is_member(worker))
+            .map(|(id, a)| (id.clone(), now.at.saturating_duration_since(a.run.round_started).as_secs_f64()));
         for active in self.active.values_mut() {
-            if !active.run.is_member(worker) {
-                active.run.remove(worker, now.at);
-            }
-        }
-        if let Some(job) = member_of
-            && let Some(active) = self.active.get_mut(&job)
-        {
-            // Since the last completed step the job made no progress: the stall, plus the partial
-            // step thrown away when the round is abandoned.
-            let lost_seconds = now.at.saturating_duration_since(active.run.round_started).as_secs_f64();
             active.run.remove(worker, now.at);
+        }
+        if let Some((job, lost_seconds)) = member_of {
             self.emit(Event::MemberLeft { job: job.clone(), name: entry.name });
             self.incident(&job, cause, format!("{described}: {detail}"), lost_seconds, now);
             if let Some(active) = self.active.get(&job)

@@ -116,10 +116,7 @@ impl JobService for JobApi {
     async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Result<Response<pb::Job>, Status> {
         observed(&self.coordinator.metrics, "CancelJob", true, async move {
             let request = request.into_inner();
-            let by = if request.requested_by.is_empty() { "unknown" } else { &request.requested_by };
-            let hands_on = wire::seconds(request.hands_on.as_ref()).ok_or_else(|| {
-                DomainError::invalid("hands_on", "hands_on: not a valid google.protobuf.Duration (nanos out of range)")
-            })?;
+            let (by, hands_on) = manual_action(&request.requested_by, wire::seconds(request.hands_on.as_ref()))?;
             Ok(Response::new(convert::job(&self.coordinator.cancel(&request.job_id, by, hands_on)?)))
         })
         .await
@@ -128,10 +125,7 @@ impl JobService for JobApi {
     async fn resume_job(&self, request: Request<pb::ResumeJobRequest>) -> Result<Response<pb::Job>, Status> {
         observed(&self.coordinator.metrics, "ResumeJob", true, async move {
             let request = request.into_inner();
-            let by = if request.requested_by.is_empty() { "unknown" } else { &request.requested_by };
-            let hands_on = wire::seconds(request.hands_on.as_ref()).ok_or_else(|| {
-                DomainError::invalid("hands_on", "hands_on: not a valid google.protobuf.Duration (nanos out of range)")
-            })?;
+            let (by, hands_on) = manual_action(&request.requested_by, wire::seconds(request.hands_on.as_ref()))?;
             let job = self.coordinator.resume(&request.job_id, by, hands_on, request.max_steps)?;
             Ok(Response::new(convert::job(&job)))
         })
@@ -144,14 +138,7 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::GetJobHistoryResponse>, Status> {
         observed(&self.coordinator.metrics, "GetJobHistory", true, async move {
             let request = request.into_inner();
-            let size = match request.page_size {
-                0 => DEFAULT_HISTORY_PAGE,
-                n if n as usize > MAX_HISTORY_PAGE => {
-                    let reason = format!("page_size = {n}: at most {MAX_HISTORY_PAGE}");
-                    return Err(DomainError::invalid("page_size", reason));
-                }
-                n => n as usize,
-            };
+            let size = list::page_size(i64::from(request.page_size), DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE)?;
             let mut points = self.coordinator.history(&request.job_id, request.start_step, size + 1)?;
             let next_start_step = if points.len() > size { points.pop().map_or(0, |p| p.step) } else { 0 };
             let points = points.iter().map(convert::history_point).collect();
@@ -184,6 +171,16 @@ impl JobService for JobApi {
         })
         .await
     }
+}
+
+/// Who took a manual action (`unknown` when the client did not say) and the hands-on time it
+/// claims, in seconds (`None`: the wire duration was not a valid one).
+fn manual_action(requested_by: &str, hands_on: Option<f64>) -> Result<(&str, f64), DomainError> {
+    let by = if requested_by.is_empty() { "unknown" } else { requested_by };
+    let seconds = hands_on.ok_or_else(|| {
+        DomainError::invalid("hands_on", "hands_on: not a valid google.protobuf.Duration (nanos out of range)")
+    })?;
+    Ok((by, seconds))
 }
 
 /// History points per page when the client does not say, and at most.

@@ -12,21 +12,21 @@ use crate::cluster::{DomainError, JobView};
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
+/// A requested page size: 0 for `default`, at most `max`.
+pub fn page_size(requested: i64, default: usize, max: usize) -> Result<usize, DomainError> {
+    match usize::try_from(requested) {
+        Ok(0) => Ok(default),
+        Ok(size) if size <= max => Ok(size),
+        _ => Err(DomainError::invalid(
+            "page_size",
+            format!("page_size: expected 0 (for {default}) to {max}, got {requested}"),
+        )),
+    }
+}
+
 /// The page `request` asks for out of `jobs` (in any order); only the page is converted.
 pub fn page(mut jobs: Vec<JobView>, request: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, DomainError> {
-    let size = match usize::try_from(request.page_size) {
-        Ok(0) => DEFAULT_PAGE_SIZE,
-        Ok(size) if size <= MAX_PAGE_SIZE => size,
-        _ => {
-            return Err(DomainError::invalid(
-                "page_size",
-                format!(
-                    "page_size: expected 0 (for {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}, got {}",
-                    request.page_size
-                ),
-            ));
-        }
-    };
+    let size = page_size(i64::from(request.page_size), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let mut states = Vec::with_capacity(request.states.len());
     for &state in &request.states {
         match pb::JobState::try_from(state) {
