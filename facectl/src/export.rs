@@ -5,12 +5,10 @@
 
 use bytes::Bytes;
 use clap::Args;
-use facetrain_proto::job::JobSpec;
-use facetrain_worker::backend::training_device;
-use facetrain_worker::checkpoint::read_best_checkpoint;
 use facetrain_worker::export::{safetensors, torch_state_dict};
 use facetrain_worker::storage::Location;
-use facetrain_worker::train::trainer::Trainer;
+
+use crate::model::restore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -31,11 +29,7 @@ pub struct ExportArgs {
 
 impl ExportArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let (location, checkpoint) = read_best_checkpoint(&self.checkpoint).await?;
-        let job = JobSpec::parse(&checkpoint.meta.job, &location.to_string())?;
-        // Exported from the CPU: the weights are the same whichever backend trained them.
-        let device = training_device(facetrain_proto::job::Backend::Flex, "cpu")?;
-        let trainer = Trainer::from_checkpoint(&checkpoint, &location.to_string(), device)?;
+        let (trainer, class_names, _, used) = restore(&self.checkpoint).await?;
         let tensors = torch_state_dict(&trainer.arch, trainer.model());
         let spec = &trainer.arch.spec;
         let metadata = [
@@ -47,10 +41,10 @@ impl ExportArgs {
             ("kernel_size", spec.kernel_size.to_string()),
             ("fc_units", serde_json::to_string(&spec.fc_units)?),
             ("keep_prob", spec.keep_prob.to_string()),
-            ("class_names", serde_json::to_string(&checkpoint.meta.class_names)?),
-            ("checkpoint", location.to_string()),
-            ("step", checkpoint.meta.step.to_string()),
-            ("job", job.name.clone()),
+            ("class_names", serde_json::to_string(&class_names)?),
+            ("checkpoint", used.location.clone()),
+            ("step", used.step.to_string()),
+            ("job", used.job.clone()),
         ];
         let bytes = match self.format {
             Format::Safetensors => safetensors(&tensors, &metadata),
@@ -59,10 +53,11 @@ impl ExportArgs {
         Location::parse(&self.out)?.write(Bytes::from(bytes)).await?;
         let parameters: usize = tensors.iter().map(|t| t.values.len()).sum();
         println!(
-            "{}: {} tensors, {parameters} parameters, {size} bytes, from {location} (step {})",
+            "{}: {} tensors, {parameters} parameters, {size} bytes, from {} (step {})",
             self.out,
             tensors.len(),
-            checkpoint.meta.step
+            used.location,
+            used.step
         );
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! `facectl eval` and `facectl predict`: use a trained checkpoint.
 
 use clap::Args;
-use facetrain_worker::backend::training_device;
+use facetrain_worker::backend::{built_backends, training_device};
 use facetrain_worker::checkpoint::read_best_checkpoint;
 use facetrain_worker::data::batch::unlabelled_batch;
 use facetrain_worker::data::dataset::{LoadOptions, class_name_mismatches, load_dataset};
 use facetrain_worker::data::image::{RgbImage, decode_rgb};
-use facetrain_worker::job::{JobSpec, OnBadRow};
+use facetrain_worker::devices::Host;
+use facetrain_worker::job::{Backend, JobSpec, OnBadRow};
 use facetrain_worker::storage::Location;
 use facetrain_worker::train::evaluate::{evaluate, softmax};
 use facetrain_worker::train::trainer::Trainer;
@@ -186,19 +187,33 @@ fn csv_field(text: &str) -> String {
 }
 
 /// Which checkpoint a folder resolved to.
-struct Used {
-    location: String,
-    step: u64,
+pub(crate) struct Used {
+    pub location: String,
+    pub step: u64,
+    /// The name of the job that wrote it.
+    pub job: String,
 }
 
-/// The checkpoint's model, class names and image side.
-async fn restore(checkpoint: &str) -> anyhow::Result<(Trainer, Vec<String>, usize, Used)> {
+/// The checkpoint's model, class names and image side, on a backend this build and host run.
+pub(crate) async fn restore(checkpoint: &str) -> anyhow::Result<(Trainer, Vec<String>, usize, Used)> {
     let (location, checkpoint) = read_best_checkpoint(checkpoint).await?;
-    let used = Used { location: location.to_string(), step: checkpoint.meta.step };
     let job = JobSpec::parse(&checkpoint.meta.job, &location.to_string())?;
-    let device = training_device(job.workers.backend, &job.workers.device)?;
-    let trainer = Trainer::from_checkpoint(&checkpoint, &location.to_string(), device)?;
+    let used = Used { location: location.to_string(), step: checkpoint.meta.step, job: job.name.clone() };
+    let host = Host::detect(&built_backends(), None).map_err(anyhow::Error::msg)?;
+    let (backend, device) = inference_device(job.workers.backend, &host);
+    let trainer = Trainer::from_checkpoint(&checkpoint, &location.to_string(), training_device(backend, &device)?)?;
     Ok((trainer, checkpoint.meta.class_names, job.model.image_size, used))
+}
+
+/// Where to run a checkpoint's model here: on the backend it trained on when this build and host
+/// offer it, else flex on the CPU. Checkpoints are the same format on every backend, so a model
+/// trained on `cuda` is evaluated, used and exported on a machine without a GPU.
+fn inference_device(trained_on: Backend, host: &Host) -> (Backend, String) {
+    if host.backends.contains(&trained_on) {
+        (trained_on, host.device_for(trained_on))
+    } else {
+        (Backend::Flex, "cpu".into())
+    }
 }
 
 /// Each image's `top_k` most probable classes, named (or `class N` where the checkpoint has no name).
@@ -220,4 +235,25 @@ fn rank(trainer: &Trainer, images: Vec<RgbImage>, class_names: &[String], top_k:
             ranked
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_runs_where_it_trained_when_it_can_else_on_the_cpu() {
+        let cpu_only = Host::from_parts(&[Backend::Flex], None, 0).unwrap();
+        assert_eq!(inference_device(Backend::Cuda, &cpu_only), (Backend::Flex, "cpu".to_string()));
+        assert_eq!(inference_device(Backend::Tch, &cpu_only), (Backend::Flex, "cpu".to_string()));
+        assert_eq!(inference_device(Backend::Flex, &cpu_only), (Backend::Flex, "cpu".to_string()));
+        let gpu = Host::from_parts(&[Backend::Flex, Backend::Cuda], None, 1).unwrap();
+        assert_eq!(inference_device(Backend::Cuda, &gpu), (Backend::Cuda, "cuda:0".to_string()));
+        let no_gpu = Host::from_parts(&[Backend::Flex, Backend::Cuda], None, 0).unwrap();
+        assert_eq!(
+            inference_device(Backend::Cuda, &no_gpu),
+            (Backend::Flex, "cpu".to_string()),
+            "a cuda build, no GPU"
+        );
+    }
 }
