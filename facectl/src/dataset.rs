@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use facetrain_worker::data::cache::CacheBudget;
 use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
 use facetrain_worker::data::synth::{SynthOptions, write_synthetic_dataset};
 use facetrain_worker::job::OnBadRow;
@@ -49,28 +50,33 @@ impl CheckArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let Self { csv, image_size, skip_bad_rows, output } = self;
         let on_bad_row = if skip_bad_rows { OnBadRow::Skip } else { OnBadRow::Fail };
-        let options =
-            LoadOptions { side: image_size as usize, num_classes: None, on_bad_row, allow_outside_paths: false };
+        let options = LoadOptions {
+            side: image_size as usize,
+            num_classes: None,
+            on_bad_row,
+            allow_outside_paths: false,
+            cache: CacheBudget::unlimited(),
+        };
         let dataset = load_dataset(&csv, &options).await?;
         let counts = dataset.count_per_class();
         match output {
             Output::Json => print_json(&serde_json::json!({
                 "csv": csv,
-                "rows": dataset.len(),
+                "rows": dataset.usable(),
                 "num_classes": dataset.num_classes,
                 "classes": dataset.class_names.iter().zip(&counts).enumerate()
                     .map(|(label, (name, count))| serde_json::json!({"label": label, "name": name, "count": count}))
                     .collect::<Vec<_>>(),
-                "resized_images": dataset.resized,
+                "resized_images": dataset.read_counts().resized(),
                 "labels_without_rows": dataset.labels_without_rows(),
                 "bad_rows": dataset.skipped.iter().map(|e| serde_json::json!({"line": e.line, "problem": e.message})).collect::<Vec<_>>(),
             })),
             Output::Text => {
                 println!(
                     "{csv}: {} rows, {} classes, {} images resized to {image_size}x{image_size}",
-                    dataset.len(),
+                    dataset.usable(),
                     dataset.num_classes,
-                    dataset.resized
+                    dataset.read_counts().resized()
                 );
                 for (label, (name, count)) in dataset.class_names.iter().zip(&counts).enumerate() {
                     println!("  {label:>3} {name:<30} {count}");

@@ -4,6 +4,7 @@ use clap::Args;
 use facetrain_worker::backend::{built_backends, training_device};
 use facetrain_worker::checkpoint::read_best_checkpoint;
 use facetrain_worker::data::batch::unlabelled_batch;
+use facetrain_worker::data::cache::CacheBudget;
 use facetrain_worker::data::dataset::{LoadOptions, class_name_mismatches, load_dataset};
 use facetrain_worker::data::image::{RgbImage, decode_rgb};
 use facetrain_worker::devices::Host;
@@ -36,6 +37,7 @@ impl EvalArgs {
             num_classes: Some(trainer.arch.num_classes),
             on_bad_row: OnBadRow::Fail,
             allow_outside_paths: false,
+            cache: CacheBudget::unlimited(),
         };
         let mut dataset = load_dataset(csv, &options).await?;
         // Labels are what is scored; names only show whether the CSV is the checkpoint's dataset.
@@ -58,7 +60,7 @@ impl EvalArgs {
             );
         }
         dataset.class_names = class_names;
-        let evaluation = tokio::task::spawn_blocking(move || evaluate(&trainer, &dataset)).await?;
+        let evaluation = tokio::task::spawn_blocking(move || evaluate(&trainer, &dataset)).await??;
         match output {
             Output::Json => {
                 let mut json = serde_json::to_value(&evaluation)?;

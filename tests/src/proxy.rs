@@ -17,6 +17,8 @@ struct Faults {
     accepted: AtomicU64,
     /// Chunks forwarded with the added latency.
     delayed: AtomicU64,
+    /// Bytes forwarded from the target back to the clients: what a client read through us.
+    served: AtomicU64,
     /// Live connections (both halves), so an outage can cut them.
     open: Mutex<Vec<TcpStream>>,
 }
@@ -52,8 +54,8 @@ impl Proxy {
                     open.push(client.try_clone().unwrap());
                     open.push(server.try_clone().unwrap());
                 }
-                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), shared.clone());
-                pump(server, client, shared.clone());
+                pump(client.try_clone().unwrap(), server.try_clone().unwrap(), shared.clone(), false);
+                pump(server, client, shared.clone(), true);
             }
         });
         Self { port, faults }
@@ -85,13 +87,18 @@ impl Proxy {
         self.faults.delayed.load(Ordering::SeqCst)
     }
 
+    /// Bytes the target sent back to the clients so far (responses, headers included).
+    pub fn served(&self) -> u64 {
+        self.faults.served.load(Ordering::SeqCst)
+    }
+
     /// Latency added to every chunk forwarded in either direction.
     pub fn set_delay(&self, delay: Duration) {
         self.faults.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, faults: Arc<Faults>) {
+fn pump(mut from: TcpStream, mut to: TcpStream, faults: Arc<Faults>, to_client: bool) {
     std::thread::spawn(move || {
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
@@ -106,6 +113,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, faults: Arc<Faults>) {
             }
             if faults.down.load(Ordering::SeqCst) || to.write_all(&buffer[..read]).is_err() {
                 break;
+            }
+            if to_client {
+                faults.served.fetch_add(read as u64, Ordering::SeqCst);
             }
         }
         let _ = to.shutdown(Shutdown::Both);

@@ -84,6 +84,11 @@ impl Location {
         self.join(name)
     }
 
+    /// True for the local file system (no network between us and the bytes).
+    pub fn is_local(&self) -> bool {
+        self.root.is_empty()
+    }
+
     /// The folder this location is in.
     pub fn folder(&self) -> Self {
         let folder = self.key.rsplit_once('/').map_or("", |(folder, _)| folder);

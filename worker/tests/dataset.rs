@@ -8,11 +8,18 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
+use facetrain_worker::data::cache::CacheBudget;
+use facetrain_worker::data::dataset::{LoadOptions, Sample, load_dataset};
 use facetrain_worker::job::OnBadRow;
 
 fn options(on_bad_row: OnBadRow) -> LoadOptions {
-    LoadOptions { side: common::SMALL_SIDE, num_classes: None, on_bad_row, allow_outside_paths: false }
+    LoadOptions {
+        side: common::SMALL_SIDE,
+        num_classes: None,
+        on_bad_row,
+        allow_outside_paths: false,
+        cache: CacheBudget::unlimited(),
+    }
 }
 
 fn append(csv: &Path, line: &str) {
@@ -35,7 +42,7 @@ async fn a_good_dataset_loads_with_classes_and_counts() {
     assert_eq!(dataset.num_classes, 5);
     assert_eq!(dataset.count_per_class(), vec![3; 5]);
     assert_eq!(dataset.class_names[1], "Alan_Turing");
-    assert_eq!(dataset.resized, 0);
+    assert_eq!(dataset.read_counts().resized(), 0);
 }
 
 #[tokio::test]
@@ -69,7 +76,9 @@ async fn skip_mode_drops_bad_rows_and_reports_them() {
     append(&csv, "train/nobody/missing.jpg,Ada_Lovelace,0");
     append(&csv, "only,two");
     let dataset = load_dataset(csv.to_str().unwrap(), &options(OnBadRow::Skip)).await.unwrap();
-    assert_eq!(dataset.len(), 10);
+    // The row whose image is missing stays in the plan (it is skipped wherever it comes up).
+    assert_eq!((dataset.len(), dataset.usable()), (11, 10));
+    assert_eq!(dataset.count_per_class().iter().sum::<usize>(), 10);
     assert_eq!(dataset.skipped.iter().map(|e| e.line).collect::<Vec<_>>(), vec![11, 12]);
 }
 
@@ -78,8 +87,9 @@ async fn images_of_another_size_are_resized_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     common::synth_dataset(dir.path(), 40, 1);
     let dataset = load_dataset(dir.path().join("train.csv").to_str().unwrap(), &options(OnBadRow::Fail)).await.unwrap();
-    assert_eq!(dataset.resized, 5);
-    assert_eq!(dataset.images[0].pixels.len(), common::SMALL_SIDE * common::SMALL_SIDE * 3);
+    assert_eq!(dataset.read_counts().resized(), 5);
+    let Sample::Image(image) = &dataset.samples(&[0]).await.unwrap()[0] else { panic!("row 0 is a good image") };
+    assert_eq!(image.pixels.len(), common::SMALL_SIDE * common::SMALL_SIDE * 3);
 }
 
 #[tokio::test]

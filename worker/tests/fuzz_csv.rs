@@ -10,6 +10,7 @@ mod fuzz_support;
 use std::path::Path;
 
 use facetrain_worker::Error;
+use facetrain_worker::data::cache::CacheBudget;
 use facetrain_worker::data::csv::{MAX_CLASSES, ParsedCsv, parse_rows};
 use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
 use facetrain_worker::job::OnBadRow;
@@ -166,7 +167,13 @@ fn png(path: &Path) {
 }
 
 fn options(allow_outside_paths: bool) -> LoadOptions {
-    LoadOptions { side: 8, num_classes: None, on_bad_row: OnBadRow::Fail, allow_outside_paths }
+    LoadOptions {
+        side: 8,
+        num_classes: None,
+        on_bad_row: OnBadRow::Fail,
+        allow_outside_paths,
+        cache: CacheBudget::unlimited(),
+    }
 }
 
 /// A dataset folder with one good image, and a readable image just outside it.

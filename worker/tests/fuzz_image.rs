@@ -8,6 +8,7 @@ mod fuzz_support;
 
 use std::io::Cursor;
 
+use facetrain_worker::data::cache::CacheBudget;
 use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
 use facetrain_worker::data::image::{MAX_DECODED_BYTES, MAX_IMAGE_SIDE, decode_rgb};
 use facetrain_worker::job::OnBadRow;
@@ -164,7 +165,13 @@ async fn a_bomb_in_a_dataset_names_the_csv_line_the_image_and_the_limit() {
     std::fs::write(dir.path().join("bomb.png"), png_claiming(100_000, 100_000, 8, 2)).unwrap();
     let csv = dir.path().join("train.csv");
     std::fs::write(&csv, "bomb.png,Ann,0\n").unwrap();
-    let options = LoadOptions { side: SIDE, num_classes: None, on_bad_row: OnBadRow::Fail, allow_outside_paths: false };
+    let options = LoadOptions {
+        side: SIDE,
+        num_classes: None,
+        on_bad_row: OnBadRow::Fail,
+        allow_outside_paths: false,
+        cache: CacheBudget::unlimited(),
+    };
     let err = load_dataset(csv.to_str().unwrap(), &options).await.unwrap_err().to_string();
     assert!(
         err.ends_with(

@@ -30,7 +30,7 @@ async fn gradients_round_trip_through_flat_f32_bit_identically() {
     let (train, _) = load_job_datasets(&job).await.unwrap();
     let arch = Architecture::new(job.model.clone(), train.num_classes);
     let picks = ShardPlan::new(train.len(), 1).picks(0, 20);
-    let batch = build_batch(&train, picks, Some((&job.augment, 1)));
+    let batch = build_batch(&train, picks, Some((&job.augment, 1))).unwrap();
 
     let mut direct = Trainer::new(arch.clone(), &job.training, device());
     let mut round_trip = Trainer::new(arch, &job.training, device());
@@ -62,12 +62,12 @@ async fn two_halves_summed_match_the_whole_batch() {
     let mut halves = [Trainer::new(arch.clone(), &job.training, device()), Trainer::new(arch, &job.training, device())];
     for step in 0..3u64 {
         let picks = plan.picks(step * 20, 20);
-        let (grads, _) = whole.compute_gradients(&build_batch(&train, picks.clone(), None), 20);
+        let (grads, _) = whole.compute_gradients(&build_batch(&train, picks.clone(), None).unwrap(), 20);
         whole.apply(grads);
         let parts: Vec<_> = (0..2)
             .map(|rank| {
                 let mine = picks[share(20, rank, 2)].to_vec();
-                halves[rank].compute_gradients(&build_batch(&train, mine, None), 20)
+                halves[rank].compute_gradients(&build_batch(&train, mine, None).unwrap(), 20)
             })
             .collect();
         let flats: Vec<Vec<f32>> =
@@ -153,7 +153,7 @@ async fn optimizer_test_setup(
     job.training.learning_rate = 1e-3;
     let (train, _) = load_job_datasets(&job).await.unwrap();
     let arch = Architecture::new(job.model.clone(), train.num_classes);
-    let batch = build_batch(&train, ShardPlan::new(train.len(), 1).picks(0, 20), None);
+    let batch = build_batch(&train, ShardPlan::new(train.len(), 1).picks(0, 20), None).unwrap();
     (job, arch, batch)
 }
 

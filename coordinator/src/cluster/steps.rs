@@ -101,6 +101,7 @@ impl Cluster {
             samples: report.samples,
             checksum: report.parameter_checksum,
             val_accuracy: report.val_accuracy,
+            val_counts: (report.val_correct, report.val_samples),
             compute_seconds: report.compute_seconds,
         };
         let (_, active) = self.running(&job).ok_or_else(|| not_running(&job))?;

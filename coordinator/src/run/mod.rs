@@ -42,6 +42,9 @@ pub struct Report {
     pub samples: u64,
     pub checksum: u32,
     pub val_accuracy: Option<f64>,
+    /// The member's share of the validation set: (correct, samples); zero samples from workers
+    /// that evaluate the whole set (their `val_accuracy` then is the job's).
+    pub val_counts: (u64, u64),
     pub compute_seconds: f64,
 }
 
@@ -232,7 +235,10 @@ impl JobRun {
             world: self.members.len() as u32,
             state_source: state_source as i32,
             checkpoint,
-            evaluate: rank0 && plan.evaluate_after(next),
+            // Every member scores its share of the validation set, except at a checkpoint: then
+            // rank 0, which writes it, scores the whole set, so the checkpoint carries the job's
+            // accuracy (the best checkpoint is chosen by it).
+            evaluate: plan.evaluate_after(next) && (rank0 || !plan.checkpoint_after(next)),
             write_checkpoint: rank0 && plan.checkpoint_after(next),
             push_state: rank0 && !self.joining.is_empty(),
             reduction: self.spec.workers.reduction.name().into(),

@@ -142,7 +142,7 @@ impl JobRun {
             loss: if samples == 0 { 0.0 } else { loss_sum / samples as f64 },
             train_accuracy: if samples == 0 { 0.0 } else { correct as f64 / samples as f64 },
             samples,
-            val_accuracy: reports.iter().find_map(|(_, r)| r.val_accuracy),
+            val_accuracy: validation_accuracy(&reports),
             seconds: now.saturating_duration_since(self.round_started).as_secs_f64(),
             diverged,
             stragglers,
@@ -154,4 +154,14 @@ impl JobRun {
                 .collect(),
         }
     }
+}
+
+/// The job's validation accuracy from the members' reports: the summed counts of their shares,
+/// or (from workers that score the whole set) the first accuracy reported.
+fn validation_accuracy(reports: &[(String, Report)]) -> Option<f64> {
+    let (correct, samples) = reports.iter().fold((0, 0), |(c, n), (_, r)| (c + r.val_counts.0, n + r.val_counts.1));
+    if samples > 0 {
+        return Some(correct as f64 / samples as f64);
+    }
+    reports.iter().find_map(|(_, r)| r.val_accuracy)
 }

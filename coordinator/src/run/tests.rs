@@ -187,3 +187,20 @@ fn tasks_follow_the_plan_for_evaluation_and_checkpoints() {
     // eval_every = 2 and at the last step (5); no checkpoint folder.
     assert_eq!(flags, vec![(false, false), (true, false), (false, false), (true, false), (true, false)]);
 }
+
+#[test]
+fn validation_accuracy_is_the_sum_of_the_members_shares() {
+    let now = Instant::now();
+    let mut run = run(2);
+    run.admit("a", StateSource::Fresh, now);
+    run.admit("b", StateSource::Fresh, now);
+    let round = run.round;
+    push(&mut run, "a", 0, round, &[1.0]).unwrap();
+    push(&mut run, "b", 0, round, &[1.0]).unwrap();
+    // a scored 9 of its 10, b 1 of its 30: the set's accuracy is 10/40, not the mean of 0.9 and 0.03.
+    let a = Report { val_accuracy: Some(0.9), val_counts: (9, 10), ..report(1) };
+    let b = Report { val_accuracy: Some(1.0 / 30.0), val_counts: (1, 30), ..report(1) };
+    run.report("a", 1, round, a, now).unwrap();
+    let outcome = run.report("b", 1, round, b, now).unwrap().unwrap();
+    assert_eq!(outcome.val_accuracy, Some(0.25));
+}

@@ -37,6 +37,7 @@ pub fn random_batch(len: usize, seed: u64) -> Batch {
         images: (0..len * 3 * SIDE * SIDE).map(|_| rng.random::<f32>()).collect(),
         labels: (0..len).map(|_| rng.random_range(0..CLASSES)).collect(),
         picks: (0..len).map(|i| Pick { position: i as u64, epoch: 0, row: i }).collect(),
+        skipped: Vec::new(),
         side: SIDE,
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
 use facetrain_worker::data::batch::{Prefetcher, StreamSpec, build_batch};
+use facetrain_worker::data::cache::CacheBudget;
 use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
 use facetrain_worker::data::shard::ShardPlan;
 use facetrain_worker::job::{AugmentSpec, OnBadRow};
@@ -97,7 +98,13 @@ async fn bench_pipeline(
     budget: TimeBudget,
     warmup_batches: usize,
 ) -> anyhow::Result<()> {
-    let options = LoadOptions { side: SIDE, num_classes: None, on_bad_row: OnBadRow::Fail, allow_outside_paths: false };
+    let options = LoadOptions {
+        side: SIDE,
+        num_classes: None,
+        on_bad_row: OnBadRow::Fail,
+        allow_outside_paths: false,
+        cache: CacheBudget::unlimited(),
+    };
     let augment = AugmentSpec::default();
     let seed = 1;
     let measured = match data {
@@ -168,10 +175,10 @@ async fn files_epoch(
             .map(|start| {
                 let len = batch.min(dataset.len() - start);
                 let picks = plan.picks(first + start as u64, len);
-                build_batch(&dataset, picks, Some((&augment, seed))).len()
+                build_batch(&dataset, picks, Some((&augment, seed))).map(|batch| batch.len())
             })
-            .fold((0, 0), |(images, batches), len| (images + len, batches + 1))
+            .try_fold((0, 0), |(images, batches), len| len.map(|len| (images + len, batches + 1)))
     })
-    .await?;
+    .await??;
     Ok(produced)
 }

@@ -12,6 +12,17 @@ pub struct WorkerMetrics {
     samples: IntCounterVec,
     reduce_bytes: IntCounterVec,
     pipeline_images: IntCounter,
+    read_bytes: IntCounterVec,
+    read_objects: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+}
+
+/// What a job's datasets read so far and hold, for [`WorkerMetrics::data`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataTotals {
+    pub bytes: u64,
+    pub objects: u64,
+    pub cache_bytes: u64,
 }
 
 impl WorkerMetrics {
@@ -35,12 +46,27 @@ impl WorkerMetrics {
             Opts::new("facetrain_worker_info", "1 for each job backend this worker runs, with the device it trains on"),
             &["backend", "device"],
         )?;
+        let read_bytes = IntCounterVec::new(
+            Opts::new("facetrain_data_read_bytes_total", "Image bytes read from storage for the job"),
+            &["job_id"],
+        )?;
+        let read_objects = IntCounterVec::new(
+            Opts::new("facetrain_data_read_objects_total", "Image objects read from storage for the job"),
+            &["job_id"],
+        )?;
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new("facetrain_data_cache_bytes", "Decoded images held in memory for the job"),
+            &["job_id"],
+        )?;
+        registry.register(Box::new(read_bytes.clone()))?;
+        registry.register(Box::new(read_objects.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(info.clone()))?;
         registry.register(Box::new(step_duration.clone()))?;
         registry.register(Box::new(samples.clone()))?;
         registry.register(Box::new(reduce_bytes.clone()))?;
         registry.register(Box::new(pipeline_images.clone()))?;
-        Ok(Self { info, step_duration, samples, reduce_bytes, pipeline_images })
+        Ok(Self { info, step_duration, samples, reduce_bytes, pipeline_images, read_bytes, read_objects, cache_bytes })
     }
 
     /// What this worker offers, as `facetrain_worker_info{backend,device}` series.
@@ -62,6 +88,14 @@ impl WorkerMetrics {
             })
             .collect();
         (phases, self.reduce_bytes.with_label_values(&[job, strategy]).get())
+    }
+
+    /// Adds what `job`'s datasets read since `before` (totals of the same session) and sets the
+    /// cache size.
+    pub fn data(&self, job: &str, before: DataTotals, now: DataTotals) {
+        self.read_bytes.with_label_values(&[job]).inc_by(now.bytes.saturating_sub(before.bytes));
+        self.read_objects.with_label_values(&[job]).inc_by(now.objects.saturating_sub(before.objects));
+        self.cache_bytes.with_label_values(&[job]).set(i64::try_from(now.cache_bytes).unwrap_or(i64::MAX));
     }
 
     /// Records one completed step of `job` over `samples` samples.

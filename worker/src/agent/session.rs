@@ -10,21 +10,23 @@ use facetrain_proto::internal;
 use facetrain_proto::job::{GradientDtype, JobSpec};
 use tokio::runtime::Handle;
 use tonic::Status;
+use tracing::Instrument;
 
 use super::Placement;
 use super::client::{CallError, CoordinatorClient};
-use super::metrics::WorkerMetrics;
+use super::metrics::{DataTotals, WorkerMetrics};
 use super::ring::Ring;
 use super::upload::{UploadNews, Uploader};
 use crate::backend::training_device;
 use crate::checkpoint::{Checkpoint, read_checkpoint};
-use crate::data::batch::build_batch;
-use crate::data::dataset::Dataset;
-use crate::data::shard::{ShardPlan, share};
+use crate::data::batch::assemble;
+use crate::data::dataset::{Dataset, Sample};
+use crate::data::lookahead::{Lookahead, StepKey};
+use crate::data::shard::Pick;
 use crate::error::Error;
 use crate::model::Architecture;
 use crate::params;
-use crate::train::evaluate::evaluate;
+use crate::train::evaluate::{Evaluation, evaluate, evaluate_share};
 use crate::train::exchange::GradientExchange;
 use crate::train::run::load_job_datasets;
 use crate::train::trainer::Trainer;
@@ -53,6 +55,15 @@ impl From<CallError> for StepError {
 
 impl StepError {
     /// A worker-side error that ends the job, with the incident cause it is filed under.
+    /// A step's samples could not be read. A store that cannot be reached may come back: the
+    /// step is redone; a bad image under `on_bad_row = "fail"` ends the job.
+    fn read_failed(error: Error) -> Self {
+        match error {
+            Error::Storage { .. } => Self::Abandoned(error.to_string()),
+            other => Self::job_failed(other),
+        }
+    }
+
     fn job_failed(error: Error) -> Self {
         let cause = match &error {
             Error::NonFinite(_) => IncidentCause::NonFinite,
@@ -63,11 +74,18 @@ impl StepError {
     }
 }
 
+/// Steps whose samples are read ahead of the one computing.
+const LOOKAHEAD_STEPS: usize = 2;
+
 pub struct JobSession {
     pub job_id: String,
     spec: JobSpec,
     train: Arc<Dataset>,
     validate: Arc<Dataset>,
+    /// The next steps' samples, read while this one computes.
+    lookahead: Lookahead,
+    /// What the datasets had read when the metrics last heard.
+    data_reported: DataTotals,
     /// `None` until state is loaded (and while a step runs on the training thread).
     trainer: Option<Trainer>,
     uploads: Uploader,
@@ -80,7 +98,7 @@ struct StepResult {
     timings: crate::train::trainer::StepTimings,
     reduce_bytes: u64,
     checksum: u32,
-    val_accuracy: Option<f64>,
+    validation: Option<Evaluation>,
     /// A checkpoint due at this step, to upload in the background.
     checkpoint: Option<Checkpoint>,
     state: Option<Vec<u8>>,
@@ -101,11 +119,15 @@ impl JobSession {
         let share = spec.training.batch_size.div_ceil(spec.workers.count);
         crate::memory::check_fits(&spec, train.num_classes, share, placement.max_job_bytes)
             .map_err(StepError::job_failed)?;
+        let train = Arc::new(train);
+        let lookahead = Lookahead::new(train.clone(), spec.training.seed, spec.training.batch_size, LOOKAHEAD_STEPS);
         Ok(Self {
             job_id: task.job_id.clone(),
             spec,
-            train: Arc::new(train),
+            train,
             validate: Arc::new(validate),
+            lookahead,
+            data_reported: DataTotals::default(),
             trainer: None,
             uploads: Uploader::default(),
             unreported: None,
@@ -133,6 +155,9 @@ impl JobSession {
             result.timings,
             result.reduce_bytes,
         );
+        let data = session.data_totals();
+        metrics.data(&task.job_id, session.data_reported, data);
+        session.data_reported = data;
         if let Some(state) = result.state {
             client.push_state(worker, &task.job_id, task.step + 1, state).await?;
         }
@@ -147,7 +172,9 @@ impl JobSession {
                 correct: result.stats.correct as u64,
                 samples: result.stats.count as u64,
                 parameter_checksum: result.checksum,
-                val_accuracy: result.val_accuracy,
+                val_accuracy: result.validation.as_ref().map(|e| e.accuracy),
+                val_samples: result.validation.as_ref().map_or(0, |e| e.samples as u64),
+                val_correct: result.validation.as_ref().map_or(0, |e| e.correct() as u64),
                 checkpoint: upload.as_ref().and_then(|u| u.result.clone().ok()).unwrap_or_default(),
                 compute_seconds: result.compute_seconds,
                 reduce_seconds: result.reduce_seconds,
@@ -160,6 +187,15 @@ impl JobSession {
             .await?;
         session.unreported = None;
         Ok(())
+    }
+
+    fn data_totals(&self) -> DataTotals {
+        let (train, validate) = (self.train.read_counts(), self.validate.read_counts());
+        DataTotals {
+            bytes: train.bytes() + validate.bytes(),
+            objects: train.objects() + validate.objects(),
+            cache_bytes: self.train.cache_bytes(),
+        }
     }
 
     /// Starts uploading a due checkpoint and collects a finished upload for the report. The
@@ -234,6 +270,19 @@ impl JobSession {
         worker: &str,
         ring: &Arc<Ring>,
     ) -> Result<StepResult, StepError> {
+        let batch_size = self.spec.training.batch_size;
+        if task.rank >= task.world || task.world as usize > batch_size {
+            let reason =
+                format!("the task gives rank {} of {} workers for a batch of {batch_size}", task.rank, task.world);
+            return Err(StepError::job_failed(Error::InvalidJob(reason)));
+        }
+        let key = StepKey { cursor: task.cursor, rank: task.rank as usize, world: task.world as usize };
+        let mut picks = self.lookahead.picks(key);
+        crate::fault::alter_picks(&mut picks, task.step + 1);
+        let started = Instant::now();
+        let read = tracing::info_span!("read", samples = picks.len());
+        let samples = self.lookahead.take(key, &picks).instrument(read).await.map_err(StepError::read_failed)?;
+        let data = (picks, samples, started);
         let mut trainer = self.trainer.take().ok_or_else(|| StepError::Abandoned("no model state yet".into()))?;
         let train = self.train.clone();
         let validate = self.validate.clone();
@@ -260,7 +309,7 @@ impl JobSession {
         let span = tracing::info_span!("train_step", job_id = %task.job_id, step = task.step, rank = task.rank, world = task.world);
         let joined = tokio::task::spawn_blocking(move || {
             let _step = span.entered();
-            let result = step_on_thread(&mut trainer, &train, &validate, &spec, &task, &mut exchange);
+            let result = step_on_thread(&mut trainer, (&train, data), &validate, &spec, &task, &mut exchange);
             (trainer, result)
         })
         .await
@@ -286,35 +335,30 @@ fn newer(old: Option<UploadNews>, new: Option<UploadNews>) -> Option<UploadNews>
 
 fn step_on_thread(
     trainer: &mut Trainer,
-    train: &Dataset,
+    (train, (picks, samples, started)): (&Dataset, (Vec<Pick>, Vec<Sample>, Instant)),
     validate: &Dataset,
     spec: &JobSpec,
     task: &internal::TrainStep,
     exchange: &mut RemoteExchange,
 ) -> crate::Result<StepResult> {
     let batch_size = spec.training.batch_size;
-    if task.rank >= task.world || task.world as usize > batch_size {
-        return Err(Error::InvalidJob(format!(
-            "the task gives rank {} of {} workers for a batch of {batch_size}",
-            task.rank, task.world
-        )));
-    }
-    let started = Instant::now();
-    let picks = ShardPlan::new(train.len(), spec.training.seed).picks(task.cursor, batch_size);
-    let mut mine = picks[share(batch_size, task.rank as usize, task.world as usize)].to_vec();
-    crate::fault::alter_picks(&mut mine, task.step + 1);
-    let batch =
-        tracing::info_span!("data").in_scope(|| build_batch(train, mine, Some((&spec.augment, spec.training.seed))));
+    let augment = Some((&spec.augment, spec.training.seed));
+    let batch = tracing::info_span!("data").in_scope(|| assemble(train, picks, samples, augment));
     let data_seconds = started.elapsed().as_secs_f64();
-    // What the batch holds travels with the gradient: the coordinator's sample ledger checks it.
+    // What the batch consumed travels with the gradient: the coordinator's sample ledger checks it.
     exchange.samples = internal::TrainedSamples {
-        positions: batch.picks.iter().map(|p| p.position).collect(),
-        rows: batch.picks.iter().map(|p| p.row as u32).collect(),
+        positions: batch.consumed().map(|p| p.position).collect(),
+        rows: batch.consumed().map(|p| p.row as u32).collect(),
         dataset_rows: train.len() as u64,
     };
     let stats = trainer.train_step(&batch, batch_size, Some(exchange))?;
     let compute_seconds = trainer.last_timings.compute + trainer.last_timings.apply;
-    let val_accuracy = task.evaluate.then(|| evaluate(trainer, validate).accuracy);
+    let validation = match (task.evaluate, task.write_checkpoint) {
+        (false, _) => None,
+        (true, true) => Some(evaluate(trainer, validate)?),
+        (true, false) => Some(evaluate_share(trainer, validate, task.rank as usize, task.world as usize)?),
+    };
+    let val_accuracy = validation.as_ref().filter(|_| task.write_checkpoint).map(|e| e.accuracy);
     let needs_state = task.write_checkpoint || task.push_state;
     let state =
         needs_state.then(|| Checkpoint::of(trainer, spec, &train.class_names, val_accuracy, None)).transpose()?;
@@ -323,7 +367,7 @@ fn step_on_thread(
         timings: trainer.last_timings,
         reduce_bytes: exchange.bytes,
         checksum: params::checksum(&trainer.parameters()),
-        val_accuracy,
+        validation,
         state: state.as_ref().filter(|_| task.push_state).map(|s| s.encode()),
         checkpoint: state.filter(|_| task.write_checkpoint),
         data_seconds,

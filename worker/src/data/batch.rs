@@ -1,6 +1,8 @@
-//! Batches: augmented images written straight into one CHW f32 buffer, on rayon threads, and a
-//! prefetcher that prepares the next batches on its own thread while the model trains.
+//! Batches: samples read through the dataset's cache, augmented straight into one CHW f32
+//! buffer on rayon threads, and a prefetcher that prepares the next batches on its own thread
+//! (reading included) while the model trains.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -8,7 +10,7 @@ use std::thread::JoinHandle;
 use rayon::prelude::*;
 
 use crate::data::augment::{Jitter, augment_into, draw, sample_seed};
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, Sample};
 use crate::data::image::RgbImage;
 use crate::data::shard::{Pick, ShardPlan, share};
 use crate::error::{Error, Result};
@@ -20,6 +22,8 @@ pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<usize>,
     pub picks: Vec<Pick>,
+    /// Picks whose image was bad and skipped (`on_bad_row = "skip"`): consumed, not trained.
+    pub skipped: Vec<Pick>,
     pub side: usize,
 }
 
@@ -31,17 +35,51 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+
+    /// Every pick this batch consumed, trained or skipped, for the sample ledger.
+    pub fn consumed(&self) -> impl Iterator<Item = &Pick> {
+        self.picks.iter().chain(&self.skipped)
+    }
 }
 
-/// Builds the batch of `picks`; `augment = None` for evaluation.
-pub fn build_batch(dataset: &Dataset, picks: Vec<Pick>, augment: Option<(&AugmentSpec, u64)>) -> Batch {
-    let sources: Vec<&RgbImage> = picks.iter().map(|p| &dataset.images[p.row]).collect();
-    let images = chw_images(&sources, |i| match augment {
-        Some((spec, seed)) => draw(spec, sample_seed(&[seed, picks[i].epoch, picks[i].row as u64])),
+/// The rows of `picks`, to read.
+pub fn rows_of(picks: &[Pick]) -> Vec<usize> {
+    picks.iter().map(|p| p.row).collect()
+}
+
+/// Reads the samples of `picks` and builds their batch; `augment = None` for evaluation. For
+/// threads outside the runtime.
+pub fn build_batch(dataset: &Dataset, picks: Vec<Pick>, augment: Option<(&AugmentSpec, u64)>) -> Result<Batch> {
+    let samples = dataset.samples_blocking(&rows_of(&picks))?;
+    Ok(assemble(dataset, picks, samples, augment))
+}
+
+/// The batch of `picks` from their `samples` (read already): bad ones set aside.
+pub fn assemble(
+    dataset: &Dataset,
+    picks: Vec<Pick>,
+    samples: Vec<Sample>,
+    augment: Option<(&AugmentSpec, u64)>,
+) -> Batch {
+    let mut kept = Vec::with_capacity(picks.len());
+    let mut sources = Vec::with_capacity(picks.len());
+    let mut skipped = Vec::new();
+    for (pick, sample) in picks.into_iter().zip(samples) {
+        match sample {
+            Sample::Image(image) => {
+                kept.push(pick);
+                sources.push(image);
+            }
+            Sample::Bad => skipped.push(pick),
+        }
+    }
+    let refs: Vec<&RgbImage> = sources.iter().map(|image| image.as_ref()).collect();
+    let images = chw_images(&refs, |i| match augment {
+        Some((spec, seed)) => draw(spec, sample_seed(&[seed, kept[i].epoch, kept[i].row as u64])),
         None => Jitter::identity(),
     });
-    let labels = picks.iter().map(|p| dataset.label(p.row)).collect();
-    Batch { images, labels, picks, side: sources.first().map_or(0, |img| img.side) }
+    let labels = kept.iter().map(|p| dataset.label(p.row)).collect();
+    Batch { images, labels, picks: kept, skipped, side: refs.first().map_or(0, |img| img.side) }
 }
 
 /// An unlabelled batch of `images` as they are (prediction).
@@ -51,6 +89,7 @@ pub fn unlabelled_batch(images: &[RgbImage]) -> Batch {
         images: chw_images(&sources, |_| Jitter::identity()),
         labels: vec![0; images.len()],
         picks: (0..images.len()).map(|row| Pick { position: row as u64, epoch: 0, row }).collect(),
+        skipped: Vec::new(),
         side: images.first().map_or(0, |img| img.side),
     }
 }
@@ -66,12 +105,16 @@ fn chw_images(sources: &[&RgbImage], draws: impl Fn(usize) -> Jitter + Sync) -> 
     images
 }
 
-/// Evaluation batches over the whole dataset in row order, no augmentation.
-pub fn sequential_batches(dataset: &Dataset, batch_size: usize) -> impl Iterator<Item = Batch> + '_ {
-    (0..dataset.len()).step_by(batch_size).map(move |start| {
-        let end = (start + batch_size).min(dataset.len());
-        let picks = (start..end).map(|row| Pick { position: row as u64, epoch: 0, row }).collect();
-        build_batch(dataset, picks, None)
+/// Evaluation batches over `rows` of the dataset in row order, no augmentation.
+pub fn sequential_batches(
+    dataset: &Dataset,
+    rows: Range<usize>,
+    batch_size: usize,
+) -> impl Iterator<Item = Result<Batch>> + '_ {
+    let end = rows.end;
+    rows.step_by(batch_size.max(1)).map(move |start| {
+        let picks = (start..(start + batch_size).min(end)).map(|row| Pick { position: row as u64, epoch: 0, row });
+        build_batch(dataset, picks.collect(), None)
     })
 }
 
@@ -88,7 +131,7 @@ pub struct StreamSpec {
 
 /// Prepares batches `depth` steps ahead on a thread; dropping it stops the thread.
 pub struct Prefetcher {
-    receiver: Option<Receiver<Batch>>,
+    receiver: Option<Receiver<Result<Batch>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -102,13 +145,14 @@ impl Prefetcher {
         Ok(Self { receiver: Some(receiver), thread: Some(thread) })
     }
 
-    /// The next batch; blocks while it is being prepared. The thread only stops first if it
-    /// failed (a panic while preparing a batch): that is an error, not a hang.
+    /// The next batch; blocks while it is being prepared. A batch that could not be read (a
+    /// bad image under `on_bad_row = "fail"`, a store that is gone) is that error; a thread that
+    /// stopped (a panic while preparing a batch) is an error too, not a hang.
     pub fn next_batch(&mut self) -> Result<Batch> {
         self.receiver
             .as_ref()
             .and_then(|receiver| receiver.recv().ok())
-            .ok_or_else(|| Error::Training("the batch-preparing thread stopped".into()))
+            .unwrap_or_else(|| Err(Error::Training("the batch-preparing thread stopped".into())))
     }
 }
 
@@ -121,14 +165,15 @@ impl Drop for Prefetcher {
     }
 }
 
-fn produce(dataset: &Dataset, spec: StreamSpec, sender: SyncSender<Batch>) {
+fn produce(dataset: &Dataset, spec: StreamSpec, sender: SyncSender<Result<Batch>>) {
     let mut plan = ShardPlan::new(dataset.len(), spec.seed);
     let mut cursor = spec.cursor;
     loop {
         let picks = plan.picks(cursor, spec.global_batch);
         let mine = picks[share(spec.global_batch, spec.rank, spec.world)].to_vec();
         let batch = build_batch(dataset, mine, Some((&spec.augment, spec.seed)));
-        if sender.send(batch).is_err() {
+        let failed = batch.is_err();
+        if sender.send(batch).is_err() || failed {
             return;
         }
         cursor += spec.global_batch as u64;

@@ -1,22 +1,28 @@
-//! A dataset in memory: the CSV read through object storage, every image fetched, decoded and
-//! validated up front (in parallel), so a bad row stops the job before it trains rather than
-//! hours in. Decoded images are kept: this dataset decodes once, not once per epoch.
+//! A dataset: its CSV read and checked row by row, and its images read from storage as they
+//! are needed, through a decoded-image cache bounded by the job's budget (`dataset.cache_mb`).
+//!
+//! Opening reads only the CSV. [`Dataset::preload`] reads and decodes every image up front (in
+//! parallel) and keeps them: jobs whose datasets fit the budget do that, so a bad image stops the
+//! job before it trains rather than hours in, and each image is decoded once. Larger datasets
+//! stream: a worker reads only the samples it trains, and a bad image is met when it is read
+//! (the `on_bad_row` policy applies there, with the CSV line).
 
-use futures::{StreamExt, TryStreamExt};
-use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
+
+use crate::data::cache::{CacheBudget, ImageCache, decoded_bytes};
 use crate::data::csv::{self, CsvParser, MAX_LINE_BYTES, ParsedCsv, Row, RowError};
-use crate::data::image::{MAX_IMAGE_FILE_BYTES, RgbImage, decode_rgb};
+use crate::data::image::RgbImage;
 use crate::data::lines::LineSplitter;
+use crate::data::reader::{ImageReader, ReadCounts};
 use crate::error::{Error, Result};
 use crate::job::OnBadRow;
 use crate::storage::Location;
 
-/// A row with its decoded image (and whether it was resized), or what is wrong with it.
-type DecodedRow = (Row, std::result::Result<(RgbImage, bool), String>);
-
-/// Concurrent object-store reads while loading.
-const FETCH_CONCURRENCY: usize = 32;
+/// Rows read and decoded per call while preloading: bounds the undecoded bytes held at once.
+const PRELOAD_CHUNK: usize = 2048;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -24,20 +30,33 @@ pub struct LoadOptions {
     pub num_classes: Option<usize>,
     pub on_bad_row: OnBadRow,
     pub allow_outside_paths: bool,
+    /// The decoded-image budget this dataset's cache draws on (shared by a job's datasets).
+    pub cache: Arc<CacheBudget>,
 }
 
+/// One sample's image, or the mark of a bad one skipped under `on_bad_row = "skip"`.
 #[derive(Debug, Clone)]
+pub enum Sample {
+    Image(Arc<RgbImage>),
+    Bad,
+}
+
+#[derive(Debug)]
 pub struct Dataset {
     /// Where the CSV came from, for messages.
     pub source: String,
     pub rows: Vec<Row>,
-    pub images: Vec<RgbImage>,
     pub num_classes: usize,
     pub class_names: Vec<String>,
-    /// Bad rows dropped under `on_bad_row = "skip"`, with the reason.
+    /// Rows of the CSV dropped under `on_bad_row = "skip"`, with the reason.
     pub skipped: Vec<RowError>,
-    /// Images whose size differed from the model input and were resized.
-    pub resized: usize,
+    on_bad_row: OnBadRow,
+    side: usize,
+    reader: ImageReader,
+    cache: ImageCache,
+    /// Rows whose image turned out bad (under skip), with the reason: not read again.
+    bad: Mutex<BTreeMap<usize, String>>,
+    handle: tokio::runtime::Handle,
 }
 
 impl Dataset {
@@ -58,83 +77,165 @@ impl Dataset {
         csv::labels_without_rows(&self.rows, self.num_classes)
     }
 
+    /// Rows per class, less the rows whose image is known to be bad.
     pub fn count_per_class(&self) -> Vec<usize> {
+        let bad = self.bad.lock().unwrap_or_else(|e| e.into_inner());
         let mut counts = vec![0; self.num_classes];
-        self.rows.iter().for_each(|row| counts[row.label] += 1);
+        self.rows.iter().enumerate().filter(|(i, _)| !bad.contains_key(i)).for_each(|(_, row)| counts[row.label] += 1);
         counts
     }
-}
 
-pub async fn load_dataset(csv_url: &str, options: &LoadOptions) -> Result<Dataset> {
-    let csv_location = Location::parse(csv_url)?;
-    let parsed = read_csv(&csv_location, csv_url, options).await?;
-    let mut skipped = parsed.skipped;
-    // Links resolved, so a link inside the folder that points outside it counts as outside.
-    let dataset_folder = csv_location.folder().resolve_links().await;
+    /// Rows not known to be bad.
+    pub fn usable(&self) -> usize {
+        self.len() - self.bad.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 
-    let fetched: Vec<(Row, std::result::Result<bytes::Bytes, String>)> = futures::stream::iter(parsed.rows)
-        .map(|row| {
-            let (csv_location, dataset_folder) = (&csv_location, &dataset_folder);
-            async move {
-                let bytes = match image_location(csv_location, dataset_folder, &row, options.allow_outside_paths).await
-                {
-                    Ok(location) => location.read_at_most(MAX_IMAGE_FILE_BYTES).await.map_err(|e| e.to_string()),
-                    Err(message) => Err(message),
-                };
-                Ok::<_, Error>((row, bytes))
-            }
-        })
-        .buffered(FETCH_CONCURRENCY)
-        .try_collect()
-        .await?;
+    /// Images found bad so far (under skip), by CSV line.
+    pub fn bad_images(&self) -> Vec<RowError> {
+        let bad = self.bad.lock().unwrap_or_else(|e| e.into_inner());
+        bad.iter().map(|(&row, message)| RowError { line: self.rows[row].line, message: message.clone() }).collect()
+    }
 
-    let side = options.side;
-    let decoded: Vec<DecodedRow> = tokio::task::spawn_blocking(move || {
-        fetched
-            .into_par_iter()
-            .map(|(row, bytes)| {
-                let image = bytes.and_then(|b| decode_rgb(&b, side).map(|(img, info)| (img, info.resized)));
-                (row, image)
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| Error::Training(format!("image decoding panicked: {e}")))?;
+    /// What this dataset read from storage so far.
+    pub fn read_counts(&self) -> &ReadCounts {
+        &self.reader.counts
+    }
 
-    let mut rows = Vec::with_capacity(decoded.len());
-    let mut images = Vec::with_capacity(decoded.len());
-    let mut resized = 0;
-    for (row, image) in decoded {
-        match image {
-            Ok((image, was_resized)) => {
-                resized += usize::from(was_resized);
-                rows.push(row);
-                images.push(image);
-            }
-            Err(message) => {
-                let message = format!("image `{}`: {message}", row.path);
-                match options.on_bad_row {
-                    OnBadRow::Fail => return Err(Error::BadRow { file: csv_url.into(), line: row.line, message }),
-                    OnBadRow::Skip => skipped.push(RowError { line: row.line, message }),
+    /// Images held in the cache.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Bytes held by the caches on this dataset's budget (a job's datasets share one).
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache.budget_used()
+    }
+
+    /// The cache bytes every image of this dataset would take.
+    pub fn decoded_bytes(&self) -> u64 {
+        self.len() as u64 * decoded_bytes(self.side)
+    }
+
+    /// The samples of `rows`: from the cache, else read and decoded (and kept if the budget has
+    /// room). A bad image fails the call under `on_bad_row = "fail"` (naming the CSV line) and is
+    /// a [`Sample::Bad`] under skip; a store that cannot be reached fails it either way.
+    pub async fn samples(&self, rows: &[usize]) -> Result<Vec<Sample>> {
+        let mut samples: Vec<Sample> = Vec::with_capacity(rows.len());
+        let mut missing = Vec::new();
+        for (i, &row) in rows.iter().enumerate() {
+            match self.known(row) {
+                Some(sample) => samples.push(sample),
+                None => {
+                    missing.push(i);
+                    samples.push(Sample::Bad);
                 }
             }
         }
+        let to_read: Vec<&Row> = missing.iter().map(|&i| &self.rows[rows[i]]).collect();
+        let read = self.reader.read(&to_read).await?;
+        for (i, image) in missing.into_iter().zip(read) {
+            let row = rows[i];
+            samples[i] = match image {
+                Ok(image) => {
+                    let image = Arc::new(image);
+                    self.cache.admit(row, &image);
+                    Sample::Image(image)
+                }
+                Err(problem) => self.bad_image(row, problem)?,
+            };
+        }
+        Ok(samples)
     }
+
+    /// [`Dataset::samples`] from synchronous code: the training and batch threads, or a task of
+    /// a multi-threaded runtime (which gives up its thread meanwhile).
+    pub fn samples_blocking(&self, rows: &[usize]) -> Result<Vec<Sample>> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.handle.block_on(self.samples(rows))),
+            Err(_) => self.handle.block_on(self.samples(rows)),
+        }
+    }
+
+    /// Reads every image now and keeps them (the budget permitting): the whole dataset checked
+    /// before anything trains on it.
+    pub async fn preload(&self) -> Result<()> {
+        let rows: Vec<usize> = (0..self.len()).collect();
+        for chunk in rows.chunks(PRELOAD_CHUNK) {
+            self.samples(chunk).await?;
+        }
+        if self.bad.lock().unwrap_or_else(|e| e.into_inner()).len() == self.len() {
+            return Err(Error::BadDataset {
+                file: self.source.clone(),
+                message: "empty dataset: every image was bad and skipped".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn known(&self, row: usize) -> Option<Sample> {
+        if let Some(image) = self.cache.get(row) {
+            return Some(Sample::Image(image));
+        }
+        self.bad.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&row).then_some(Sample::Bad)
+    }
+
+    fn bad_image(&self, row: usize, problem: String) -> Result<Sample> {
+        let Row { line, path, .. } = &self.rows[row];
+        let message = format!("image `{path}`: {problem}");
+        match self.on_bad_row {
+            OnBadRow::Fail => Err(Error::BadRow { file: self.source.clone(), line: *line, message }),
+            OnBadRow::Skip => {
+                tracing::warn!(csv = %self.source, line, "{message}: skipped (on_bad_row = \"skip\")");
+                self.bad.lock().unwrap_or_else(|e| e.into_inner()).insert(row, message);
+                Ok(Sample::Bad)
+            }
+        }
+    }
+}
+
+/// Reads `csv_url`'s rows (checked as they arrive); no image is read yet.
+pub async fn open_dataset(csv_url: &str, options: &LoadOptions) -> Result<Dataset> {
+    let csv_location = Location::parse(csv_url)?;
+    let parsed = read_csv(&csv_location, csv_url, options).await?;
+    let rows = parsed.rows;
     if rows.is_empty() {
         return Err(Error::BadDataset {
             file: csv_url.into(),
-            message: "empty dataset: every image was bad and skipped".into(),
+            message: "empty dataset: every row was bad and skipped".into(),
         });
     }
     let num_classes = options.num_classes.unwrap_or_else(|| rows.iter().map(|r| r.label).max().unwrap_or(0) + 1);
     let class_names = csv::class_names(&rows, num_classes);
-    skipped.sort_by_key(|e| e.line);
-    let dataset = Dataset { source: csv_url.into(), rows, images, num_classes, class_names, skipped, resized };
+    let reader = ImageReader::new(csv_location, options.side, options.allow_outside_paths).await;
+    let dataset = Dataset {
+        source: csv_url.into(),
+        rows,
+        num_classes,
+        class_names,
+        skipped: parsed.skipped,
+        on_bad_row: options.on_bad_row,
+        side: options.side,
+        reader,
+        cache: ImageCache::new(options.cache.clone()),
+        bad: Mutex::default(),
+        handle: tokio::runtime::Handle::current(),
+    };
     // Logged here so every caller (dataset check, training start, eval) shows it.
     let gaps = dataset.labels_without_rows();
     if !gaps.is_empty() {
         tracing::warn!(csv = csv_url, labels = %list(&gaps), num_classes, "{LABEL_GAP_WARNING}");
     }
+    Ok(dataset)
+}
+
+/// Opens `csv_url` and reads every image now: the whole dataset checked (for `dataset check`,
+/// `eval` and tools that read a dataset once).
+pub async fn load_dataset(csv_url: &str, options: &LoadOptions) -> Result<Dataset> {
+    let mut dataset = open_dataset(csv_url, options).await?;
+    dataset.preload().await?;
+    // Every bad row, of the CSV or its image, in one list by line.
+    dataset.skipped.extend(dataset.bad_images());
+    dataset.skipped.sort_by_key(|e| e.line);
     Ok(dataset)
 }
 
@@ -149,37 +250,6 @@ async fn read_csv(location: &Location, csv_url: &str, options: &LoadOptions) -> 
     }
     lines.finish(|line| parser.push(line))?;
     parser.finish()
-}
-
-/// Where a row's image is, refused when it leaves the dataset folder (after links are resolved)
-/// unless the job allows it.
-async fn image_location(
-    csv: &Location,
-    dataset_folder: &Location,
-    row: &Row,
-    allow_outside: bool,
-) -> std::result::Result<Location, String> {
-    let location = csv.sibling(&row.path).map_err(|e| match e {
-        Error::Storage { message, .. } => message,
-        other => other.to_string(),
-    })?;
-    if allow_outside {
-        return Ok(location);
-    }
-    let resolved = location.resolve_links().await;
-    if !dataset_folder.contains(&resolved) {
-        let link = if resolved.to_string() == location.to_string() {
-            String::new()
-        } else {
-            format!(" (a link to {resolved})")
-        };
-        return Err(format!(
-            "image path `{}`{link} escapes the dataset folder {dataset_folder} (set dataset.allow_outside_paths = true \
-             to allow it)",
-            row.path
-        ));
-    }
-    Ok(resolved)
 }
 
 /// What a label with no rows means, for the warning.

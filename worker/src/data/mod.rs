@@ -2,10 +2,13 @@
 
 pub mod augment;
 pub mod batch;
+pub mod cache;
 pub mod csv;
 pub mod dataset;
 pub mod image;
 pub mod import;
 pub mod lines;
+pub mod lookahead;
+pub mod reader;
 pub mod shard;
 pub mod synth;

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 
 /// Photos per person and split a synthetic dataset may have: an empty split is no dataset, and
 /// the bound keeps a mistyped count from filling a disk.
-pub const PER_PERSON: std::ops::RangeInclusive<u32> = 1..=10_000;
+pub const PER_PERSON: std::ops::RangeInclusive<u32> = 1..=100_000;
 
 pub const PEOPLE: [&str; 5] = ["Ada_Lovelace", "Alan_Turing", "Grace_Hopper", "Edsger_Dijkstra", "Barbara_Liskov"];
 

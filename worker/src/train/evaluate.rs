@@ -1,9 +1,13 @@
 //! Accuracy of a model on a whole dataset: overall, per class, and the confusion matrix.
 
+use std::ops::Range;
+
 use serde::Serialize;
 
 use crate::data::batch::sequential_batches;
 use crate::data::dataset::Dataset;
+use crate::data::shard::share;
+use crate::error::Result;
 use crate::train::trainer::{Trainer, argmax};
 
 /// Evaluation batches are this large whatever the training batch (memory stays bounded).
@@ -20,16 +24,38 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<usize>>,
 }
 
-pub fn evaluate(trainer: &Trainer, dataset: &Dataset) -> Evaluation {
+/// The model on the whole dataset (bad images skipped under `on_bad_row = "skip"`).
+pub fn evaluate(trainer: &Trainer, dataset: &Dataset) -> Result<Evaluation> {
+    evaluate_rows(trainer, dataset, 0..dataset.len())
+}
+
+/// Worker `rank`'s share of an evaluation split over `world` workers: the sums of the shares'
+/// confusion matrices are the whole set's, so each worker reads and scores only its slice.
+pub fn evaluate_share(trainer: &Trainer, dataset: &Dataset, rank: usize, world: usize) -> Result<Evaluation> {
+    evaluate_rows(trainer, dataset, share(dataset.len(), rank, world))
+}
+
+fn evaluate_rows(trainer: &Trainer, dataset: &Dataset, rows: Range<usize>) -> Result<Evaluation> {
     let classes = trainer.arch.num_classes;
     let mut confusion = vec![vec![0usize; classes]; classes];
-    for batch in sequential_batches(dataset, EVAL_BATCH) {
+    for batch in sequential_batches(dataset, rows, EVAL_BATCH) {
+        let batch = batch?;
+        if batch.is_empty() {
+            continue;
+        }
         let logits = trainer.predict_logits(&batch);
         for (row, &label) in logits.chunks(classes).zip(&batch.labels) {
             confusion[label][argmax(row)] += 1;
         }
     }
-    summarise(confusion, dataset.class_names.clone())
+    Ok(summarise(confusion, dataset.class_names.clone()))
+}
+
+impl Evaluation {
+    /// Correctly predicted samples.
+    pub fn correct(&self) -> usize {
+        (0..self.confusion.len()).map(|i| self.confusion[i][i]).sum()
+    }
 }
 
 pub fn summarise(confusion: Vec<Vec<usize>>, class_names: Vec<String>) -> Evaluation {

@@ -15,7 +15,8 @@ use tracing::info;
 use crate::backend::training_device;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::data::batch::{Prefetcher, StreamSpec};
-use crate::data::dataset::{Dataset, LoadOptions, check_same_classes, load_dataset};
+use crate::data::cache::CacheBudget;
+use crate::data::dataset::{Dataset, LoadOptions, check_same_classes, open_dataset};
 use crate::error::{Error, Result};
 use crate::job::JobSpec;
 use crate::model::Architecture;
@@ -80,18 +81,20 @@ pub struct RunSummary {
     pub ledger: SampleLedger,
 }
 
-/// Loads both datasets of a job, checking the validation set against the training classes.
+/// Opens both datasets of a job, checking the validation set against the training classes.
+/// When both fit the job's cache budget they are read whole now (every image checked before
+/// anything trains); otherwise they stream through the cache as the job reads them.
 pub async fn load_job_datasets(spec: &JobSpec) -> Result<(Dataset, Dataset)> {
     let options = LoadOptions {
         side: spec.model.image_size,
         num_classes: spec.dataset.num_classes,
         on_bad_row: spec.dataset.on_bad_row,
         allow_outside_paths: spec.dataset.allow_outside_paths,
+        cache: CacheBudget::new(spec.dataset.cache_bytes()),
     };
-    let (train, validate) =
-        tokio::try_join!(load_dataset(&spec.dataset.train, &options), load_dataset(&spec.dataset.validate, &options))?;
+    let (mut train, mut validate) =
+        tokio::try_join!(open_dataset(&spec.dataset.train, &options), open_dataset(&spec.dataset.validate, &options))?;
     let num_classes = spec.dataset.num_classes.unwrap_or(train.num_classes.max(validate.num_classes));
-    let (mut train, mut validate) = (train, validate);
     for dataset in [&mut train, &mut validate] {
         dataset.num_classes = num_classes;
         dataset.class_names.resize(num_classes, String::new());
@@ -99,6 +102,18 @@ pub async fn load_job_datasets(spec: &JobSpec) -> Result<(Dataset, Dataset)> {
     let names = train.class_names.clone();
     validate.class_names = names;
     check_same_classes(&train, &validate)?;
+    let whole = train.decoded_bytes() + validate.decoded_bytes();
+    if options.cache.fits(whole) {
+        tokio::try_join!(train.preload(), validate.preload())?;
+    } else {
+        info!(
+            train_rows = train.len(),
+            validate_rows = validate.len(),
+            decoded_mb = whole >> 20,
+            cache_mb = spec.dataset.cache_mb,
+            "the datasets are larger than the cache: streaming them"
+        );
+    }
     Ok((train, validate))
 }
 
@@ -139,12 +154,10 @@ pub async fn run_local(spec: JobSpec, progress: Arc<dyn Progress>, interrupt: Ar
         parameters: crate::params::parameter_count(trainer.model()),
         first_step: trainer.step,
         max_steps: spec.training.max_steps,
-        skipped_rows: train.skipped.len() + validate.skipped.len(),
-        resized_images: train.resized + validate.resized,
+        skipped_rows: skipped_rows(&train, &validate),
+        resized_images: (train.read_counts().resized() + validate.read_counts().resized()) as usize,
     });
     let handle = tokio::runtime::Handle::current();
-    let skipped_rows = train.skipped.len() + validate.skipped.len();
-    let resized_images = train.resized + validate.resized;
     let loop_result = tokio::task::spawn_blocking(move || {
         let class_names = train.class_names.clone();
         let mut job = TrainingLoop {
@@ -157,17 +170,25 @@ pub async fn run_local(spec: JobSpec, progress: Arc<dyn Progress>, interrupt: Ar
             interrupt: &interrupt,
             class_names,
         };
-        job.run(Arc::new(train), &validate)
+        let train = Arc::new(train);
+        let summary = job.run(train.clone(), &validate);
+        (summary, skipped_rows(&train, &validate), train.read_counts().resized() + validate.read_counts().resized())
     })
     .await
-    .map_err(|e| Error::Training(format!("training thread failed: {e}")))??;
+    .map_err(|e| Error::Training(format!("training thread failed: {e}")))?;
+    let (loop_result, skipped_rows, resized_images) = loop_result;
     Ok(RunSummary {
         resumed_from_step,
         wall_seconds: started.elapsed().as_secs_f64(),
         skipped_rows,
-        resized_images,
-        ..loop_result
+        resized_images: resized_images as usize,
+        ..loop_result?
     })
+}
+
+/// Bad rows skipped so far: in the CSVs and, as they were read, images.
+fn skipped_rows(train: &Dataset, validate: &Dataset) -> usize {
+    train.skipped.len() + validate.skipped.len() + train.bad_images().len() + validate.bad_images().len()
 }
 
 fn check_resumable(spec: &JobSpec, arch: &Architecture, checkpoint: &Checkpoint, location: &str) -> Result<()> {
@@ -243,7 +264,7 @@ impl TrainingLoop<'_> {
             });
             let mut val_accuracy = None;
             if plan.evaluate_after(step) {
-                let evaluation = evaluate(&self.trainer, validate);
+                let evaluation = evaluate(&self.trainer, validate)?;
                 self.progress.evaluated(step, &evaluation);
                 curve.push((step, evaluation.accuracy));
                 val_accuracy = Some(evaluation.accuracy);
@@ -265,7 +286,7 @@ impl TrainingLoop<'_> {
         let evaluation = match last_eval {
             Some((at, evaluation)) if at == step => evaluation,
             _ => {
-                let evaluation = evaluate(&self.trainer, validate);
+                let evaluation = evaluate(&self.trainer, validate)?;
                 self.progress.evaluated(step, &evaluation);
                 curve.push((step, evaluation.accuracy));
                 evaluation
@@ -297,8 +318,8 @@ impl TrainingLoop<'_> {
     /// Checks the batch just trained against the plan (the sample ledger), as the coordinator
     /// does for distributed steps.
     fn check_samples(&mut self, batch: &crate::data::batch::Batch, rows: u64) -> Result<()> {
-        let positions: Vec<u64> = batch.picks.iter().map(|p| p.position).collect();
-        let picked_rows: Vec<u32> = batch.picks.iter().map(|p| p.row as u32).collect();
+        let positions: Vec<u64> = batch.consumed().map(|p| p.position).collect();
+        let picked_rows: Vec<u32> = batch.consumed().map(|p| p.row as u32).collect();
         let trained = [Trained { worker: "local", positions: &positions, rows: &picked_rows }];
         let batch_size = self.spec.training.batch_size as u64;
         self.ledger

@@ -131,6 +131,15 @@ impl Trainer {
         global_batch: usize,
         exchange: Option<&mut dyn GradientExchange>,
     ) -> Result<StepStats> {
+        if batch.is_empty() {
+            // Only when every sample of this share was a bad image skipped under
+            // on_bad_row = "skip": there is nothing to compute a gradient from.
+            return Err(Error::Training(format!(
+                "step {}: every sample of this worker's share was a bad image and was skipped ({} picks)",
+                self.step + 1,
+                batch.skipped.len()
+            )));
+        }
         let started = std::time::Instant::now();
         let (mut grads, stats) = tracing::info_span!("compute", samples = batch.len())
             .in_scope(|| self.compute_gradients(batch, global_batch));
