@@ -95,10 +95,12 @@ def upload(port, bucket, root, prefix):
         key = f"{prefix}/{os.path.relpath(path, root)}"
         with open(path, "rb") as f:
             body = f.read()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/{bucket}/{key}", data=body, method="PUT")
-        urllib.request.urlopen(request).read()
+        # An explicit type: urllib's default (a form) makes the server parse the image as one.
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/{bucket}/{key}", data=body, method="PUT",
+                                         headers={"Content-Type": "application/octet-stream"})
+        urllib.request.urlopen(request, timeout=60).read()
 
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(put, files))
     return len(files)
 

@@ -120,7 +120,8 @@ impl JobSession {
         crate::memory::check_fits(&spec, train.num_classes, share, placement.max_job_bytes)
             .map_err(StepError::job_failed)?;
         let train = Arc::new(train);
-        let lookahead = Lookahead::new(train.clone(), spec.training.seed, spec.training.batch_size, LOOKAHEAD_STEPS);
+        let steps = (spec.training.batch_size, spec.training.max_steps);
+        let lookahead = Lookahead::new(train.clone(), spec.training.seed, steps, LOOKAHEAD_STEPS);
         Ok(Self {
             job_id: task.job_id.clone(),
             spec,

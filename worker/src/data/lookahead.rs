@@ -29,13 +29,17 @@ pub struct Lookahead {
     plan: ShardPlan,
     global_batch: usize,
     depth: usize,
+    /// The cursor after the job's last step: nothing past it is read.
+    end: u64,
     pending: VecDeque<(StepKey, Vec<Pick>, Reading)>,
 }
 
 impl Lookahead {
-    pub fn new(dataset: Arc<Dataset>, seed: u64, global_batch: usize, depth: usize) -> Self {
+    /// Reads ahead for a job of `max_steps` global batches of `global_batch`.
+    pub fn new(dataset: Arc<Dataset>, seed: u64, (global_batch, max_steps): (usize, u64), depth: usize) -> Self {
         let plan = ShardPlan::new(dataset.len(), seed);
-        Self { dataset, plan, global_batch, depth, pending: VecDeque::new() }
+        let end = max_steps.saturating_mul(global_batch as u64);
+        Self { dataset, plan, global_batch, depth, end, pending: VecDeque::new() }
     }
 
     /// This worker's picks for `key`, by the plan.
@@ -73,6 +77,9 @@ impl Lookahead {
             let next = StepKey { cursor: key.cursor + step * batch, ..key };
             if next.cursor <= last {
                 continue;
+            }
+            if next.cursor >= self.end {
+                break;
             }
             let picks = self.picks(next);
             let (dataset, rows) = (self.dataset.clone(), rows_of(&picks));
