@@ -8,7 +8,7 @@ CARGO ?= cargo
 FACECTL := $(CARGO_TARGET_DIR)/debug/facectl
 SHARED ?= $(abspath ../shared)
 
-.PHONY: help build demo test test-begin test-rust test-tools tools lint fmt bench bench-check bench-quick bench-distributed chaos clean
+.PHONY: help build demo test test-begin test-rust test-tools tools lint fmt bench bench-check bench-quick bench-distributed bench-data chaos clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ export-check: build ## PyTorch loads `facectl export`'s safetensors and agrees w
 
 bench-distributed: build ## Only the distributed figures: 1/2/4 workers x coordinator/ring reduction
 	python3 bench/distributed.py --facectl $(FACECTL) --shared $(SHARED)
+
+bench-data: build test-tools ## Streaming data figures: 1/2/4 workers on 20,000 and 60,000 generated faces in an S3-compatible server with 30 ms per request (~25 min)
+	python3 bench/data.py --bin $(CARGO_TARGET_DIR)/debug --moto .venv-test/bin/moto_server $(BENCH_DATA_ARGS)
 
 clean: ## Remove generated data and checkpoints (not the build cache)
 	rm -rf out
