@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Data-path figures for `make bench-data`: streaming a dataset larger than the workers' cache
 from an S3-compatible server (moto) behind a proxy that adds request latency, with 1, 2 and 4
-worker processes and two dataset sizes. Per worker: peak RSS, image bytes and objects read, reads
-per trained sample, the data wait's share of the step and images/s. Writes bench/results/data.json.
+worker processes, two dataset sizes, and the data as image files and packed into shards
+(`facectl dataset pack`). Per worker: peak RSS, image bytes and read requests, the data wait's
+share of the step and images/s. Writes bench/results/data.json.
 
 Each worker reaches the store through its own proxy, so the bytes it read are counted outside
 the worker too. Peak RSS is the worker's VmHWM after the job. The coordinator and the workers
 are separate processes on this machine, so with N workers they share its cores.
 
-usage: data.py --bin DIR --moto PATH [--sizes 20000,60000] [--workers 1,2,4] [--cache-mb 16]
-               [--latency-ms 30] [--steps 30]
+usage: data.py --bin DIR --moto PATH [--sizes 20000,60000] [--workers 1,2,4] [--forms files,packed]
+               [--cache-mb 16] [--latency-ms 30] [--steps 30]
 """
 import argparse
 import asyncio
@@ -127,9 +128,10 @@ def vm_hwm_mib(pid):
     return kib / 1024
 
 
-def run_case(args, images, workers, s3_port, env_base):
+def run_case(args, images, form, workers, s3_port, env_base):
     """One job: a coordinator, `workers` worker processes (each behind its own latency proxy),
-    `steps` steps of batch 100 on the `images` dataset, streaming through a cache of cache_mb."""
+    `steps` steps of batch 100 on the `images` dataset in `form`, streaming through a cache of
+    cache_mb."""
     work = tempfile.mkdtemp(prefix="bench-data-")
     procs = []
     try:
@@ -153,10 +155,11 @@ def run_case(args, images, workers, s3_port, env_base):
             pids.append(worker.pid)
         job = f"{work}/job.toml"
         with open(job, "w") as f:
-            f.write(f"""name = "bench-data-{images}-{workers}"
+            train, validate = dataset_paths(images, form)
+            f.write(f"""name = "bench-data-{images}-{form}-{workers}"
 [dataset]
-train = "s3://bench/d{images}/train.csv"
-validate = "s3://bench/d{images}/validate.csv"
+train = "{train}"
+validate = "{validate}"
 cache_mb = {args.cache_mb}
 [training]
 batch_size = 100
@@ -177,24 +180,46 @@ count = {workers}
             phase = lambda p: metric(text, "facetrain_step_duration_seconds_sum", f'phase="{p}"') or 0.0
             step_seconds = sum(phase(p) for p in ("data", "compute", "reduce", "apply"))
             samples = metric(text, "facetrain_samples_total") or 0
-            objects = metric(text, "facetrain_data_read_objects_total") or 0
+            requests = metric(text, "facetrain_data_read_requests_total") or 0
+            read = int(metric(text, "facetrain_data_read_bytes_total") or 0)
             rows.append({
                 "worker": i,
                 "peak_rss_mib": round(vm_hwm_mib(pids[i]), 1),
-                "read_bytes": int(metric(text, "facetrain_data_read_bytes_total") or 0),
+                "read_bytes": read,
                 "proxy_bytes": proxies[i].served,
-                "read_objects": int(objects),
+                "read_requests": int(requests),
+                "bytes_per_request": round(read / requests) if requests else None,
                 "samples_trained": int(samples),
-                "reads_per_trained_sample": round(objects / samples, 3) if samples else None,
                 "cache_bytes": int(metric(text, "facetrain_data_cache_bytes") or 0),
                 "data_wait_share": round(phase("data") / step_seconds, 3) if step_seconds else None,
                 "images_per_second": round(samples / step_seconds, 1) if step_seconds else None,
             })
-        return {"images": images, "workers": workers, "job_wall_s": round(wall, 1), "per_worker": rows}
+        return {"images": images, "form": form, "workers": workers, "job_wall_s": round(wall, 1),
+                "per_worker": rows}
     finally:
         for p in procs:
             p.kill()
             p.wait()
+
+
+def dataset_paths(images, form):
+    """The job's train and validate CSVs for a dataset size and form."""
+    if form == "packed":
+        return f"s3://bench/p{images}/train/index.csv", f"s3://bench/p{images}/validate/index.csv"
+    return f"s3://bench/d{images}/train.csv", f"s3://bench/d{images}/validate.csv"
+
+
+def pack(args, images, env):
+    """`facectl dataset pack` from the uploaded files to shards in the same store (no proxy)."""
+    started, shards = time.time(), 0
+    for split in ("train", "validate"):
+        done = subprocess.run([f"{args.bin}/facectl", "dataset", "pack", f"s3://bench/d{images}/{split}.csv",
+                               f"s3://bench/p{images}/{split}", "--output", "json"],
+                              capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            sys.exit(f"pack failed ({images} images, {split}):\n{done.stderr}")
+        shards += json.loads(done.stdout)["shards"]
+    return {"pack_s": round(time.time() - started, 1), "shards": shards}
 
 
 def main():
@@ -203,6 +228,7 @@ def main():
     p.add_argument("--moto", required=True, help="the moto_server executable")
     p.add_argument("--sizes", default="20000,60000")
     p.add_argument("--workers", default="1,2,4")
+    p.add_argument("--forms", default="files,packed")
     p.add_argument("--cache-mb", type=int, default=16)
     p.add_argument("--latency-ms", type=float, default=30)
     p.add_argument("--steps", type=int, default=30)
@@ -231,13 +257,16 @@ def main():
             datasets[images] = {"objects": objects, "image_bytes": sum(sizes),
                                 "decoded_mib": round(len(sizes) * (96 * 96 * 3 + 64) / 2**20),
                                 "upload_s": round(time.time() - started, 1)}
+            if "packed" in args.forms.split(","):
+                datasets[images].update(pack(args, images, dict(env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{s3_port}")))
             print(f"dataset {images}: {datasets[images]}", file=sys.stderr)
         results = []
         for images in datasets:
-            for workers in [int(w) for w in args.workers.split(",")]:
-                case = run_case(args, images, workers, s3_port, env)
-                print(json.dumps(case), file=sys.stderr)
-                results.append(case)
+            for form in args.forms.split(","):
+                for workers in [int(w) for w in args.workers.split(",")]:
+                    case = run_case(args, images, form, workers, s3_port, env)
+                    print(json.dumps(case), file=sys.stderr)
+                    results.append(case)
     finally:
         moto.kill()
         moto.wait()
@@ -250,7 +279,8 @@ def main():
         "settings": {"cache_mb": args.cache_mb, "latency_ms_per_request": args.latency_ms, "steps": args.steps,
                      "global_batch": 100, "model": "tutorial CNN (96x96, conv 16/32/64/128, FC 512/1024)",
                      "store": "moto S3 server on loopback behind a per-worker latency proxy",
-                     "read_ahead_steps": 2, "read_concurrency": 64},
+                     "read_ahead_steps": 2, "read_concurrency": 64, "packed_shard_mb": 4,
+                     "packed_run_rows": 10},
         "datasets": datasets,
         "results": results,
     }

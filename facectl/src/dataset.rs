@@ -1,5 +1,5 @@
-//! `facectl dataset check|synth`: validate a dataset before a job trains on it, or write a small
-//! generated one to try facetrain without data.
+//! `facectl dataset check|synth|import|pack`: validate a dataset before a job trains on it, write a
+//! small generated one to try facetrain without data, import photos, pack images into shards.
 
 use std::path::PathBuf;
 
@@ -21,6 +21,9 @@ pub enum Command {
     /// Folders of photos, one per person, to a dataset: centred square crops, a stratified
     /// seeded split that keeps near-duplicates on one side, train.csv and validate.csv.
     Import(crate::import::ImportArgs),
+    /// Pack a dataset's images into shards of a few MB with an index CSV a job points at: a
+    /// worker reads byte ranges, a few requests per step instead of one per image.
+    Pack(crate::pack::PackArgs),
 }
 
 impl Command {
@@ -29,6 +32,7 @@ impl Command {
             Self::Check(args) => args.run().await,
             Self::Synth(args) => args.run(),
             Self::Import(args) => args.run().await,
+            Self::Pack(args) => args.run().await,
         }
     }
 }

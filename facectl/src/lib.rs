@@ -25,6 +25,7 @@ pub mod local;
 pub mod local_cluster;
 pub mod model;
 pub mod output;
+pub mod pack;
 pub mod progress;
 pub mod remote;
 pub mod toil;

@@ -171,6 +171,19 @@ impl Location {
         object.bytes().await.map_err(|e| Error::storage(self, describe(&e)))
     }
 
+    /// Bytes `range` of the object. A range that runs past the object's end is an error (some
+    /// stores return what there is, so the length is checked here too).
+    pub async fn read_range(&self, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let wanted = range.end - range.start;
+        let result = self.store.get_range(&StorePath::from(self.key.as_str()), range.clone()).await;
+        let bytes = result.map_err(|e| Error::storage(self, describe(&e)))?;
+        if bytes.len() as u64 != wanted {
+            let message = format!("range {}..{}: {RANGE_PAST_END} after {} bytes", range.start, range.end, bytes.len());
+            return Err(Error::storage(self, message));
+        }
+        Ok(bytes)
+    }
+
     /// Writes the whole object. Local files are staged and renamed and S3/GCS puts are
     /// all-or-nothing, so a reader never sees half an object.
     pub async fn write(&self, data: Bytes) -> Result<()> {
@@ -265,9 +278,14 @@ fn normalise(key: &str) -> Option<String> {
 }
 
 /// object_store's NotFound message is long; say it plainly.
+/// What a read of a range the object does not hold says, whatever the store.
+pub const RANGE_PAST_END: &str = "past the end of the object";
+
 fn describe(error: &object_store::Error) -> String {
     match error {
         object_store::Error::NotFound { .. } => "not found".into(),
+        // A local file says "Wanted range starting at ..."; S3 and GCS answer 416 Range Not Satisfiable.
+        other if other.to_string().to_ascii_lowercase().contains("range") => format!("{RANGE_PAST_END} ({other})"),
         other => other.to_string(),
     }
 }

@@ -36,16 +36,16 @@ async fn opening_reads_no_image_and_the_cache_keeps_what_its_budget_holds() {
     common::synth_dataset(dir.path(), common::SMALL_SIDE, 4);
     let csv = dir.path().join("train.csv");
     let dataset = open_dataset(csv.to_str().unwrap(), &options(OnBadRow::Fail, 5)).await.unwrap();
-    assert_eq!((dataset.len(), dataset.read_counts().objects()), (20, 0), "opening reads the CSV only");
+    assert_eq!((dataset.len(), dataset.read_counts().requests()), (20, 0), "opening reads the CSV only");
 
     let rows: Vec<usize> = (0..10).collect();
     assert!(dataset.samples(&rows).await.unwrap().iter().all(|s| matches!(s, Sample::Image(_))));
-    assert_eq!(dataset.read_counts().objects(), 10);
+    assert_eq!(dataset.read_counts().requests(), 10);
     assert_eq!(dataset.cached(), 5, "the budget holds five images");
     assert_eq!(dataset.cache_bytes(), 5 * decoded_bytes(common::SMALL_SIDE));
     // Read again: the five kept are hits, the other five are read again.
     dataset.samples(&rows).await.unwrap();
-    assert_eq!(dataset.read_counts().objects(), 15);
+    assert_eq!(dataset.read_counts().requests(), 15);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,9 +65,9 @@ async fn a_bad_image_is_met_when_read_named_by_its_line_or_skipped_once() {
     let skipping = open_dataset(csv.to_str().unwrap(), &options(OnBadRow::Skip, 100)).await.unwrap();
     let samples = skipping.samples(&[10, 0]).await.unwrap();
     assert!(matches!(samples[0], Sample::Bad) && matches!(samples[1], Sample::Image(_)));
-    let objects = skipping.read_counts().objects();
+    let objects = skipping.read_counts().requests();
     assert!(matches!(skipping.samples(&[10]).await.unwrap()[0], Sample::Bad));
-    assert_eq!(skipping.read_counts().objects(), objects, "a bad image is not read again");
+    assert_eq!(skipping.read_counts().requests(), objects, "a bad image is not read again");
     assert_eq!(skipping.bad_images().iter().map(|e| e.line).collect::<Vec<_>>(), vec![11]);
     // Its batch trains on the rest and still accounts for it.
     let picks = ShardPlan::new(skipping.len(), 1).picks(0, skipping.len());
@@ -115,4 +115,80 @@ async fn a_local_run_streams_a_dataset_larger_than_its_cache_with_every_sample_o
     let summary = run_local(job, Arc::new(Silent), Arc::new(AtomicBool::new(false))).await.unwrap();
     assert_eq!(summary.steps, 20);
     assert_eq!((summary.ledger.positions_trained, summary.ledger.epochs_checked), (400, 10));
+}
+
+/// `data`'s train.csv packed by hand as `facectl dataset pack` lays it out (one shard of
+/// `shard_bytes` or more): returns the index and, for each packed row, the plain row it holds.
+fn pack(data: &std::path::Path, shard_bytes: usize) -> (std::path::PathBuf, Vec<usize>) {
+    use facetrain_worker::data::pack::{INDEX_HEADER, Packer, pack_order, shard_name};
+    let csv = std::fs::read_to_string(data.join("train.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let out = data.join("packed");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut index = vec![INDEX_HEADER.join(",")];
+    let mut packer = Packer::new(shard_bytes);
+    let mut shards = Vec::new();
+    let order = pack_order(rows.len(), 11);
+    for &row in &order {
+        let image = std::fs::read(data.join(rows[row][0])).unwrap();
+        let (place, full) = packer.add(&image);
+        index.push(format!(
+            "{},{},{},{},{}",
+            shard_name(place.shard),
+            place.offset,
+            image.len(),
+            rows[row][1],
+            rows[row][2]
+        ));
+        shards.extend(full);
+    }
+    shards.extend(packer.finish());
+    for (shard, bytes) in shards {
+        std::fs::write(out.join(shard_name(shard)), bytes).unwrap();
+    }
+    std::fs::write(out.join("index.csv"), index.join("\n") + "\n").unwrap();
+    (out.join("index.csv"), order)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_data_reads_a_share_of_a_step_in_a_few_ranges_with_the_same_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::synth_dataset(dir.path(), common::SMALL_SIDE, 40);
+    let (index, order) = pack(&data, 1 << 30);
+    let plain = open_dataset(data.join("train.csv").to_str().unwrap(), &options(OnBadRow::Fail, 0)).await.unwrap();
+    let packed = open_dataset(index.to_str().unwrap(), &options(OnBadRow::Fail, 0)).await.unwrap();
+    assert!(packed.is_packed() && !plain.is_packed());
+    assert_eq!((packed.len(), packed.num_classes), (plain.len(), plain.num_classes));
+
+    // A step of 100 over 2 workers: each share of 50 is a few runs of consecutive packed rows,
+    // so a few reads (a run is 10 rows; a share can meet 6 runs, fewer reads where two of them lie
+    // side by side in the shard), where plain data takes 50.
+    let mut plan = packed.plan(5);
+    for rank in 0..2 {
+        let picks = &plan.picks(0, 100)[facetrain_worker::data::shard::share(100, rank, 2)];
+        let rows: Vec<usize> = picks.iter().map(|p| p.row).collect();
+        let before = packed.read_counts().requests();
+        let samples = packed.samples(&rows).await.unwrap();
+        let requests = packed.read_counts().requests() - before;
+        assert!((1..=6).contains(&requests), "rank {rank}: {requests} reads for 50 packed images");
+        let originals = plain.samples(&rows.iter().map(|&r| order[r]).collect::<Vec<_>>()).await.unwrap();
+        for (row, (a, b)) in rows.iter().zip(samples.iter().zip(&originals)) {
+            let (Sample::Image(a), Sample::Image(b)) = (a, b) else { panic!("row {row} unread") };
+            assert_eq!(a.pixels, b.pixels, "packed row {row} holds plain row {}", order[*row]);
+            assert_eq!(packed.label(*row), plain.label(order[*row]));
+        }
+    }
+    assert_eq!(plain.read_counts().requests(), 100);
+    assert_eq!(packed.read_counts().bytes(), plain.read_counts().bytes(), "the same image bytes, fewer requests");
+
+    // A shard cut short: the rows past its end are bad rows, named by their index line.
+    let shard = index.with_file_name("shard-00000.pack");
+    let length = std::fs::metadata(&shard).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(length - 10).unwrap();
+    let last = packed.len() - 1;
+    let cut = open_dataset(index.to_str().unwrap(), &options(OnBadRow::Fail, 0)).await.unwrap();
+    let err = cut.samples(&[last]).await.unwrap_err().to_string();
+    let line = last + 2; // the header, and lines count from 1
+    assert!(err.contains(&format!("index.csv:{line}:")) && err.contains("past the end"), "{err}");
+    assert!(cut.samples(&[0]).await.is_ok(), "rows before the cut read as before");
 }

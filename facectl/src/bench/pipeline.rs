@@ -8,7 +8,6 @@ use clap::Args as ClapArgs;
 use facetrain_worker::data::batch::{Prefetcher, StreamSpec, build_batch};
 use facetrain_worker::data::cache::CacheBudget;
 use facetrain_worker::data::dataset::{LoadOptions, load_dataset};
-use facetrain_worker::data::shard::ShardPlan;
 use facetrain_worker::job::{AugmentSpec, OnBadRow};
 
 use super::model::SIDE;
@@ -168,7 +167,7 @@ async fn files_epoch(
 ) -> anyhow::Result<(usize, usize)> {
     let dataset = load_dataset(csv, options).await?;
     let produced = tokio::task::spawn_blocking(move || {
-        let mut plan = ShardPlan::new(dataset.len(), seed);
+        let mut plan = dataset.plan(seed);
         let first = epoch * dataset.len() as u64;
         (0..dataset.len())
             .step_by(batch)

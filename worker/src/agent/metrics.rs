@@ -13,7 +13,7 @@ pub struct WorkerMetrics {
     reduce_bytes: IntCounterVec,
     pipeline_images: IntCounter,
     read_bytes: IntCounterVec,
-    read_objects: IntCounterVec,
+    read_requests: IntCounterVec,
     cache_bytes: IntGaugeVec,
 }
 
@@ -21,7 +21,7 @@ pub struct WorkerMetrics {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DataTotals {
     pub bytes: u64,
-    pub objects: u64,
+    pub requests: u64,
     pub cache_bytes: u64,
 }
 
@@ -50,8 +50,11 @@ impl WorkerMetrics {
             Opts::new("facetrain_data_read_bytes_total", "Image bytes read from storage for the job"),
             &["job_id"],
         )?;
-        let read_objects = IntCounterVec::new(
-            Opts::new("facetrain_data_read_objects_total", "Image objects read from storage for the job"),
+        let read_requests = IntCounterVec::new(
+            Opts::new(
+                "facetrain_data_read_requests_total",
+                "Read requests to storage for the job: image objects, or byte ranges of packed shards",
+            ),
             &["job_id"],
         )?;
         let cache_bytes = IntGaugeVec::new(
@@ -59,14 +62,14 @@ impl WorkerMetrics {
             &["job_id"],
         )?;
         registry.register(Box::new(read_bytes.clone()))?;
-        registry.register(Box::new(read_objects.clone()))?;
+        registry.register(Box::new(read_requests.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(info.clone()))?;
         registry.register(Box::new(step_duration.clone()))?;
         registry.register(Box::new(samples.clone()))?;
         registry.register(Box::new(reduce_bytes.clone()))?;
         registry.register(Box::new(pipeline_images.clone()))?;
-        Ok(Self { info, step_duration, samples, reduce_bytes, pipeline_images, read_bytes, read_objects, cache_bytes })
+        Ok(Self { info, step_duration, samples, reduce_bytes, pipeline_images, read_bytes, read_requests, cache_bytes })
     }
 
     /// What this worker offers, as `facetrain_worker_info{backend,device}` series.
@@ -94,7 +97,7 @@ impl WorkerMetrics {
     /// cache size.
     pub fn data(&self, job: &str, before: DataTotals, now: DataTotals) {
         self.read_bytes.with_label_values(&[job]).inc_by(now.bytes.saturating_sub(before.bytes));
-        self.read_objects.with_label_values(&[job]).inc_by(now.objects.saturating_sub(before.objects));
+        self.read_requests.with_label_values(&[job]).inc_by(now.requests.saturating_sub(before.requests));
         self.cache_bytes.with_label_values(&[job]).set(i64::try_from(now.cache_bytes).unwrap_or(i64::MAX));
     }
 

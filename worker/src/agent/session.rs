@@ -194,7 +194,7 @@ impl JobSession {
         let (train, validate) = (self.train.read_counts(), self.validate.read_counts());
         DataTotals {
             bytes: train.bytes() + validate.bytes(),
-            objects: train.objects() + validate.objects(),
+            requests: train.requests() + validate.requests(),
             cache_bytes: self.train.cache_bytes(),
         }
     }

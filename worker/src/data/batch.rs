@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::data::augment::{Jitter, augment_into, draw, sample_seed};
 use crate::data::dataset::{Dataset, Sample};
 use crate::data::image::RgbImage;
-use crate::data::shard::{Pick, ShardPlan, share};
+use crate::data::shard::{Pick, share};
 use crate::error::{Error, Result};
 use crate::job::AugmentSpec;
 
@@ -166,7 +166,7 @@ impl Drop for Prefetcher {
 }
 
 fn produce(dataset: &Dataset, spec: StreamSpec, sender: SyncSender<Result<Batch>>) {
-    let mut plan = ShardPlan::new(dataset.len(), spec.seed);
+    let mut plan = dataset.plan(spec.seed);
     let mut cursor = spec.cursor;
     loop {
         let picks = plan.picks(cursor, spec.global_batch);

@@ -1,10 +1,12 @@
 //! Dataset CSVs: rows of `image_path,name,label` (the tutorial's format, no header; a header row
-//! is accepted). Parsing is plain logic over lines, fed as the file is read, so every rule is
+//! is accepted), or, for packed data (`facectl dataset pack`), `shard_path,offset,length,name,label`:
+//! the image is that byte range of the shard. Parsing is plain logic over lines, fed as the file is read, so every rule is
 //! unit-tested and a bad line is reported without reading the rest; errors name the file, the
 //! 1-based line and what was expected.
 
 use std::collections::BTreeMap;
 
+use crate::data::image::MAX_IMAGE_FILE_BYTES;
 use crate::data::lines::{Line, LineSplitter};
 use crate::error::{Error, Result};
 use crate::job::OnBadRow;
@@ -21,8 +23,23 @@ pub struct Row {
     /// 1-based line in the CSV, for error messages.
     pub line: usize,
     pub path: String,
+    /// Packed data: the image is these bytes of the object at `path`, not the whole object.
+    pub range: Option<ByteRange>,
     pub name: String,
     pub label: usize,
+}
+
+/// Where a packed image lies inside its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub offset: u64,
+    pub length: u64,
+}
+
+impl ByteRange {
+    pub fn end(&self) -> u64 {
+        self.offset + self.length
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,8 +162,16 @@ fn parse_row(line: usize, raw: &str, num_classes: Option<usize>) -> std::result:
         return Err(err(too_long()));
     }
     let fields = split_fields(raw).map_err(|m| err(m.into()))?;
-    let [path, name, label] = fields.as_slice() else {
-        return Err(err(format!("expected 3 fields `image_path,name,label`, found {}", fields.len())));
+    let (path, range, name, label) = match fields.as_slice() {
+        [path, name, label] => (path, None, name, label),
+        [path, offset, length, name, label] => (path, Some(parse_range(offset, length).map_err(err)?), name, label),
+        _ => {
+            return Err(err(format!(
+                "expected 3 fields `image_path,name,label` (or 5 for packed data, \
+                 `shard_path,offset,length,name,label`), found {}",
+                fields.len()
+            )));
+        }
     };
     if path.is_empty() {
         return Err(err("empty image path".into()));
@@ -165,7 +190,21 @@ fn parse_row(line: usize, raw: &str, num_classes: Option<usize>) -> std::result:
             "label {label} too large: expected 0..{MAX_CLASSES} (the most classes a dataset may have)"
         )));
     }
-    Ok(Row { line, path: path.clone(), name: name.clone(), label })
+    Ok(Row { line, path: path.clone(), range, name: name.clone(), label })
+}
+
+/// A packed row's byte range: whole numbers, a length of at least one byte and at most the
+/// largest image a dataset may hold.
+fn parse_range(offset: &str, length: &str) -> std::result::Result<ByteRange, String> {
+    let offset: u64 = offset.parse().map_err(|_| format!("offset `{offset}` is not a non-negative integer"))?;
+    let length: u64 = length.parse().map_err(|_| format!("length `{length}` is not a non-negative integer"))?;
+    if length == 0 || length > MAX_IMAGE_FILE_BYTES {
+        return Err(format!("length {length} out of range: expected 1..={MAX_IMAGE_FILE_BYTES} bytes"));
+    }
+    if offset.checked_add(length).is_none() {
+        return Err(format!("offset {offset} + length {length} overflows"));
+    }
+    Ok(ByteRange { offset, length })
 }
 
 fn check_consistent(
@@ -245,10 +284,30 @@ mod tests {
     #[test]
     fn tutorial_rows_parse_with_or_without_header() {
         let rows = parse("a.jpg,Ann,0\nb.jpg,Bob,1\n").unwrap().rows;
-        assert_eq!(rows[1], Row { line: 2, path: "b.jpg".into(), name: "Bob".into(), label: 1 });
+        assert_eq!(rows[1], Row { line: 2, path: "b.jpg".into(), range: None, name: "Bob".into(), label: 1 });
         let with_header = parse("path,name,label\na.jpg,Ann,0\n").unwrap().rows;
         assert_eq!(with_header.len(), 1);
         assert_eq!(with_header[0].line, 2);
+    }
+
+    #[test]
+    fn packed_rows_name_a_byte_range_of_their_shard() {
+        let text =
+            "shard_path,offset,length,name,label\nshard-00000.pack,0,2790,Ann,0\nshard-00000.pack,2790,17,Bob,1\n";
+        let rows = parse(text).unwrap().rows;
+        assert_eq!(rows[1].path, "shard-00000.pack");
+        assert_eq!(rows[1].range, Some(ByteRange { offset: 2790, length: 17 }));
+        assert_eq!((rows[1].line, rows[1].label), (3, 1));
+        for (row, problem) in [
+            ("s.pack,-1,5,Ann,0", "offset `-1` is not a non-negative integer"),
+            ("s.pack,0,x,Ann,0", "length `x` is not a non-negative integer"),
+            ("s.pack,0,0,Ann,0", "length 0 out of range"),
+            ("s.pack,0,999999999,Ann,0", "length 999999999 out of range"),
+            ("s.pack,18446744073709551615,2,Ann,0", "overflows"),
+        ] {
+            let err = parse(row).unwrap_err().to_string();
+            assert!(err.starts_with("t.csv:1: ") && err.contains(problem), "{row}: {err}");
+        }
     }
 
     #[test]
@@ -261,7 +320,11 @@ mod tests {
     #[test]
     fn malformed_rows_name_file_line_and_expectation() {
         let err = parse("a.jpg,Ann,0\nb.jpg,Bob\n").unwrap_err().to_string();
-        assert_eq!(err, "t.csv:2: expected 3 fields `image_path,name,label`, found 2");
+        assert_eq!(
+            err,
+            "t.csv:2: expected 3 fields `image_path,name,label` (or 5 for packed data, \
+             `shard_path,offset,length,name,label`), found 2"
+        );
         let err = parse("a.jpg,Ann,zero\n").unwrap_err().to_string();
         assert_eq!(err, "t.csv:1: label `zero` is not a non-negative integer");
     }

@@ -10,13 +10,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::data::cache::{CacheBudget, ImageCache, decoded_bytes};
 use crate::data::csv::{self, CsvParser, MAX_LINE_BYTES, ParsedCsv, Row, RowError};
 use crate::data::image::RgbImage;
 use crate::data::lines::LineSplitter;
-use crate::data::reader::{ImageReader, ReadCounts};
+use crate::data::reader::{ImageReader, ReadCounts, RowResult};
+use crate::data::shard::{PACKED_RUN_ROWS, ShardPlan};
 use crate::error::{Error, Result};
 use crate::job::OnBadRow;
 use crate::storage::Location;
@@ -50,6 +52,8 @@ pub struct Dataset {
     pub class_names: Vec<String>,
     /// Rows of the CSV dropped under `on_bad_row = "skip"`, with the reason.
     pub skipped: Vec<RowError>,
+    /// Every row is a byte range of a shard (`facectl dataset pack`): drawn in runs.
+    packed: bool,
     on_bad_row: OnBadRow,
     side: usize,
     reader: ImageReader,
@@ -66,6 +70,16 @@ impl Dataset {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// The order a job draws this dataset's rows in: packed data in runs of consecutive rows
+    /// (few reads per step), other data row by row.
+    pub fn plan(&self, seed: u64) -> ShardPlan {
+        ShardPlan::in_runs(self.len(), seed, if self.packed { PACKED_RUN_ROWS } else { 1 })
+    }
+
+    pub fn is_packed(&self) -> bool {
+        self.packed
     }
 
     pub fn label(&self, index: usize) -> usize {
@@ -147,6 +161,13 @@ impl Dataset {
         Ok(samples)
     }
 
+    /// The undecoded bytes of `rows`' images, each one or what is wrong with it (for tools that
+    /// copy images, such as the packer); the cache and the bad-row policy are not involved.
+    pub async fn image_bytes(&self, rows: &[usize]) -> Result<Vec<RowResult<Bytes>>> {
+        let rows: Vec<&Row> = rows.iter().map(|&row| &self.rows[row]).collect();
+        self.reader.read_bytes(&rows).await
+    }
+
     /// [`Dataset::samples`] from synchronous code: the training and batch threads, or a task of
     /// a multi-threaded runtime (which gives up its thread meanwhile).
     pub fn samples_blocking(&self, rows: &[usize]) -> Result<Vec<Sample>> {
@@ -206,6 +227,7 @@ pub async fn open_dataset(csv_url: &str, options: &LoadOptions) -> Result<Datase
     }
     let num_classes = options.num_classes.unwrap_or_else(|| rows.iter().map(|r| r.label).max().unwrap_or(0) + 1);
     let class_names = csv::class_names(&rows, num_classes);
+    let rows_packed = rows.iter().all(|row| row.range.is_some());
     let reader = ImageReader::new(csv_location, options.side, options.allow_outside_paths).await;
     let dataset = Dataset {
         source: csv_url.into(),
@@ -213,6 +235,7 @@ pub async fn open_dataset(csv_url: &str, options: &LoadOptions) -> Result<Datase
         num_classes,
         class_names,
         skipped: parsed.skipped,
+        packed: rows_packed,
         on_bad_row: options.on_bad_row,
         side: options.side,
         reader,

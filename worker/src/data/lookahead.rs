@@ -37,7 +37,7 @@ pub struct Lookahead {
 impl Lookahead {
     /// Reads ahead for a job of `max_steps` global batches of `global_batch`.
     pub fn new(dataset: Arc<Dataset>, seed: u64, (global_batch, max_steps): (usize, u64), depth: usize) -> Self {
-        let plan = ShardPlan::new(dataset.len(), seed);
+        let plan = dataset.plan(seed);
         let end = max_steps.saturating_mul(global_batch as u64);
         Self { dataset, plan, global_batch, depth, end, pending: VecDeque::new() }
     }

@@ -9,6 +9,8 @@ pub mod image;
 pub mod import;
 pub mod lines;
 pub mod lookahead;
+pub mod pack;
 pub mod reader;
 pub mod shard;
+pub mod span;
 pub mod synth;

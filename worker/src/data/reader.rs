@@ -14,8 +14,12 @@ use rayon::prelude::*;
 
 use crate::data::csv::Row;
 use crate::data::image::{MAX_IMAGE_FILE_BYTES, RgbImage, decode_rgb};
+use crate::data::span::{Span, spans};
 use crate::error::{Error, Result};
-use crate::storage::Location;
+use crate::storage::{Location, RANGE_PAST_END};
+
+/// One row's result: its bytes or image, or what is wrong with it (the row's problem).
+pub type RowResult<T> = std::result::Result<T, String>;
 
 /// Concurrent object-store reads per call: enough to hide 20-50 ms of request latency behind a
 /// batch's worth of reads.
@@ -24,15 +28,16 @@ const READ_CONCURRENCY: usize = 64;
 /// What was read from storage, for metrics, benches and tests.
 #[derive(Debug, Default)]
 pub struct ReadCounts {
-    pub objects: AtomicU64,
+    /// Read requests: whole objects, or byte ranges of packed shards.
+    pub requests: AtomicU64,
     pub bytes: AtomicU64,
     /// Images whose size differed from the model input and were resized (each decode counts).
     pub resized: AtomicU64,
 }
 
 impl ReadCounts {
-    pub fn objects(&self) -> u64 {
-        self.objects.load(Ordering::Relaxed)
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     pub fn bytes(&self) -> u64 {
@@ -63,12 +68,8 @@ impl ImageReader {
 
     /// The images of `rows`, decoded to the model's input size: each one or what is wrong with
     /// it. Fails only when the store itself fails.
-    pub async fn read(&self, rows: &[&Row]) -> Result<Vec<std::result::Result<RgbImage, String>>> {
-        // The futures made up front: a stream mapping borrowed rows to futures is not Send.
-        let reads: Vec<_> = rows.iter().map(|row| self.fetch(row)).collect();
-        let fetched: Vec<Result<std::result::Result<Bytes, String>>> =
-            futures::stream::iter(reads).buffered(READ_CONCURRENCY).collect().await;
-        let fetched = fetched.into_iter().collect::<Result<Vec<_>>>()?;
+    pub async fn read(&self, rows: &[&Row]) -> Result<Vec<RowResult<RgbImage>>> {
+        let fetched = self.read_bytes(rows).await?;
         let (side, counts) = (self.side, self.counts.clone());
         tokio::task::spawn_blocking(move || {
             fetched
@@ -86,21 +87,48 @@ impl ImageReader {
         .map_err(|e| Error::Training(format!("image decoding panicked: {e}")))
     }
 
-    /// One image's bytes, or the row's problem; `Err` when the store failed.
-    async fn fetch(&self, row: &Row) -> Result<std::result::Result<Bytes, String>> {
-        let location = match self.location(row).await {
+    /// The undecoded bytes of `rows`' images, in order: each one or what is wrong with it.
+    /// Touching ranges of packed rows are fetched as one read (see [`spans`]).
+    pub async fn read_bytes(&self, rows: &[&Row]) -> Result<Vec<RowResult<Bytes>>> {
+        let spans = spans(rows);
+        // The futures made up front: a stream mapping borrowed rows to futures is not Send.
+        let reads: Vec<_> = spans.iter().map(|span| self.fetch(rows, span)).collect();
+        let fetched: Vec<Result<Vec<RowResult<Bytes>>>> =
+            futures::stream::iter(reads).buffered(READ_CONCURRENCY).collect().await;
+        let mut out: Vec<RowResult<Bytes>> = vec![Err(String::new()); rows.len()];
+        for (span, bytes) in spans.iter().zip(fetched) {
+            for (&member, bytes) in span.members.iter().zip(bytes?) {
+                out[member] = bytes;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One read's bytes, split among the rows it serves, or the rows' problem; `Err` when the
+    /// store failed.
+    async fn fetch(&self, rows: &[&Row], span: &Span) -> Result<Vec<RowResult<Bytes>>> {
+        let every = |problem: String| Ok(vec![Err(problem); span.members.len()]);
+        let location = match self.location(rows[span.members[0]]).await {
             Ok(location) => location,
-            Err(problem) => return Ok(Err(problem)),
+            Err(problem) => return every(problem),
         };
-        match location.read_at_most(MAX_IMAGE_FILE_BYTES).await {
+        let read = match &span.range {
+            None => location.read_at_most(MAX_IMAGE_FILE_BYTES).await,
+            Some(range) => location.read_range(range.clone()).await,
+        };
+        match read {
             Ok(bytes) => {
-                self.counts.objects.fetch_add(1, Ordering::Relaxed);
+                self.counts.requests.fetch_add(1, Ordering::Relaxed);
                 self.counts.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                Ok(Ok(bytes))
+                if span.range.is_none() {
+                    return Ok(vec![Ok(bytes)]);
+                }
+                // read_range returned exactly the span's bytes, so every part lies inside them.
+                Ok(span.parts.iter().map(|part| Ok(bytes.slice(part.clone()))).collect())
             }
             // A local file system does not come and go: whatever fails there is the file's problem.
             Err(Error::Storage { message, .. }) if location.is_local() || is_the_rows_problem(&message) => {
-                Ok(Err(message))
+                every(message)
             }
             Err(other) => Err(other),
         }
@@ -135,5 +163,5 @@ impl ImageReader {
 
 /// A read error that belongs to the image (it will not go away on retry), not to the store.
 fn is_the_rows_problem(message: &str) -> bool {
-    message == "not found" || message.contains("more than the limit")
+    message == "not found" || message.contains("more than the limit") || message.contains(RANGE_PAST_END)
 }
