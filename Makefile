@@ -77,7 +77,7 @@ export-check: build ## PyTorch loads `facectl export`'s safetensors and agrees w
 bench-distributed: build ## Only the distributed figures: 1/2/4 workers x coordinator/ring reduction
 	python3 bench/distributed.py --facectl $(FACECTL) --shared $(SHARED)
 
-bench-data: build test-tools ## Streaming data figures: 1/2/4 workers on 20,000 and 60,000 generated faces in an S3-compatible server with 30 ms per request (~25 min)
+bench-data: build test-tools ## Streaming data figures: 1/2/4 workers, image files and packed shards, 20,000 and 100,000 generated faces in an S3-compatible server with 30 ms per request (~35 min)
 	python3 bench/data.py --bin $(CARGO_TARGET_DIR)/debug --moto .venv-test/bin/moto_server $(BENCH_DATA_ARGS)
 
 clean: ## Remove generated data and checkpoints (not the build cache)

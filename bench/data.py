@@ -9,7 +9,7 @@ Each worker reaches the store through its own proxy, so the bytes it read are co
 the worker too. Peak RSS is the worker's VmHWM after the job. The coordinator and the workers
 are separate processes on this machine, so with N workers they share its cores.
 
-usage: data.py --bin DIR --moto PATH [--sizes 20000,60000] [--workers 1,2,4] [--forms files,packed]
+usage: data.py --bin DIR --moto PATH [--sizes 20000,100000] [--workers 1,2,4] [--forms files,packed]
                [--cache-mb 16] [--latency-ms 30] [--steps 30]
 """
 import argparse
@@ -226,7 +226,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bin", required=True, help="folder with facectl, facetrain-coordinator, facetrain-worker")
     p.add_argument("--moto", required=True, help="the moto_server executable")
-    p.add_argument("--sizes", default="20000,60000")
+    p.add_argument("--sizes", default="20000,100000")
     p.add_argument("--workers", default="1,2,4")
     p.add_argument("--forms", default="files,packed")
     p.add_argument("--cache-mb", type=int, default=16)

@@ -5,7 +5,8 @@
 #   make deploy-validate                   offline checks of everything under deploy/
 #   make images                            build the three images (needs a Docker engine)
 #   make deploy DRY_RUN=1                  print the deploy plan and render manifests, offline
-#   make deploy DEPLOY_TFVARS=... DEPLOY_TF_STATE_BUCKET=...           deploy to GKE
+#   make deploy DEPLOY_TFVARS=... DEPLOY_TF_STATE_BUCKET=...           deploy to GKE (asks before
+#                                          applying the saved terraform plan; AUTO_APPROVE=1 for CI)
 #   make deploy OVERLAY=local              deploy to the current kind/minikube context
 #   make undeploy [OVERLAY=...] [DEPLOY_PURGE=1] [DEPLOY_DESTROY_INFRA=1]
 
@@ -21,6 +22,7 @@ DEPLOY_WORKERS ?=
 DEPLOY_KUBE_CONTEXT ?=
 DEPLOY_ONCALL_GROUP ?=
 DEPLOY_RUNBOOK_BASE ?=
+AUTO_APPROVE ?=
 
 # Passed explicitly (not `export`ed) so including this fragment changes no other target's environment.
 DEPLOY_ENV = OVERLAY='$(OVERLAY)' DRY_RUN='$(DRY_RUN)' PROJECT='$(PROJECT)' REGION='$(REGION)' \
@@ -29,7 +31,7 @@ DEPLOY_ENV = OVERLAY='$(OVERLAY)' DRY_RUN='$(DRY_RUN)' PROJECT='$(PROJECT)' REGI
 	DEPLOY_WORKERS='$(DEPLOY_WORKERS)' DEPLOY_KUBE_CONTEXT='$(DEPLOY_KUBE_CONTEXT)' \
 	DEPLOY_ONCALL_GROUP='$(DEPLOY_ONCALL_GROUP)' DEPLOY_RUNBOOK_BASE='$(DEPLOY_RUNBOOK_BASE)' \
 	DEPLOY_PURGE='$(DEPLOY_PURGE)' DEPLOY_DESTROY_INFRA='$(DEPLOY_DESTROY_INFRA)' \
-	DEPLOY_SKIP_IMAGES='$(DEPLOY_SKIP_IMAGES)' DEPLOY_PUSH='$(DEPLOY_PUSH)'
+	DEPLOY_SKIP_IMAGES='$(DEPLOY_SKIP_IMAGES)' DEPLOY_PUSH='$(DEPLOY_PUSH)' AUTO_APPROVE='$(AUTO_APPROVE)'
 
 .PHONY: deploy-tools deploy-validate images deploy undeploy
 

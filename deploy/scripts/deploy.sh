@@ -12,6 +12,8 @@
 # DEPLOY_ONCALL_GROUP (binds the facetrain-operator Role; default: terraform's oncall_group).
 # Both: DEPLOY_IMAGE_TAG, DEPLOY_KUBE_CONTEXT, DEPLOY_ROLLOUT_TIMEOUT (default 15m: GPU nodes
 # scale up from zero), DEPLOY_SKIP_IMAGES=1 (deploy images that were pushed before).
+# Terraform plans to deploy/out/deploy/gke/terraform.tfplan, shows the summary and applies that
+# plan after a confirmation; AUTO_APPROVE=1 applies it without asking (CI).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -65,7 +67,19 @@ if [[ "$OVERLAY" == gke ]]; then
   run terraform -chdir="$TF_DIR" init -input=false -reconfigure \
     -backend-config="bucket=${DEPLOY_TF_STATE_BUCKET:-<DEPLOY_TF_STATE_BUCKET>}" \
     -backend-config="prefix=facetrain/$project"
-  run terraform -chdir="$TF_DIR" apply -auto-approve "${tf_args[@]}"
+  # A saved plan, shown, then applied as saved: what is applied is what was shown, even if the
+  # configuration or the cloud changes in between. A person confirms it; CI sets AUTO_APPROVE=1.
+  plan="$(realpath -m "$WORK/terraform.tfplan")"
+  run terraform -chdir="$TF_DIR" plan -out="$plan" "${tf_args[@]}"
+  if [[ -z "${DRY_RUN:-}" ]]; then
+    terraform -chdir="$TF_DIR" show -no-color "$plan" | grep -E '^(Plan|No changes)' || true
+    if [[ "${AUTO_APPROVE:-}" != 1 ]]; then
+      [[ -t 0 ]] || die "terraform plan saved to $plan; not applied: no terminal to confirm on (set AUTO_APPROVE=1 to apply without asking)."
+      read -r -p "Apply this terraform plan? [y/N] " answer
+      [[ "$answer" == [yY]* ]] || die "terraform plan not applied (saved in $plan)."
+    fi
+  fi
+  run terraform -chdir="$TF_DIR" apply -input=false "$plan"
   if [[ -n "${DRY_RUN:-}" ]]; then
     # What the outputs will be, derived from the inputs, so the plan and the render are concrete.
     "$PY" - "$WORK/tf-outputs.json" "$project" "$region" "$(tfvar oncall_group)" <<'PY'

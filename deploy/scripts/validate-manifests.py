@@ -101,6 +101,44 @@ def certificate_references(docs: list[dict]) -> list[str]:
     return errors
 
 
+def otlp_references(docs: list[dict]) -> list[str]:
+    """The OTLP endpoint the binaries are given must be a Service of this overlay on that port, and
+    default-deny must let both workloads reach the pods behind it (an unreachable collector drops
+    every span without an error anyone sees)."""
+    errors = []
+    services = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Service"}
+    policies = [d for d in docs if d.get("kind") == "NetworkPolicy"]
+    for d in docs:
+        endpoint = (d.get("data") or {}).get("OTEL_EXPORTER_OTLP_ENDPOINT") if d.get("kind") == "ConfigMap" else None
+        if not endpoint:
+            continue
+        where = f"ConfigMap/{name_of(d)}: OTEL_EXPORTER_OTLP_ENDPOINT {endpoint}"
+        host, _, port = endpoint.split("://", 1)[-1].partition(":")
+        service = services.get(host)
+        if service is None or int(port or 0) not in [p.get("port") for p in service["spec"].get("ports", [])]:
+            errors.append(f"{where}: no Service {host} with port {port} in this overlay")
+            continue
+        target = service["spec"].get("selector", {})
+        for workload in ("facetrain-coordinator", "facetrain-worker"):
+            allowed = False
+            for policy in policies:
+                spec = policy["spec"]
+                chooser = spec.get("podSelector", {})
+                exprs = chooser.get("matchExpressions", [])
+                chosen = selects(chooser, {"app.kubernetes.io/name": workload}) if "matchLabels" in chooser else any(
+                    e["key"] == "app.kubernetes.io/name" and workload in e.get("values", []) for e in exprs)
+                if not chosen:
+                    continue
+                for rule in spec.get("egress", []):
+                    peers = [t.get("podSelector", {}).get("matchLabels", {}) for t in rule.get("to", [])]
+                    ports = [p.get("port") for p in rule.get("ports", [])]
+                    if any(peer and all(target.get(k) == v for k, v in peer.items()) for peer in peers) and int(port) in ports:
+                        allowed = True
+            if not allowed:
+                errors.append(f"{where}: no NetworkPolicy lets {workload} pods reach it on {port}")
+    return errors
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("rendered", type=Path)
@@ -156,6 +194,7 @@ def main() -> int:
         if not any(selects(selector, labels) for _, _, labels in templates):
             errors.append(f"{kind}/{name}: selector {selector} matches no pod template in this overlay")
     errors += certificate_references(docs)
+    errors += otlp_references(builtin)
 
     args.builtin_out.write_text(yaml.safe_dump_all(builtin, sort_keys=False), encoding="utf-8")
     crd_summary = ", ".join(f"{n} {k}" for k, n in sorted(crd_counts.items())) or "none"

@@ -3,10 +3,12 @@
 # account or a network. Run deploy/scripts/install-validate-tools.sh (make deploy-tools) first.
 #
 #   1. render dashboards/ into components/monitoring/generated/, then every overlay (kustomize v5)
-#      and what `make deploy DRY_RUN=1` renders for GKE
+#      and what `make deploy DRY_RUN=1` renders for GKE (and that it plans terraform to a file and
+#      applies that saved plan)
 #   2. built-in kinds: kubernetes-validate --strict against each DEPLOY_K8S_VERSIONS
 #      Prometheus Operator and cert-manager kinds: strict JSON schema (deploy/schemas/);
-#      selectors, issuers and mounted Secrets resolve
+#      selectors, issuers and mounted Secrets resolve; the OTLP endpoint the binaries get is a
+#      Service of the overlay that the network policies let both workloads reach
 #   3. promtool check rules on the rule groups of the rendered PrometheusRules; every alert's
 #      runbook_url anchor exists in docs/operations.md; every facetrain_* metric the docs name is
 #      in dashboards/METRICS.md
@@ -57,6 +59,13 @@ DRY_RUN=1 OVERLAY=gke DEPLOY_WORKERS=2 DEPLOY_OUT="$OUT/dry-run" "$DEPLOY_DIR/sc
   die "make deploy DRY_RUN=1 failed"
 }
 cp "$OUT/dry-run/deploy/gke/manifests.yaml" "$OUT/rendered/gke-deploy.yaml"
+# Terraform applies the plan it saved and showed, never a fresh one without asking.
+if ! grep -qE '\[dry-run\] terraform .* plan .*-out=[^ ]*terraform\.tfplan' "$OUT/dry-run.log" ||
+  ! grep -qE '\[dry-run\] terraform .* apply -input=false [^ ]*terraform\.tfplan' "$OUT/dry-run.log" ||
+  grep -q -- '-auto-approve' "$OUT/dry-run.log"; then
+  die "make deploy DRY_RUN=1 does not plan to a file and apply that plan (see $OUT/dry-run.log)"
+fi
+ok "terraform: plans to a file and applies that saved plan"
 # Alerts reach people outside the repository: every runbook link in what is deployed is absolute.
 relative="$(grep -hE '^ +runbook_url: ' "$OUT/rendered/gke.yaml" | grep -v '://' || true)"
 [[ -z "$relative" ]] || die "relative runbook_url in the rendered PrometheusRules (gen-monitoring.py): $relative"

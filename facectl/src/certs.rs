@@ -14,6 +14,8 @@ use time::{Duration, OffsetDateTime};
 
 use facetrain_worker::agent::DEFAULT_PEER_SERVER_NAME;
 
+use crate::output::{Output, print_json};
+
 /// What `create` writes, so tests and docs name the same files.
 pub const FILES: [&str; 9] = [
     "ca.pem",
@@ -37,9 +39,9 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub fn run(self, output: Output) -> anyhow::Result<()> {
         match self {
-            Self::Create(args) => args.run(),
+            Self::Create(args) => args.run(output),
         }
     }
 }
@@ -61,7 +63,7 @@ pub struct CreateArgs {
 impl CreateArgs {
     /// Everything is generated in memory first: refused arguments or a failed generation leave
     /// no folder and no file behind.
-    pub fn run(self) -> anyhow::Result<()> {
+    pub fn run(self, output: Output) -> anyhow::Result<()> {
         let Self { dir, coordinator_names, days, force } = self;
         let files = generate(&coordinator_names, days)?;
         if !force && let Some(existing) = FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
@@ -71,7 +73,10 @@ impl CreateArgs {
         for (name, text, secret) in &files {
             write(&dir, name, text, *secret)?;
         }
-        println!("wrote {} to {}", FILES.join(", "), dir.display());
+        match output {
+            Output::Json => print_json(&serde_json::json!({"dir": dir.display().to_string(), "files": FILES})),
+            Output::Text => println!("wrote {} to {}", FILES.join(", "), dir.display()),
+        }
         Ok(())
     }
 }
@@ -160,7 +165,7 @@ mod tests {
         let target = dir.path().join("certs");
         for days in [0, MAX_DAYS + 1, 4_000_000] {
             let args = CreateArgs { dir: target.clone(), coordinator_names: Vec::new(), days, force: false };
-            let error = args.run().unwrap_err().to_string();
+            let error = args.run(Output::Text).unwrap_err().to_string();
             assert!(error.contains(&format!("1..={MAX_DAYS}")), "{error}");
             assert!(!target.exists(), "--days {days} created {}", target.display());
         }

@@ -4,6 +4,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::output::Format;
 use crate::{bench, certs, dataset, local, model, remote, toil};
 
 #[derive(Parser, Debug)]
@@ -23,6 +24,20 @@ pub struct GlobalArgs {
     /// Log filter (RUST_LOG syntax); quiet by default.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "warn")]
     pub log: String,
+    /// What commands print on stdout: text for people, json for programs (csv: predict, metrics).
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text, env = "FACETRAIN_OUTPUT")]
+    pub output: Format,
+}
+
+impl Cli {
+    /// `-o csv` on a command that has no table to print is a usage error, like a flag it lacks.
+    pub fn check_output(&self) -> Result<(), String> {
+        let tables = matches!(self.command, Command::Predict(_) | Command::Metrics(_));
+        if self.global.output == Format::Csv && !tables {
+            return Err("`-o csv` is for predict and metrics; this command prints text or json".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,7 +68,7 @@ pub enum Command {
     Export(crate::export::ExportArgs),
     /// Submit a job to the coordinator; prints its id.
     Submit(remote::SubmitArgs),
-    /// One job's state (`--output json` for programs).
+    /// One job's state (`-o json` for programs).
     Status(remote::StatusArgs),
     /// Every job the coordinator knows.
     List(remote::ListArgs),
@@ -91,25 +106,27 @@ pub enum Command {
 }
 
 /// Runs the command; its error is what the user reads.
-pub async fn dispatch(command: Command) -> anyhow::Result<()> {
+pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<()> {
+    let output = format.plain();
     match command {
-        Command::Local(args) => args.run().await,
-        Command::Eval(args) => args.run().await,
-        Command::Predict(args) => args.run().await,
-        Command::Export(args) => args.run().await,
-        Command::Submit(args) => args.run().await,
-        Command::Status(args) => args.run().await,
-        Command::List(args) => args.run().await,
-        Command::Watch(args) => args.run().await,
-        Command::Cancel(args) => args.run().await,
-        Command::Workers(args) => args.run().await,
-        Command::Metrics(args) => args.run().await,
-        Command::Events(args) => args.run().await,
-        Command::Resume(args) => args.run().await,
-        Command::Delete(args) => args.run().await,
-        Command::Toil(args) => args.run().await,
-        Command::Dataset(command) => command.run().await,
-        Command::Certs(command) => command.run(),
+        Command::Local(args) => args.run(output).await,
+        Command::Eval(args) => args.run(output).await,
+        Command::Predict(args) => args.run(format).await,
+        Command::Export(args) => args.run(output).await,
+        Command::Submit(args) => args.run(output).await,
+        Command::Status(args) => args.run(output).await,
+        Command::List(args) => args.run(output).await,
+        Command::Watch(args) => args.run(output).await,
+        Command::Cancel(args) => args.run(output).await,
+        Command::Workers(args) => args.run(output).await,
+        Command::Metrics(args) => args.run(format).await,
+        Command::Events(args) => args.run(output).await,
+        Command::Resume(args) => args.run(output).await,
+        Command::Delete(args) => args.run(output).await,
+        Command::Toil(args) => args.run(output).await,
+        Command::Dataset(command) => command.run(output).await,
+        Command::Certs(command) => command.run(output),
+        // RESULT lines: one JSON object each already.
         Command::Bench(command) => command.run().await,
         Command::Completions { shell } => {
             // Into a buffer first: clap_complete panics when its writer fails (`| head`).
@@ -155,5 +172,19 @@ mod tests {
         let cli = Cli::try_parse_from(["facectl", "list", "--log-format", "json", "--log", "debug"]).unwrap();
         assert_eq!((cli.global.log_format.name(), cli.global.log.as_str()), ("json", "debug"));
         assert!(matches!(cli.command, Command::List(_)));
+    }
+
+    #[test]
+    fn one_output_flag_before_or_after_any_command() {
+        for args in [["facectl", "-o", "json", "status", "j"], ["facectl", "status", "j", "--output", "json"]] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.global.output, Format::Json, "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["facectl", "submit", "job.toml", "-o", "json"]).unwrap();
+        assert_eq!((cli.global.output, cli.check_output()), (Format::Json, Ok(())));
+        let csv = Cli::try_parse_from(["facectl", "-o", "csv", "metrics", "j"]).unwrap();
+        assert_eq!(csv.check_output(), Ok(()));
+        let refused = Cli::try_parse_from(["facectl", "-o", "csv", "status", "j"]).unwrap();
+        assert!(refused.check_output().unwrap_err().contains("predict and metrics"));
     }
 }

@@ -7,26 +7,18 @@ use clap::Args;
 use facetrain_proto::{pb, wire};
 
 use crate::connection::Connection;
+use crate::output::Format;
 use crate::remote::Remote;
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum CurveOutput {
-    Text,
-    Json,
-    Csv,
-}
 
 #[derive(Args, Debug)]
 pub struct MetricsArgs {
     job_id: String,
-    #[arg(long, value_enum, default_value_t = CurveOutput::Text)]
-    output: CurveOutput,
     #[command(flatten)]
     remote: Remote,
 }
 
 impl MetricsArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, format: Format) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "metrics").await?;
         let mut points = Vec::new();
         let mut start_step = 0;
@@ -41,10 +33,10 @@ impl MetricsArgs {
             }
             start_step = response.next_start_step;
         }
-        match self.output {
-            CurveOutput::Json => println!("{}", serde_json::Value::Array(points.iter().map(point_json).collect())),
-            CurveOutput::Csv => print!("{}", csv(&points)),
-            CurveOutput::Text => print!("{}", table(&points)),
+        match format {
+            Format::Json => println!("{}", serde_json::Value::Array(points.iter().map(point_json).collect())),
+            Format::Csv => print!("{}", csv(&points)),
+            Format::Text => print!("{}", table(&points)),
         }
         Ok(())
     }

@@ -27,12 +27,12 @@ pub enum Command {
 }
 
 impl Command {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         match self {
-            Self::Check(args) => args.run().await,
-            Self::Synth(args) => args.run(),
-            Self::Import(args) => args.run().await,
-            Self::Pack(args) => args.run().await,
+            Self::Check(args) => args.run(output).await,
+            Self::Synth(args) => args.run(output),
+            Self::Import(args) => args.run(output).await,
+            Self::Pack(args) => args.run(output).await,
         }
     }
 }
@@ -46,13 +46,11 @@ pub struct CheckArgs {
     /// Report bad rows instead of stopping at the first.
     #[arg(long)]
     skip_bad_rows: bool,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
 }
 
 impl CheckArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
-        let Self { csv, image_size, skip_bad_rows, output } = self;
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
+        let Self { csv, image_size, skip_bad_rows } = self;
         let on_bad_row = if skip_bad_rows { OnBadRow::Skip } else { OnBadRow::Fail };
         let options = LoadOptions {
             side: image_size as usize,
@@ -111,7 +109,7 @@ pub struct SynthArgs {
 }
 
 impl SynthArgs {
-    pub fn run(self) -> anyhow::Result<()> {
+    pub fn run(self, output: Output) -> anyhow::Result<()> {
         let options = SynthOptions {
             side: self.image_size,
             train_per_person: self.train_per_person as usize,
@@ -119,7 +117,13 @@ impl SynthArgs {
             seed: self.seed,
         };
         let written = write_synthetic_dataset(&self.dir, &options)?;
-        println!("wrote {written} images, {0}/train.csv and {0}/validate.csv", self.dir.display());
+        let (train, validate) = (self.dir.join("train.csv"), self.dir.join("validate.csv"));
+        match output {
+            Output::Json => print_json(&serde_json::json!({
+                "images": written, "train": train.display().to_string(), "validate": validate.display().to_string(),
+            })),
+            Output::Text => println!("wrote {written} images, {} and {}", train.display(), validate.display()),
+        }
         Ok(())
     }
 }

@@ -18,8 +18,6 @@ pub struct EventsArgs {
     /// Keep printing new events until the job ends.
     #[arg(long)]
     follow: bool,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
     #[command(flatten)]
     remote: Remote,
 }
@@ -95,12 +93,12 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 impl EventsArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "events").await?;
         if !self.follow {
             let request = connection.request(pb::GetJobRequest { job_id: self.job_id.clone() });
             let job = connection.client.get_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
-            timeline(&job).iter().for_each(|entry| print(entry, self.output));
+            timeline(&job).iter().for_each(|entry| print(entry, output));
             return Ok(());
         }
         let request = tonic::Request::new(pb::WatchJobRequest { job_id: self.job_id.clone() });
@@ -110,7 +108,7 @@ impl EventsArgs {
             let Some(job) = event.job else { continue };
             for entry in timeline(&job) {
                 if shown.insert(entry.clone()) {
-                    print(&entry, self.output);
+                    print(&entry, output);
                 }
             }
         }

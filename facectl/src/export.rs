@@ -9,6 +9,7 @@ use facetrain_worker::export::{safetensors, torch_state_dict};
 use facetrain_worker::storage::Location;
 
 use crate::model::restore;
+use crate::output::{Output, print_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -28,7 +29,7 @@ pub struct ExportArgs {
 }
 
 impl ExportArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let (trainer, class_names, _, used) = restore(&self.checkpoint).await?;
         let tensors = torch_state_dict(&trainer.arch, trainer.model());
         let spec = &trainer.arch.spec;
@@ -52,13 +53,19 @@ impl ExportArgs {
         let size = bytes.len();
         Location::parse(&self.out)?.write(Bytes::from(bytes)).await?;
         let parameters: usize = tensors.iter().map(|t| t.values.len()).sum();
-        println!(
-            "{}: {} tensors, {parameters} parameters, {size} bytes, from {} (step {})",
-            self.out,
-            tensors.len(),
-            used.location,
-            used.step
-        );
+        match output {
+            Output::Json => print_json(&serde_json::json!({
+                "out": self.out, "tensors": tensors.len(), "parameters": parameters, "bytes": size,
+                "checkpoint": used.location, "step": used.step,
+            })),
+            Output::Text => println!(
+                "{}: {} tensors, {parameters} parameters, {size} bytes, from {} (step {})",
+                self.out,
+                tensors.len(),
+                used.location,
+                used.step
+            ),
+        }
         Ok(())
     }
 }

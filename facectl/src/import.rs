@@ -39,8 +39,6 @@ pub struct ImportArgs {
     /// Seed of the split.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
 }
 
 fn fraction(text: &str) -> Result<f64, String> {
@@ -60,7 +58,7 @@ struct Photo {
 }
 
 impl ImportArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let root = Location::parse(&self.photos)?;
         let out = Location::parse(&self.out)?;
         let side = self.size as usize;
@@ -167,7 +165,7 @@ impl ImportArgs {
             "skipped": skipped.iter().map(|(file, reason)| serde_json::json!({"file": file, "reason": reason})).collect::<Vec<_>>(),
         });
         out.child("import-summary.json")?.write(Bytes::from(serde_json::to_vec_pretty(&summary)?)).await?;
-        match self.output {
+        match output {
             Output::Json => print_json(&summary),
             Output::Text => {
                 for person in &summary_people {

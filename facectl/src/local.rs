@@ -19,8 +19,6 @@ pub const MAX_STEPS: u64 = 1_000_000_000;
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     job: PathBuf,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
     /// Override training.max_steps.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_STEPS))]
     max_steps: Option<u64>,
@@ -31,8 +29,8 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self) -> anyhow::Result<()> {
-        let Self { job, output, max_steps, via_coordinator } = self;
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
+        let Self { job, max_steps, via_coordinator } = self;
         let mut spec = JobSpec::load(&job)?;
         if let Some(max_steps) = max_steps {
             spec.training.max_steps = max_steps;

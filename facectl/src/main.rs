@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use facectl::cli::{Cli, Command, dispatch};
+use facectl::output::Format;
 
 /// mimalloc keeps freed pages for reuse: glibc returns the large per-step tensors to the OS and
 /// faults them back in every step (~13% of a flex training step at batch 100).
@@ -16,8 +17,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(message) = cli.check_output() {
+        <Cli as clap::CommandFactory>::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+    }
     facetrain_telemetry::init_logging(cli.global.log_format.name(), &cli.global.log);
-    match run(cli.command) {
+    match run(cli.command, cli.global.output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -26,8 +30,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command, format: Format) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(dispatch(command))
+    runtime.block_on(dispatch(command, format))
 }

@@ -13,7 +13,7 @@ use facetrain_worker::storage::Location;
 use facetrain_worker::train::evaluate::{evaluate, softmax};
 use facetrain_worker::train::trainer::Trainer;
 
-use crate::output::{Output, print_json};
+use crate::output::{Format, Output, print_json};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -23,13 +23,11 @@ pub struct EvalArgs {
     checkpoint: String,
     #[arg(long)]
     csv: String,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
 }
 
 impl EvalArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
-        let Self { checkpoint, csv, output } = self;
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
+        let Self { checkpoint, csv } = self;
         let (checkpoint, csv) = (checkpoint.as_str(), csv.as_str());
         let (trainer, class_names, side, used) = restore(checkpoint).await?;
         let options = LoadOptions {
@@ -93,28 +91,18 @@ pub struct PredictArgs {
     checkpoint: String,
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     top_k: u32,
-    #[arg(long, value_enum, default_value_t = PredictOutput::Text)]
-    output: PredictOutput,
     /// Images (.jpg, .jpeg, .png), or folders and object-store prefixes (s3://, gs://) whose images
     /// are all predicted, in key order.
     #[arg(required = true)]
     images: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PredictOutput {
-    Text,
-    Json,
-    /// `image,rank,name,probability`, one row per image and rank.
-    Csv,
-}
-
 /// Images decoded and ranked this many at a time, so memory does not grow with a folder's size.
 const PREDICT_BATCH: usize = 256;
 
 impl PredictArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
-        let Self { checkpoint, top_k, output, images } = self;
+    pub async fn run(self, format: Format) -> anyhow::Result<()> {
+        let Self { checkpoint, top_k, images } = self;
         let top_k = top_k as usize;
         let (trainer, class_names, side, _) = restore(&checkpoint).await?;
         let images = expand_images(&images).await?;
@@ -132,14 +120,15 @@ impl PredictArgs {
             results.extend(tokio::task::spawn_blocking(move || rank(&trainer, decoded, &class_names, top_k)).await?);
         }
         let named: Vec<String> = images.iter().map(ToString::to_string).collect();
-        match output {
-            PredictOutput::Json => print_json(&serde_json::json!(
+        match format {
+            Format::Json => print_json(&serde_json::json!(
                 named.iter().zip(&results).map(|(image, top)| serde_json::json!({
                     "image": image,
                     "predictions": top.iter().map(|(name, p)| serde_json::json!({"name": name, "probability": p})).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>()
             )),
-            PredictOutput::Csv => {
+            // `image,rank,name,probability`, one row per image and rank.
+            Format::Csv => {
                 println!("image,rank,name,probability");
                 for (image, top) in named.iter().zip(&results) {
                     for (rank, (name, p)) in top.iter().enumerate() {
@@ -147,7 +136,7 @@ impl PredictArgs {
                     }
                 }
             }
-            PredictOutput::Text => {
+            Format::Text => {
                 for (image, top) in named.iter().zip(&results) {
                     let ranked: Vec<String> = top.iter().map(|(name, p)| format!("{name} {p:.3}")).collect();
                     println!("{image}: {}", ranked.join(", "));

@@ -5,8 +5,29 @@
 use facetrain_proto::incidents::{IncidentCause, Resolver, ToilKind};
 use facetrain_proto::{pb, wire};
 
-/// What a command prints on stdout.
+/// `-o/--output`, one global flag for every command: what it prints on stdout.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Lines and tables for people.
+    Text,
+    /// One JSON value (a line per event for `watch`, `submit --wait` and `events --follow`).
+    Json,
+    /// A table as CSV: `predict` and `metrics` only.
+    Csv,
+}
+
+impl Format {
+    /// The output of a command without a CSV form (`-o csv` there is refused before it runs).
+    pub fn plain(self) -> Output {
+        match self {
+            Self::Json => Output::Json,
+            Self::Text | Self::Csv => Output::Text,
+        }
+    }
+}
+
+/// What a command without a CSV form prints on stdout.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Text,
     Json,

@@ -45,12 +45,10 @@ pub struct PackArgs {
     /// Leave bad rows out (and list them) instead of stopping at the first.
     #[arg(long)]
     skip_bad_rows: bool,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
 }
 
 impl PackArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let on_bad_row = if self.skip_bad_rows { OnBadRow::Skip } else { OnBadRow::Fail };
         let side = self.image_size as usize;
         let options =
@@ -116,7 +114,7 @@ impl PackArgs {
             "image_bytes": bytes, "shard_mb": self.shard_mb, "seed": self.seed,
             "bad_rows": bad.iter().map(|e| serde_json::json!({"line": e.line, "problem": e.message})).collect::<Vec<_>>(),
         });
-        match self.output {
+        match output {
             Output::Json => print_json(&summary),
             Output::Text => {
                 println!(

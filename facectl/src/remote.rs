@@ -57,7 +57,7 @@ pub struct SubmitArgs {
 }
 
 impl SubmitArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         // Validate here so a mistake is reported against the file, with paths resolved from it.
         let mut spec = JobSpec::load(&self.job)?;
         if let Some(priority) = self.priority {
@@ -74,9 +74,12 @@ impl SubmitArgs {
         });
         let response = connection.client.submit_job(request).await.map_err(|s| connection.failed(s))?;
         let id = response.into_inner().job_id;
-        println!("{id}");
+        match output {
+            Output::Json => print_json(&serde_json::json!({"job_id": id})),
+            Output::Text => println!("{id}"),
+        }
         if self.wait {
-            follow(&mut connection, &id).await?;
+            follow(&mut connection, &id, output).await?;
         }
         Ok(())
     }
@@ -87,19 +90,14 @@ pub struct StatusArgs {
     job_id: String,
     #[command(flatten)]
     remote: Remote,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
 }
 
 impl StatusArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "status").await?;
         let request = connection.request(pb::GetJobRequest { job_id: self.job_id });
         let job = connection.client.get_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
-        match self.output {
-            Output::Json => print_json(&job_json(&job)),
-            Output::Text => println!("{}", job_line(&job)),
-        }
+        print_job(&job, output);
         Ok(())
     }
 }
@@ -108,15 +106,13 @@ impl StatusArgs {
 pub struct ListArgs {
     #[command(flatten)]
     remote: Remote,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
 }
 
 impl ListArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "list").await?;
         let jobs = connection.all_jobs().await?;
-        match self.output {
+        match output {
             Output::Json => print_json(&serde_json::Value::Array(jobs.iter().map(job_json).collect())),
             Output::Text => jobs.iter().for_each(|job| println!("{}", job_line(job))),
         }
@@ -132,23 +128,27 @@ pub struct WatchArgs {
 }
 
 impl WatchArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "watch").await?;
-        follow(&mut connection, &self.job_id).await
+        follow(&mut connection, &self.job_id, output).await
     }
 }
 
-/// Prints the job's line each time it changes until the job ends; an error unless it succeeded,
+/// Prints the job's line (with `-o json`, the job as one JSON line) each time it changes until
+/// the job ends; an error unless it succeeded,
 /// so scripts and CI can use the exit status. The stream has no deadline (a job may run for days
 /// and stay quiet while queued); keep-alive pings bound how long a silent coordinator is waited for.
-async fn follow(connection: &mut Connection, job_id: &str) -> anyhow::Result<()> {
+async fn follow(connection: &mut Connection, job_id: &str, output: Output) -> anyhow::Result<()> {
     let request = tonic::Request::new(pb::WatchJobRequest { job_id: job_id.to_string() });
     let mut stream = connection.client.watch_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
     let mut last_line = String::new();
     let mut last = None;
     while let Some(event) = stream.message().await.map_err(|s| connection.failed(s))? {
         let Some(job) = event.job else { continue };
-        let line = job_line(&job);
+        let line = match output {
+            Output::Json => job_json(&job).to_string(),
+            Output::Text => job_line(&job),
+        };
         if line != last_line {
             if let Err(e) = writeln!(std::io::stdout(), "{line}") {
                 // The reader left (`facectl watch JOB | head -1`): nothing more to show.
@@ -182,7 +182,7 @@ pub struct CancelArgs {
 }
 
 impl CancelArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "cancel").await?;
         let request = connection.request(pb::CancelJobRequest {
             job_id: self.job_id,
@@ -190,7 +190,7 @@ impl CancelArgs {
             hands_on: Some(facetrain_proto::wire::duration(self.hands_on_seconds)),
         });
         let job = connection.client.cancel_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
-        println!("{}", job_line(&job));
+        print_job(&job, output);
         Ok(())
     }
 }
@@ -213,7 +213,7 @@ pub struct ResumeArgs {
 }
 
 impl ResumeArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "resume").await?;
         let request = connection.request(pb::ResumeJobRequest {
             job_id: self.job_id.clone(),
@@ -222,9 +222,9 @@ impl ResumeArgs {
             max_steps: self.max_steps,
         });
         let job = connection.client.resume_job(request).await.map_err(|s| connection.failed(s))?.into_inner();
-        println!("{}", job_line(&job));
+        print_job(&job, output);
         if self.wait {
-            follow(&mut connection, &self.job_id).await?;
+            follow(&mut connection, &self.job_id, output).await?;
         }
         Ok(())
     }
@@ -238,12 +238,23 @@ pub struct DeleteArgs {
 }
 
 impl DeleteArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "delete").await?;
         let request = connection.request(pb::DeleteJobRequest { job_id: self.job_id.clone() });
         connection.client.delete_job(request).await.map_err(|s| connection.failed(s))?;
-        println!("{} deleted", self.job_id);
+        match output {
+            Output::Json => print_json(&serde_json::json!({"job_id": self.job_id, "deleted": true})),
+            Output::Text => println!("{} deleted", self.job_id),
+        }
         Ok(())
+    }
+}
+
+/// One job, as its line or as JSON.
+fn print_job(job: &pb::Job, output: Output) {
+    match output {
+        Output::Json => print_json(&job_json(job)),
+        Output::Text => println!("{}", job_line(job)),
     }
 }
 

@@ -11,17 +11,15 @@ use crate::remote::Remote;
 pub struct WorkersArgs {
     #[command(flatten)]
     remote: Remote,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
 }
 
 impl WorkersArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "workers").await?;
         let request = connection.request(pb::ListWorkersRequest {});
         let response = connection.client.list_workers(request).await.map_err(|s| connection.failed(s))?;
         let workers = response.into_inner().workers;
-        match self.output {
+        match output {
             Output::Json => print_json(&serde_json::Value::Array(workers.iter().map(worker_json).collect())),
             Output::Text => workers.iter().for_each(|w| println!("{}", worker_line(w))),
         }

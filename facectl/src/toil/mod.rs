@@ -19,12 +19,10 @@ pub struct Args {
     since: Option<u64>,
     #[command(flatten)]
     remote: Remote,
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
 }
 
 impl Args {
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, output: Output) -> anyhow::Result<()> {
         let mut connection = Connection::open(&self.remote, "toil").await?;
         let jobs = match &self.job_id {
             Some(id) => {
@@ -42,7 +40,7 @@ impl Args {
         };
         let totals = ledger::ledger(&jobs, since_unix_ms);
         let scope = self.job_id.map_or("all jobs".to_string(), |id| format!("job {id}"));
-        match self.output {
+        match output {
             Output::Json => {
                 print_json(&serde_json::json!({"scope": scope, "since_unix_ms": since_unix_ms, "ledger": totals}))
             }
