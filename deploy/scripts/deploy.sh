@@ -234,7 +234,13 @@ run "${kube[@]}" -n "$NAMESPACE" rollout status statefulset/facetrain-coordinato
 run "${kube[@]}" -n "$NAMESPACE" rollout status statefulset/facetrain-worker --timeout="$ROLLOUT_TIMEOUT"
 
 # ---- 5. smoke check ---------------------------------------------------------------------------
-DEPLOY_KUBE_CONTEXT="${DEPLOY_KUBE_CONTEXT:-}" run "$DEPLOY_DIR/scripts/smoke.sh"
+# On GKE the smoke check also trains a small job from the environment's bucket.
+smoke_bucket=""
+if [[ "$OVERLAY" == gke ]]; then
+  smoke_bucket="$(tf_out bucket)"
+  log "smoke check: gRPC health, /metrics, and a 5-step training job on gs://$smoke_bucket/smoke/"
+fi
+DEPLOY_KUBE_CONTEXT="${DEPLOY_KUBE_CONTEXT:-}" SMOKE_BUCKET="$smoke_bucket" run "$DEPLOY_DIR/scripts/smoke.sh"
 
 if [[ -n "${DRY_RUN:-}" ]]; then
   ok "dry run complete: manifests in $WORK/manifests.yaml${registry:+ (image digests are placeholders)}"

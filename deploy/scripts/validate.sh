@@ -66,6 +66,8 @@ if ! grep -qE '\[dry-run\] terraform .* plan .*-out=[^ ]*terraform\.tfplan' "$OU
   die "make deploy DRY_RUN=1 does not plan to a file and apply that plan (see $OUT/dry-run.log)"
 fi
 ok "terraform: plans to a file and applies that saved plan"
+grep -q 'smoke check: .* a 5-step training job on gs://' "$OUT/dry-run.log" ||
+  die "make deploy DRY_RUN=1 does not run the smoke check's training job (see $OUT/dry-run.log)"
 # Alerts reach people outside the repository: every runbook link in what is deployed is absolute.
 relative="$(grep -hE '^ +runbook_url: ' "$OUT/rendered/gke.yaml" | grep -v '://' || true)"
 [[ -z "$relative" ]] || die "relative runbook_url in the rendered PrometheusRules (gen-monitoring.py): $relative"
