@@ -7,7 +7,8 @@ files from outside a kustomization's root, so instead of copying them into deplo
 script wraps them into Kubernetes objects:
 
   * one PrometheusRule per rule file   (spec.groups = the file's `groups`, with each alert's
-                                        relative runbook_url made absolute, --runbook-base)
+                                        relative runbook_url made absolute, --runbook-base, and
+                                        the coordinator's selector replaced, --coordinator-selector)
   * one ConfigMap per dashboard        (labelled grafana_dashboard: "1" for the Grafana sidecar)
 
 plus a kustomization.yaml listing them. The output is gitignored and rewritten on every run, so
@@ -41,6 +42,12 @@ RULE_LABELS = {**COMMON_LABELS, "release": "kube-prometheus-stack"}
 # `docs/operations.md#...` leads nowhere. DEPLOY_RUNBOOK_BASE (or --runbook-base) points at a fork
 # or an internal mirror.
 DEFAULT_RUNBOOK_BASE = "https://github.com/facetrain/facetrain/blob/main/"
+# The rules find the coordinator's series by this selector, as Prometheus labels them with the
+# monitors of components/monitoring. Another scrape set-up (a different job name, several
+# namespaces, a cluster label) passes its own with DEPLOY_COORDINATOR_SELECTOR, as a monitoring
+# mixin's `_config` selectors do; the rule files keep the default, which their promtool tests use.
+DEFAULT_COORDINATOR_SELECTOR = 'job="facetrain-coordinator"'
+SELECTOR = re.compile(r'^\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"[^"\\]*"(\s*,\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"[^"\\]*")*\s*$')
 # ConfigMaps are limited to 1 MiB in total; leave headroom for metadata.
 MAX_DASHBOARD_BYTES = 900 * 1024
 
@@ -89,7 +96,17 @@ def absolute_runbooks(groups: list, base: str) -> list:
     return groups
 
 
-def rule_objects(rules_dir: Path, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list[tuple[str, dict]]:
+def with_selector(groups: list, selector: str) -> list:
+    """The groups with the coordinator's default selector in every expression replaced."""
+    for group in groups:
+        for rule in group.get("rules") or []:
+            rule["expr"] = rule["expr"].replace(DEFAULT_COORDINATOR_SELECTOR, selector.strip())
+    return groups
+
+
+def rule_objects(
+    rules_dir: Path, runbook_base: str = DEFAULT_RUNBOOK_BASE, selector: str = DEFAULT_COORDINATOR_SELECTOR
+) -> list[tuple[str, dict]]:
     files = sorted([*rules_dir.glob("*.yml"), *rules_dir.glob("*.yaml")]) if rules_dir.is_dir() else []
     out = []
     seen: dict[str, Path] = {}
@@ -114,7 +131,7 @@ def rule_objects(rules_dir: Path, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> l
                 "labels": dict(RULE_LABELS),
                 "annotations": {"facetrain.io/source": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)},
             },
-            "spec": {"groups": absolute_runbooks(doc["groups"], runbook_base)},
+            "spec": {"groups": with_selector(absolute_runbooks(doc["groups"], runbook_base), selector)},
         }
         out.append((f"prometheusrule-{path.stem}.yaml", obj))
     return out
@@ -166,12 +183,21 @@ def main() -> int:
         default=os.environ.get("DEPLOY_RUNBOOK_BASE") or DEFAULT_RUNBOOK_BASE,
         help="URL the alerts' relative runbook links are resolved against (env DEPLOY_RUNBOOK_BASE)",
     )
+    parser.add_argument(
+        "--coordinator-selector",
+        default=os.environ.get("DEPLOY_COORDINATOR_SELECTOR") or DEFAULT_COORDINATOR_SELECTOR,
+        help=f"PromQL label matchers for the coordinator's series (env DEPLOY_COORDINATOR_SELECTOR; "
+        f"default {DEFAULT_COORDINATOR_SELECTOR})",
+    )
     args = parser.parse_args()
     if not re.match(r"^https?://", args.runbook_base):
         fail(f"--runbook-base {args.runbook_base!r}: expected an http(s) URL")
+    if not SELECTOR.match(args.coordinator_selector):
+        fail(f"--coordinator-selector {args.coordinator_selector!r}: expected label matchers such as "
+             f'job="facetrain-coordinator",namespace="ml"')
 
     source: Path = args.source.resolve()
-    rules = rule_objects(source / "rules", args.runbook_base)
+    rules = rule_objects(source / "rules", args.runbook_base, args.coordinator_selector)
     dashboards = dashboard_objects(source)
     if not rules:
         warn(f"no rule files in {source / 'rules'}: no PrometheusRule will be deployed (alerts are off)")

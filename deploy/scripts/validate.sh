@@ -9,7 +9,8 @@
 #      Prometheus Operator and cert-manager kinds: strict JSON schema (deploy/schemas/);
 #      selectors, issuers and mounted Secrets resolve; the OTLP endpoint the binaries get is a
 #      Service of the overlay that the network policies let both workloads reach
-#   3. promtool check rules on the rule groups of the rendered PrometheusRules; every alert's
+#   3. promtool check rules on the rule groups of the rendered PrometheusRules (also with another
+#      coordinator selector, DEPLOY_COORDINATOR_SELECTOR); every alert's
 #      runbook_url anchor exists in docs/operations.md; every facetrain_* metric the docs name is
 #      in dashboards/METRICS.md
 #   4. Dockerfiles: hadolint; the two .dockerignore files agree; shell scripts: shellcheck
@@ -146,6 +147,24 @@ else
     die "alerts without a runbook section in docs/operations.md"
   echo "$runbooks" >&2
   note "runbooks" "${runbooks#  }"
+  # Another scrape set-up's selector (DEPLOY_COORDINATOR_SELECTOR) reaches every expression, and
+  # the rules it gives still load.
+  custom='job="fc-custom", namespace="ml"'
+  "$PY" "$DEPLOY_DIR/scripts/gen-monitoring.py" --out "$OUT/selector" --coordinator-selector "$custom" >/dev/null
+  default_count="$(cat dashboards/rules/*.yml | { grep -o 'job="facetrain-coordinator"' || true; } | wc -l)"
+  custom_count="$(cat "$OUT"/selector/prometheusrule-*.yaml | { grep -oF "$custom" || true; } | wc -l)"
+  if ((default_count == 0 || custom_count != default_count)) || grep -q 'facetrain-coordinator"' "$OUT"/selector/prometheusrule-*.yaml; then
+    die "DEPLOY_COORDINATOR_SELECTOR replaced $custom_count of $default_count coordinator selectors in the rules"
+  fi
+  mkdir -p "$OUT/selector-rules"
+  for rule in "$OUT"/selector/prometheusrule-*.yaml; do
+    "$PY" -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"]))' "$rule" >"$OUT/selector-rules/$(basename "$rule" .yaml).yml"
+  done
+  promtool check rules "$OUT"/selector-rules/*.yml >"$OUT/promtool-selector.txt" 2>&1 || {
+    cat "$OUT/promtool-selector.txt" >&2
+    die "promtool check rules failed with DEPLOY_COORDINATOR_SELECTOR=$custom"
+  }
+  ok "DEPLOY_COORDINATOR_SELECTOR reaches all $default_count coordinator selectors; the rules still load"
 fi
 
 # Metrics the runbook (and the other docs) tell people to look at must be ones the exporters promise.
