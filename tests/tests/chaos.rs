@@ -136,7 +136,11 @@ fn a_straggler_is_detected_reported_and_cleared_when_it_speeds_up() {
     let (sandbox, id) = running("straggler", 2, 800, "");
     sandbox.wait_for_job(&id, LONG, |s| step(s) >= 10 && s["workers"] == 2);
     let injected = unix_ms();
-    let throttle = Throttle::start(sandbox.worker_pid("w1"), Duration::from_millis(45), Duration::from_millis(50));
+    // Stopped 90% of the time in 100 ms periods. A duty-cycle throttle delays a step by at most
+    // its stop time, and the detector ignores excesses under STRAGGLER_MIN_EXCESS_SECONDS (50 ms):
+    // with 45 ms stops, a worker whose step fits in its 5 ms of running time (reading ahead made
+    // this model's step that short here) was never late enough to count.
+    let throttle = Throttle::start(sandbox.worker_pid("w1"), Duration::from_millis(90), Duration::from_millis(100));
     let reported = sandbox.wait_for_job(&id, LONG, |s| {
         facetrain_tests::is_terminal(s) || s["incidents"].as_array().unwrap().iter().any(|i| i["cause"] == "straggler")
     });
