@@ -174,6 +174,11 @@ count = {workers}
         wall = time.time() - started
         if done.returncode != 0:
             sys.exit(f"job failed ({images} images, {workers} workers):\n{done.stdout}\n{done.stderr}")
+        # The sample ledger: every position trained once, and each completed epoch checked row by row.
+        job_id = done.stdout.splitlines()[0].strip()
+        status = subprocess.run([f"{args.bin}/facectl", "-o", "json", "status", job_id], capture_output=True,
+                                text=True, env=dict(env_base, FACETRAIN_COORDINATOR=f"http://{address}"), check=True)
+        ledger = json.loads(status.stdout).get("ledger") or {}
         rows = []
         for i in range(workers):
             text = urllib.request.urlopen(f"http://{metrics[i]}/metrics").read().decode()
@@ -195,6 +200,7 @@ count = {workers}
                 "images_per_second": round(samples / step_seconds, 1) if step_seconds else None,
             })
         return {"images": images, "form": form, "workers": workers, "job_wall_s": round(wall, 1),
+                "positions_trained": ledger.get("positions_trained"), "epochs_checked": ledger.get("epochs_checked"),
                 "per_worker": rows}
     finally:
         for p in procs:
