@@ -15,6 +15,14 @@ pub fn bounded<T: TryFrom<u64>>(text: &str, range: RangeInclusive<u64>) -> Resul
     T::try_from(value).map_err(|_| format!("{value} is too large for this machine"))
 }
 
+/// `text` as a decimal number in `range`; `what` names the quantity in the message.
+pub fn decimal(text: &str, range: RangeInclusive<f64>, what: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(format!("expected {what} in {}..={}, got `{text}`", range.start(), range.end())),
+    }
+}
+
 /// A range another crate defines for a u32 setting, as [`bounded`] takes it.
 pub fn widen(range: RangeInclusive<u32>) -> RangeInclusive<u64> {
     u64::from(*range.start())..=u64::from(*range.end())
@@ -31,5 +39,13 @@ mod tests {
         assert_eq!(bounded::<u32>("99999999999", 8..=1024), Err("99999999999 is not in 8..=1024".into()));
         assert_eq!(bounded::<usize>("-1", 0..=5), Err("expected an integer in 0..=5".into()));
         assert_eq!(bounded::<usize>("two", 0..=5), Err("expected an integer in 0..=5".into()));
+    }
+
+    #[test]
+    fn decimals_outside_the_range_name_the_range() {
+        assert_eq!(decimal("0.25", 0.0..=0.9, "a fraction"), Ok(0.25));
+        assert_eq!(decimal("0.95", 0.0..=0.9, "a fraction"), Err("expected a fraction in 0..=0.9, got `0.95`".into()));
+        assert_eq!(decimal("x", 0.01..=1024.0, "MiB"), Err("expected MiB in 0.01..=1024, got `x`".into()));
+        assert_eq!(decimal("NaN", 0.01..=1024.0, "MiB"), Err("expected MiB in 0.01..=1024, got `NaN`".into()));
     }
 }

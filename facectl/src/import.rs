@@ -16,7 +16,7 @@ use facetrain_worker::data::import::{Hash, difference_hash, near_duplicate_group
 use facetrain_worker::storage::Location;
 use futures::StreamExt;
 
-use crate::args::{bounded, widen};
+use crate::args::{bounded, decimal, widen};
 use crate::output::{Output, print_json};
 
 /// Files read and decoded at once.
@@ -31,7 +31,7 @@ pub struct ImportArgs {
     /// Where the dataset goes: train/, validate/, train.csv, validate.csv, import-summary.json.
     out: String,
     /// Share of each person's photos kept for validation (whole near-duplicate groups).
-    #[arg(long, default_value_t = 0.2, value_parser = fraction)]
+    #[arg(long, default_value_t = 0.2, value_parser = |t: &str| decimal(t, 0.0..=0.9, "a fraction"))]
     validate: f64,
     /// Side of the square crops, as model.image_size.
     #[arg(long, default_value_t = 96, value_parser = |t: &str| bounded::<u64>(t, widen(MODEL_SIDES)))]
@@ -39,13 +39,6 @@ pub struct ImportArgs {
     /// Seed of the split.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-}
-
-fn fraction(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if (0.0..=0.9).contains(&v) => Ok(v),
-        _ => Err(format!("expected a fraction in 0..=0.9, got `{text}`")),
-    }
 }
 
 /// One photo: where it came from and what became of it.

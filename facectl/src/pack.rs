@@ -14,12 +14,13 @@ use facetrain_worker::data::csv::RowError;
 use facetrain_worker::data::dataset::{LoadOptions, open_dataset};
 use facetrain_worker::data::image::{MODEL_SIDES, decode_rgb};
 use facetrain_worker::data::pack::{DEFAULT_SHARD_MB, INDEX_FILE, INDEX_HEADER, Packer, pack_order, shard_name};
+use facetrain_worker::error::Error;
 use facetrain_worker::job::OnBadRow;
 use facetrain_worker::storage::Location;
 use rayon::prelude::*;
 use tokio::task::JoinHandle;
 
-use crate::args::{bounded, widen};
+use crate::args::{bounded, decimal, widen};
 use crate::output::{Output, print_json};
 
 /// Rows read (and checked) per round: bounds the image bytes held beside the open shard.
@@ -34,7 +35,7 @@ pub struct PackArgs {
     /// Folder or object-store prefix for the shards and index.csv.
     out: String,
     /// Target shard size in MiB (a shard is closed once it holds at least this much), 0.01 to 1024.
-    #[arg(long, default_value_t = DEFAULT_SHARD_MB as f64, value_parser = shard_mb)]
+    #[arg(long, default_value_t = DEFAULT_SHARD_MB as f64, value_parser = |t: &str| decimal(t, 0.01..=1024.0, "MiB"))]
     shard_mb: f64,
     /// Seed of the packing order (rows are shuffled once so that runs of packed rows mix people).
     #[arg(long, default_value_t = 42)]
@@ -74,9 +75,13 @@ impl PackArgs {
                 let image = match result {
                     Ok(image) => image,
                     Err(problem) => {
-                        let message = format!("image `{}`: {problem}", row.path);
-                        anyhow::ensure!(self.skip_bad_rows, "{}:{}: {message}", self.csv, row.line);
-                        bad.push(RowError { line: row.line, message });
+                        let error = row.bad_image(&problem);
+                        if !self.skip_bad_rows {
+                            return Err(
+                                Error::BadRow { file: self.csv, line: error.line, message: error.message }.into()
+                            );
+                        }
+                        bad.push(error);
                         continue;
                     }
                 };
@@ -128,13 +133,6 @@ impl PackArgs {
             }
         }
         Ok(())
-    }
-}
-
-fn shard_mb(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(mb) if (0.01..=1024.0).contains(&mb) => Ok(mb),
-        _ => Err(format!("expected MiB in 0.01..=1024, got `{text}`")),
     }
 }
 

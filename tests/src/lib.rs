@@ -16,6 +16,18 @@ pub mod prometheus;
 pub mod proxy;
 pub mod s3;
 
+/// Runs facectl with `args` and no coordinator of a sandbox: its output, whatever its exit status.
+pub fn facectl(args: &[&str]) -> Output {
+    Command::new(binary("facectl")).args(args).output().expect("run facectl")
+}
+
+/// A facectl run that must succeed, its stdout read as JSON (the test fails with its stderr).
+pub fn facectl_json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "facectl failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
 /// Where cargo put the workspace binaries (next to the test executable's `deps/`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

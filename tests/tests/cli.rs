@@ -3,20 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use facetrain_tests::{binary, small_job};
+use facetrain_tests::{facectl, facectl_json, small_job};
 use facetrain_worker::data::synth::PEOPLE;
-
-fn facectl(args: &[&str]) -> Output {
-    Command::new(binary("facectl")).args(args).output().expect("run facectl")
-}
-
-fn json(output: &Output) -> serde_json::Value {
-    assert!(output.status.success(), "facectl failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
-}
 
 fn synth(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data");
@@ -39,7 +28,7 @@ fn synth(dir: &Path) -> std::path::PathBuf {
 fn synth_check_train_eval_and_predict() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth(dir.path());
-    let check = json(&facectl(&[
+    let check = facectl_json(&facectl(&[
         "dataset",
         "check",
         data.join("train.csv").to_str().unwrap(),
@@ -53,7 +42,7 @@ fn synth_check_train_eval_and_predict() {
     assert_eq!(check["classes"][2]["count"], 8);
 
     let job = small_job(dir.path(), "cli", &data, 1, 20, "");
-    let run = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
+    let run = facectl_json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
     assert_eq!(run["steps"], 20);
     for key in ["val_accuracy", "train_loss", "wall_seconds", "images_per_second"] {
         assert!(run[key].as_f64().is_some_and(f64::is_finite), "{key} missing: {run}");
@@ -61,7 +50,7 @@ fn synth_check_train_eval_and_predict() {
     let checkpoint = run["checkpoint"].as_str().unwrap().to_string();
     assert!(checkpoint.ends_with("ckpt-0000000020.ftck"));
 
-    let eval = json(&facectl(&[
+    let eval = facectl_json(&facectl(&[
         "eval",
         "--checkpoint",
         &checkpoint,
@@ -78,7 +67,7 @@ fn synth_check_train_eval_and_predict() {
     assert_eq!(eval["confusion"].as_array().unwrap().len(), 5);
 
     let image = data.join("validate/Alan_Turing/Alan_Turing_0000.jpg");
-    let predicted = json(&facectl(&[
+    let predicted = facectl_json(&facectl(&[
         "predict",
         "--checkpoint",
         &checkpoint,
@@ -111,7 +100,7 @@ fn synth_check_train_eval_and_predict() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no images under it"), "{refused:?}");
 
     // Running the same job again resumes from its checkpoint and trains only what is left.
-    let again = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json", "--max-steps", "25"]));
+    let again = facectl_json(&facectl(&["local", job.to_str().unwrap(), "--output", "json", "--max-steps", "25"]));
     assert_eq!((again["resumed_from_step"].as_u64(), again["steps"].as_u64()), (Some(20), Some(25)));
 }
 
@@ -120,7 +109,7 @@ fn local_mode_with_several_workers_runs_the_real_protocol_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth(dir.path());
     let job = small_job(dir.path(), "cluster", &data, 2, 15, "");
-    let run = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
+    let run = facectl_json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
     assert_eq!(
         (run["steps"].as_u64(), run["workers"].as_u64(), run["incidents"].as_u64()),
         (Some(15), Some(2), Some(0)),
@@ -162,7 +151,7 @@ fn eval_on_a_folder_uses_the_best_checkpoint() {
         .replace("learning_rate = 0.001\n", "learning_rate = 0.01\n")
         .replace("keep = 3\n", "keep = 1\n");
     std::fs::write(&job, text).unwrap();
-    let run = json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
+    let run = facectl_json(&facectl(&["local", job.to_str().unwrap(), "--output", "json"]));
     let curve: Vec<(u64, f64)> = run["accuracy_curve"]
         .as_array()
         .unwrap()
@@ -172,7 +161,7 @@ fn eval_on_a_folder_uses_the_best_checkpoint() {
     assert_eq!(curve.len(), 6, "{run}");
     let best = curve.iter().fold(curve[0], |best, &point| if point.1 > best.1 { point } else { best });
     let folder = dir.path().join("checkpoints-best");
-    let eval = json(&facectl(&[
+    let eval = facectl_json(&facectl(&[
         "eval",
         "--checkpoint",
         folder.to_str().unwrap(),

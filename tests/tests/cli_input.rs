@@ -6,11 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use facetrain_tests::{binary, small_dataset, small_job};
-
-fn facectl(args: &[&str]) -> Output {
-    Command::new(binary("facectl")).args(args).output().expect("run facectl")
-}
+use facetrain_tests::{binary, facectl, small_dataset, small_job};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

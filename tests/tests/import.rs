@@ -4,13 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use facetrain_tests::{binary, lfw5_dir};
-
-fn facectl(args: &[&str]) -> Output {
-    Command::new(binary("facectl")).args(args).output().expect("run facectl")
-}
+use facetrain_tests::{facectl, lfw5_dir};
 
 fn import(photos: &Path, out: &Path, seed: &str) -> serde_json::Value {
     let output = facectl(&[

@@ -4,21 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use facetrain_tests::{binary, lfw5_dir};
-
-fn facectl(args: &[&str]) -> Output {
-    Command::new(binary("facectl")).args(args).output().expect("run facectl")
-}
-
-fn json(output: &Output) -> serde_json::Value {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
-}
+use facetrain_tests::{facectl, facectl_json, lfw5_dir};
 
 fn check(csv: &Path) -> serde_json::Value {
-    json(&facectl(&["dataset", "check", csv.to_str().unwrap(), "--output", "json"]))
+    facectl_json(&facectl(&["dataset", "check", csv.to_str().unwrap(), "--output", "json"]))
 }
 
 #[test]
@@ -26,7 +16,7 @@ fn lfw5_packs_into_shards_that_hold_every_image_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("packed");
     let csv = lfw5_dir().join("train.csv");
-    let summary = json(&facectl(&[
+    let summary = facectl_json(&facectl(&[
         "dataset",
         "pack",
         csv.to_str().unwrap(),
@@ -103,7 +93,7 @@ fn a_bad_image_stops_the_pack_by_its_line_or_is_left_out_and_listed() {
     assert!(!out.join("index.csv").exists(), "no index for a pack that stopped");
 
     let args = ["dataset", "pack", csv.to_str().unwrap(), out.to_str().unwrap(), "--skip-bad-rows", "--output", "json"];
-    let summary = json(&facectl(&args));
+    let summary = facectl_json(&facectl(&args));
     assert_eq!(summary["rows"], 3);
     assert_eq!(summary["bad_rows"][0]["line"], 3, "{summary}");
     assert_eq!(check(&out.join("index.csv"))["rows"], 3);

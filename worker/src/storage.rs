@@ -176,7 +176,13 @@ impl Location {
     pub async fn read_range(&self, range: std::ops::Range<u64>) -> Result<Bytes> {
         let wanted = range.end - range.start;
         let result = self.store.get_range(&StorePath::from(self.key.as_str()), range.clone()).await;
-        let bytes = result.map_err(|e| Error::storage(self, describe(&e)))?;
+        // A local file says "Wanted range starting at ..."; S3 and GCS answer 416 Range Not Satisfiable.
+        let bytes = result.map_err(|e| match describe(&e) {
+            message if message.to_ascii_lowercase().contains("range") => {
+                Error::storage(self, format!("{RANGE_PAST_END} ({message})"))
+            }
+            message => Error::storage(self, message),
+        })?;
         if bytes.len() as u64 != wanted {
             let message = format!("range {}..{}: {RANGE_PAST_END} after {} bytes", range.start, range.end, bytes.len());
             return Err(Error::storage(self, message));
@@ -277,15 +283,13 @@ fn normalise(key: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// object_store's NotFound message is long; say it plainly.
 /// What a read of a range the object does not hold says, whatever the store.
 pub const RANGE_PAST_END: &str = "past the end of the object";
 
+/// object_store's NotFound message is long; say it plainly.
 fn describe(error: &object_store::Error) -> String {
     match error {
         object_store::Error::NotFound { .. } => "not found".into(),
-        // A local file says "Wanted range starting at ..."; S3 and GCS answer 416 Range Not Satisfiable.
-        other if other.to_string().to_ascii_lowercase().contains("range") => format!("{RANGE_PAST_END} ({other})"),
         other => other.to_string(),
     }
 }

@@ -1,13 +1,14 @@
 //! Dataset CSVs: rows of `image_path,name,label` (the tutorial's format, no header; a header row
 //! is accepted), or, for packed data (`facectl dataset pack`), `shard_path,offset,length,name,label`:
-//! the image is that byte range of the shard. Parsing is plain logic over lines, fed as the file is read, so every rule is
-//! unit-tested and a bad line is reported without reading the rest; errors name the file, the
-//! 1-based line and what was expected.
+//! the image is that byte range of the shard. Parsing is plain logic over lines, fed as the file
+//! is read, so every rule is unit-tested and a bad line is reported without reading the rest;
+//! errors name the file, the 1-based line and what was expected.
 
 use std::collections::BTreeMap;
 
 use crate::data::image::MAX_IMAGE_FILE_BYTES;
 use crate::data::lines::{Line, LineSplitter};
+use crate::data::pack::INDEX_HEADER;
 use crate::error::{Error, Result};
 use crate::job::OnBadRow;
 
@@ -27,6 +28,13 @@ pub struct Row {
     pub range: Option<ByteRange>,
     pub name: String,
     pub label: usize,
+}
+
+impl Row {
+    /// What is wrong with this row's image, as the dataset reports it (by line).
+    pub fn bad_image(&self, problem: &str) -> RowError {
+        RowError { line: self.line, message: format!("image `{}`: {problem}", self.path) }
+    }
 }
 
 /// Where a packed image lies inside its shard.
@@ -167,8 +175,8 @@ fn parse_row(line: usize, raw: &str, num_classes: Option<usize>) -> std::result:
         [path, offset, length, name, label] => (path, Some(parse_range(offset, length).map_err(err)?), name, label),
         _ => {
             return Err(err(format!(
-                "expected 3 fields `image_path,name,label` (or 5 for packed data, \
-                 `shard_path,offset,length,name,label`), found {}",
+                "expected 3 fields `image_path,name,label` (or 5 for packed data, `{}`), found {}",
+                INDEX_HEADER.join(","),
                 fields.len()
             )));
         }

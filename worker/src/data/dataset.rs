@@ -52,8 +52,6 @@ pub struct Dataset {
     pub class_names: Vec<String>,
     /// Rows of the CSV dropped under `on_bad_row = "skip"`, with the reason.
     pub skipped: Vec<RowError>,
-    /// Every row is a byte range of a shard (`facectl dataset pack`): drawn in runs.
-    packed: bool,
     on_bad_row: OnBadRow,
     side: usize,
     reader: ImageReader,
@@ -75,11 +73,12 @@ impl Dataset {
     /// The order a job draws this dataset's rows in: packed data in runs of consecutive rows
     /// (few reads per step), other data row by row.
     pub fn plan(&self, seed: u64) -> ShardPlan {
-        ShardPlan::in_runs(self.len(), seed, if self.packed { PACKED_RUN_ROWS } else { 1 })
+        ShardPlan::in_runs(self.len(), seed, if self.is_packed() { PACKED_RUN_ROWS } else { 1 })
     }
 
+    /// Every row is a byte range of a shard (`facectl dataset pack`).
     pub fn is_packed(&self) -> bool {
-        self.packed
+        self.rows.iter().all(|row| row.range.is_some())
     }
 
     pub fn label(&self, index: usize) -> usize {
@@ -201,10 +200,9 @@ impl Dataset {
     }
 
     fn bad_image(&self, row: usize, problem: String) -> Result<Sample> {
-        let Row { line, path, .. } = &self.rows[row];
-        let message = format!("image `{path}`: {problem}");
+        let RowError { line, message } = self.rows[row].bad_image(&problem);
         match self.on_bad_row {
-            OnBadRow::Fail => Err(Error::BadRow { file: self.source.clone(), line: *line, message }),
+            OnBadRow::Fail => Err(Error::BadRow { file: self.source.clone(), line, message }),
             OnBadRow::Skip => {
                 tracing::warn!(csv = %self.source, line, "{message}: skipped (on_bad_row = \"skip\")");
                 self.bad.lock().unwrap_or_else(|e| e.into_inner()).insert(row, message);
@@ -227,7 +225,6 @@ pub async fn open_dataset(csv_url: &str, options: &LoadOptions) -> Result<Datase
     }
     let num_classes = options.num_classes.unwrap_or_else(|| rows.iter().map(|r| r.label).max().unwrap_or(0) + 1);
     let class_names = csv::class_names(&rows, num_classes);
-    let rows_packed = rows.iter().all(|row| row.range.is_some());
     let reader = ImageReader::new(csv_location, options.side, options.allow_outside_paths).await;
     let dataset = Dataset {
         source: csv_url.into(),
@@ -235,7 +232,6 @@ pub async fn open_dataset(csv_url: &str, options: &LoadOptions) -> Result<Datase
         num_classes,
         class_names,
         skipped: parsed.skipped,
-        packed: rows_packed,
         on_bad_row: options.on_bad_row,
         side: options.side,
         reader,
